@@ -1,0 +1,251 @@
+// Package deploy defines what the controller asks of a runtime: apply a
+// desired state to an environment, report what it serves, stop it, and show
+// its logs. Each runtime is a backend in a package of its own (deploy/local,
+// deploy/kube); package deploytest holds the conformance suite they all pass.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Backend is a runtime that environments are deployed to.
+type Backend interface {
+	// Apply brings the environment to spec and returns once every desired
+	// replica of it serves. A rollout that fails returns a *RolloutError
+	// and leaves the previous version serving. Applying a spec that differs
+	// only in Replicas scales the environment, changing only the replicas it
+	// must.
+	Apply(ctx context.Context, spec Spec) error
+	// Status reports what the environment serves, or ErrNotDeployed.
+	Status(ctx context.Context, env string) (Status, error)
+	// Stop removes the environment: its replicas, its load balancer and its
+	// desired state (its data is kept). ErrNotDeployed when there is none.
+	Stop(ctx context.Context, env string) error
+}
+
+// LogSource is a backend that shows the output of an environment's
+// replicas, each line prefixed by "[replica] ". With follow, it keeps
+// writing new lines until ctx ends.
+type LogSource interface {
+	Logs(ctx context.Context, env string, follow bool, w io.Writer) error
+}
+
+// ErrNotDeployed means the environment has nothing deployed.
+var ErrNotDeployed = errors.New("environment is not deployed")
+
+// ErrInvalidSpec means a Spec was refused before anything changed; the
+// wrapping error names the field and the fix.
+var ErrInvalidSpec = errors.New("invalid deployment spec")
+
+// Isolation says how a backend confines replicas.
+type Isolation string
+
+const (
+	// IsolationNamespaces: own mount and PID namespaces and a chroot into
+	// the image's files (local backend, as root).
+	IsolationNamespaces Isolation = "namespaces+chroot"
+	// IsolationProcess: a plain process of the host, run from the image's
+	// files (local backend, when namespaces are not allowed).
+	IsolationProcess Isolation = "process"
+	// IsolationContainer: a container managed by Kubernetes.
+	IsolationContainer Isolation = "container"
+)
+
+// Strategy is how a new version replaces the old one, as in a Kubernetes
+// rolling update.
+type Strategy struct {
+	// MaxSurge is how many replicas may run above Replicas during an
+	// update (default 1).
+	MaxSurge int `json:"maxSurge"`
+	// MaxUnavailable is how many of Replicas may be not serving during an
+	// update (default 0). MaxSurge and MaxUnavailable cannot both be 0.
+	MaxUnavailable int `json:"maxUnavailable"`
+	// ReadyTimeout is how long a new replica may take to become ready
+	// before the rollout is aborted (default 60s).
+	ReadyTimeout time.Duration `json:"readyTimeout"`
+	// TerminationGracePeriod is how long a replica has between SIGTERM and
+	// SIGKILL (default 10s).
+	TerminationGracePeriod time.Duration `json:"terminationGracePeriod"`
+}
+
+// Spec is the desired state of one environment.
+type Spec struct {
+	Environment string `json:"environment"`
+	App         string `json:"app"`
+	// Image is pinned to a digest: REGISTRY/REPO@sha256:<64 hex>.
+	Image string `json:"image"`
+	// Commit is the full (40 hex) commit the image was built from.
+	Commit string `json:"commit"`
+	// Version is the human label: the RC name, or the short commit.
+	Version  string `json:"version"`
+	Replicas int    `json:"replicas"`
+	// Port is the port the app listens on (given to it as PORT). The local
+	// backend gives each replica a port of its own instead.
+	Port int `json:"port"`
+	// Env is added to the image's environment.
+	Env map[string]string `json:"env,omitempty"`
+	// ListenAddr is where the environment's load balancer listens
+	// (local backend), e.g. 127.0.0.1:8080.
+	ListenAddr    string   `json:"listenAddr,omitempty"`
+	ReadinessPath string   `json:"readinessPath"`
+	LivenessPath  string   `json:"livenessPath,omitempty"`
+	Strategy      Strategy `json:"strategy"`
+	// Cause says why this deployment happens (recorded in history).
+	Cause string `json:"cause,omitempty"`
+}
+
+var (
+	envNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$`)
+	digestRE  = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
+	commitRE  = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	envVarRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// WithDefaults returns spec with unset strategy fields at their defaults.
+func (s Spec) WithDefaults() Spec {
+	if s.Strategy.MaxSurge == 0 && s.Strategy.MaxUnavailable == 0 {
+		s.Strategy.MaxSurge = 1
+	}
+	if s.Strategy.ReadyTimeout == 0 {
+		s.Strategy.ReadyTimeout = 60 * time.Second
+	}
+	if s.Strategy.TerminationGracePeriod == 0 {
+		s.Strategy.TerminationGracePeriod = 10 * time.Second
+	}
+	if s.ReadinessPath == "" {
+		s.ReadinessPath = "/readyz"
+	}
+	return s
+}
+
+// Validate reports the first thing wrong with spec, wrapping ErrInvalidSpec.
+func (s Spec) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidSpec, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case !envNameRE.MatchString(s.Environment):
+		return bad("environment %q: use 1-40 lower-case letters, digits and dashes, starting with a letter", s.Environment)
+	case s.App == "":
+		return bad("app is empty: name the application")
+	case !digestRE.MatchString(s.Image):
+		return bad("image %q is not pinned to a digest: use REGISTRY/REPO@sha256:<64 hex>", s.Image)
+	case !commitRE.MatchString(s.Commit):
+		return bad("commit %q: give the full 40-hex commit the image was built from", s.Commit)
+	case s.Version == "":
+		return bad("version is empty: give the RC name or the short commit")
+	case s.Replicas < 1:
+		return bad("replicas %d: at least 1 (stop the environment to remove it)", s.Replicas)
+	case s.Port < 0 || s.Port > 65535:
+		return bad("port %d: use 1-65535", s.Port)
+	case s.ReadinessPath != "" && !strings.HasPrefix(s.ReadinessPath, "/"):
+		return bad("readiness path %q must start with /", s.ReadinessPath)
+	case s.LivenessPath != "" && !strings.HasPrefix(s.LivenessPath, "/"):
+		return bad("liveness path %q must start with /", s.LivenessPath)
+	case s.Strategy.MaxSurge < 0 || s.Strategy.MaxUnavailable < 0:
+		return bad("strategy: maxSurge and maxUnavailable cannot be negative")
+	case s.Strategy.ReadyTimeout < 0 || s.Strategy.TerminationGracePeriod < 0:
+		return bad("strategy: readyTimeout and terminationGracePeriod cannot be negative")
+	}
+	for _, k := range sortedKeys(s.Env) {
+		if !envVarRE.MatchString(k) {
+			return bad("env %q is not a valid variable name", k)
+		}
+	}
+	return nil
+}
+
+// Digest returns the sha256:… part of Image.
+func (s Spec) Digest() string {
+	if i := strings.LastIndex(s.Image, "@"); i >= 0 {
+		return s.Image[i+1:]
+	}
+	return ""
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Replicas counts an environment's replicas.
+type Replicas struct {
+	Desired int `json:"desired"`
+	Ready   int `json:"ready"`
+	// Updated counts replicas running the desired version.
+	Updated int `json:"updated"`
+}
+
+// Replica is one running copy of the app.
+type Replica struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Commit  string `json:"commit"`
+	// State is e.g. starting, ready, unready, draining, restarting,
+	// crash-looping.
+	State    string    `json:"state"`
+	Ready    bool      `json:"ready"`
+	Restarts int       `json:"restarts"`
+	Address  string    `json:"address,omitempty"`
+	PID      int       `json:"pid,omitempty"`
+	Since    time.Time `json:"since"`
+	Message  string    `json:"message,omitempty"`
+}
+
+// Status is what an environment serves.
+type Status struct {
+	Environment string    `json:"environment"`
+	Image       string    `json:"image"`
+	Digest      string    `json:"digest"`
+	Commit      string    `json:"commit"`
+	Version     string    `json:"version"`
+	Replicas    Replicas  `json:"replicas"`
+	Healthy     bool      `json:"healthy"`
+	Since       time.Time `json:"since"`
+	URL         string    `json:"url,omitempty"`
+	Isolation   Isolation `json:"isolation,omitempty"`
+	Instances   []Replica `json:"instances,omitempty"`
+	// Message explains what is wrong: crash-looping replicas, drift from
+	// the desired state, a rollout in progress.
+	Message string `json:"message,omitempty"`
+}
+
+// RolloutError is a rollout that did not complete: the new version was not
+// ready in time or kept crashing. The previous version keeps serving.
+type RolloutError struct {
+	Environment string `json:"environment"`
+	Version     string `json:"version"`
+	// Replica names the failing replica.
+	Replica string `json:"replica,omitempty"`
+	Reason  string `json:"reason"`
+	// LastLogs are the failing replica's last lines of output.
+	LastLogs []string `json:"lastLogs,omitempty"`
+}
+
+func (e *RolloutError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "roll out %s to %s: %s", e.Version, e.Environment, e.Reason)
+	if e.Replica != "" {
+		fmt.Fprintf(&b, " (replica %s)", e.Replica)
+	}
+	b.WriteString("; the previous version keeps serving")
+	if len(e.LastLogs) > 0 {
+		b.WriteString("; its last log lines:")
+		for _, l := range e.LastLogs {
+			b.WriteString("\n  ")
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
