@@ -1,0 +1,411 @@
+// Package config is slipway's configuration: the slipway.yaml schema, its
+// defaults, a strict parser that reports mistakes with file:line, and
+// validation that names the field and the fix.
+package config
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// DefaultFile is the configuration file slipway reads when none is named.
+const DefaultFile = "slipway.yaml"
+
+// Runtimes slipway can deploy to.
+const (
+	RuntimeLocal      = "local"
+	RuntimeKubernetes = "kubernetes"
+)
+
+// Environment modes: how a new commit on the tracked branch reaches an
+// environment.
+const (
+	// ModeAutomatic deploys every new commit of the branch (dev).
+	ModeAutomatic = "automatic"
+	// ModeControlled deploys only commits that pass the release preflight:
+	// a fast-forward of the previous release, contained in master and
+	// verified on the environment named by RequireVerifiedOn (prod).
+	ModeControlled = "controlled"
+)
+
+// Config is the whole of slipway.yaml.
+type Config struct {
+	// App is the application's name: the image repository's last path
+	// element and the title label. Required.
+	App string `yaml:"app"`
+	// Repo is the application's git repository. Required.
+	Repo Repo `yaml:"repo"`
+	// Test is how the application is tested before it is built.
+	Test Test `yaml:"test"`
+	// Build is what is built into the image.
+	Build Build `yaml:"build"`
+	// Registry is where images are pushed.
+	Registry Registry `yaml:"registry"`
+	// Runtime is where environments run: "local" (default) or "kubernetes".
+	Runtime string `yaml:"runtime"`
+	// Kubernetes configures the kubernetes runtime.
+	Kubernetes Kubernetes `yaml:"kubernetes"`
+	// Environments are the deployment targets, in pipeline order.
+	Environments []Environment `yaml:"environments"`
+
+	file string         // the file Parse read, for error positions
+	pos  map[string]int // field path -> line in file
+}
+
+// Repo is the application's git repository.
+type Repo struct {
+	// URL is a local path (relative paths are relative to the configuration
+	// file), or a file://, https://, http://, ssh:// or scp-like
+	// (git@host:path) URL.
+	URL string `yaml:"url"`
+	// Poll is how often the controller fetches the repository to notice new
+	// commits. Default 2s for a local repository, 30s for a remote one.
+	Poll time.Duration `yaml:"poll,omitempty"`
+	// WebhookSecretEnv names the environment variable holding the secret
+	// that push webhooks (GitHub, GitLab, Gitea) are signed with. Empty:
+	// webhooks are not accepted.
+	WebhookSecretEnv string `yaml:"webhookSecretEnv,omitempty"`
+}
+
+// Test is the application's test step.
+type Test struct {
+	// Command runs in a clean checkout of the commit through /bin/sh -c.
+	// Default "go test ./...". An empty string after parsing is an error;
+	// use "true" to skip tests on purpose.
+	Command string `yaml:"command"`
+	// Timeout stops the test command (SIGTERM, then SIGKILL). Default 10m.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Build is what slipway compiles into the image.
+type Build struct {
+	// Main is the Go main package, relative to the repository root.
+	// Default ".".
+	Main string `yaml:"main"`
+	// Port is the TCP port the application listens on: exposed in the
+	// image and passed as PORT. Default 8080.
+	Port int `yaml:"port"`
+	// Timeout bounds the go build. Default 10m.
+	Timeout time.Duration `yaml:"timeout"`
+	// LDFlags are extra flags for the Go linker (go build -ldflags).
+	LDFlags string `yaml:"ldflags,omitempty"`
+	// Tags are Go build tags.
+	Tags []string `yaml:"tags,omitempty"`
+}
+
+// Registry is the OCI registry images go to.
+type Registry struct {
+	// Ref is a registry with an optional path prefix, such as ghcr.io/org,
+	// europe-docker.pkg.dev/project/repo or localhost:5000. Images are
+	// pushed to Ref/App. Empty: the registry embedded in slipway, listening
+	// on --registry-addr (default 127.0.0.1:5000).
+	Ref string `yaml:"ref,omitempty"`
+	// Insecure allows plain HTTP and unverified TLS to Ref.
+	Insecure bool `yaml:"insecure,omitempty"`
+}
+
+// Embedded reports whether the registry is the one embedded in slipway.
+func (r Registry) Embedded() bool { return r.Ref == "" }
+
+// Kubernetes configures the kubernetes runtime.
+type Kubernetes struct {
+	// Kubeconfig is the kubeconfig file. Empty: the KUBECONFIG rules, then
+	// in-cluster credentials.
+	Kubeconfig string `yaml:"kubeconfig,omitempty"`
+	// Context is the kubeconfig context. Empty: the current context.
+	Context string `yaml:"context,omitempty"`
+	// Namespace is a text/template for each environment's namespace with
+	// {{.App}} and {{.Environment}}. Default "{{.App}}-{{.Environment}}".
+	Namespace string `yaml:"namespace"`
+	// ProgressDeadline fails a rollout that makes no progress for this
+	// long. Default 10m.
+	ProgressDeadline time.Duration `yaml:"progressDeadline"`
+}
+
+// Environment is one deployment target.
+type Environment struct {
+	// Name is the environment's name, such as dev or prod. Required.
+	Name string `yaml:"name"`
+	// Branch is the git branch the environment tracks. Default: master for
+	// dev, release for prod; required for other names.
+	Branch string `yaml:"branch"`
+	// Mode is "automatic" (every new commit is deployed) or "controlled"
+	// (only commits passing the release preflight). Default: controlled for
+	// prod, automatic otherwise.
+	Mode string `yaml:"mode"`
+	// RequireVerifiedOn is the environment a commit must be verified on
+	// before a controlled environment takes it. Default dev for prod.
+	RequireVerifiedOn string `yaml:"requireVerifiedOn"`
+	// MinTimeVerified is how long a commit must have been verified on
+	// RequireVerifiedOn before it may be released. Default 0.
+	MinTimeVerified time.Duration `yaml:"minTimeVerified,omitempty"`
+	// Listen is the address of the environment's load balancer (local
+	// runtime). Default 127.0.0.1:8081 for dev, :8080 for prod; required
+	// for other names.
+	Listen string `yaml:"listen"`
+	// URL is where users reach the environment, for status and smoke
+	// tests. Default: derived from Listen.
+	URL string `yaml:"url,omitempty"`
+	// Replicas is the number of replicas. Default 2 for dev, 4 for prod, 1
+	// otherwise.
+	Replicas int `yaml:"replicas"`
+	// Env is extra environment variables for the application.
+	Env map[string]string `yaml:"env,omitempty"`
+	// DatabaseURL is passed to the application as DATABASE_URL. Empty: the
+	// runtime gives the environment its own SQLite database.
+	DatabaseURL string `yaml:"databaseURL,omitempty"`
+	// ReadinessPath is the HTTP path that answers 2xx when a replica can
+	// take traffic. Default /readyz.
+	ReadinessPath string `yaml:"readinessPath"`
+	// LivenessPath is the HTTP path that answers 2xx while a replica is
+	// alive. Default /healthz.
+	LivenessPath string `yaml:"livenessPath"`
+	// Rollout is the rolling-update strategy.
+	Rollout Rollout `yaml:"rollout"`
+	// Smoke is the smoke test run against the environment after a rollout.
+	Smoke Smoke `yaml:"smoke"`
+	// Kubernetes holds settings used only by the kubernetes runtime.
+	Kubernetes EnvKubernetes `yaml:"kubernetes"`
+}
+
+// Rollout is a Kubernetes-like rolling-update strategy.
+type Rollout struct {
+	// MaxSurge is how many replicas above the desired count may exist
+	// during an update. Default 1.
+	MaxSurge int `yaml:"maxSurge"`
+	// MaxUnavailable is how many replicas below the desired count may be
+	// unavailable during an update. Default 0.
+	MaxUnavailable int `yaml:"maxUnavailable"`
+	// ReadyTimeout aborts a rollout whose new replica is not ready in time.
+	// Default 60s.
+	ReadyTimeout time.Duration `yaml:"readyTimeout"`
+	// GracePeriod is how long a stopping replica has between SIGTERM and
+	// SIGKILL. Default 30s.
+	GracePeriod time.Duration `yaml:"gracePeriod"`
+}
+
+// Smoke is a smoke-test command.
+type Smoke struct {
+	// Command runs through /bin/sh -c with SLIPWAY_URL set to the
+	// environment's URL. Empty: no smoke test.
+	Command string `yaml:"command,omitempty"`
+	// Timeout stops the command. Default 2m.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// EnvKubernetes is what the kubernetes runtime adds to an environment.
+type EnvKubernetes struct {
+	// Namespace overrides the namespace template for this environment.
+	Namespace string `yaml:"namespace,omitempty"`
+	// Resources are the container's requests and limits.
+	Resources Resources `yaml:"resources,omitempty"`
+	// Autoscaling creates a HorizontalPodAutoscaler when MaxReplicas > 0.
+	Autoscaling Autoscaling `yaml:"autoscaling"`
+	// PodDisruptionBudget creates a PodDisruptionBudget when either field
+	// is set.
+	PodDisruptionBudget PodDisruptionBudget `yaml:"podDisruptionBudget,omitempty"`
+	// NetworkPolicy restricts who may reach the environment.
+	NetworkPolicy NetworkPolicy `yaml:"networkPolicy,omitempty"`
+	// Quota creates a ResourceQuota for the namespace when any field is set.
+	Quota Quota `yaml:"quota,omitempty"`
+	// SecretEnv are environment variables read from Secrets.
+	SecretEnv []SecretEnv `yaml:"secretEnv,omitempty"`
+	// ImagePullSecrets name Secrets used to pull the image.
+	ImagePullSecrets []string `yaml:"imagePullSecrets,omitempty"`
+}
+
+// Resources are Kubernetes resource requests and limits, as quantities
+// ("250m", "128Mi").
+type Resources struct {
+	Requests ResourceList `yaml:"requests,omitempty"`
+	Limits   ResourceList `yaml:"limits,omitempty"`
+}
+
+// ResourceList is CPU and memory quantities.
+type ResourceList struct {
+	CPU    string `yaml:"cpu,omitempty"`
+	Memory string `yaml:"memory,omitempty"`
+}
+
+// Autoscaling is a HorizontalPodAutoscaler on CPU utilisation.
+type Autoscaling struct {
+	MinReplicas int `yaml:"minReplicas,omitempty"`
+	MaxReplicas int `yaml:"maxReplicas,omitempty"`
+	// TargetCPUPercent is the average CPU utilisation to keep. Default 80.
+	TargetCPUPercent int `yaml:"targetCPUPercent"`
+}
+
+// Enabled reports whether autoscaling is configured.
+func (a Autoscaling) Enabled() bool { return a.MaxReplicas > 0 }
+
+// PodDisruptionBudget is a count or a percentage ("1", "50%").
+type PodDisruptionBudget struct {
+	MinAvailable   string `yaml:"minAvailable,omitempty"`
+	MaxUnavailable string `yaml:"maxUnavailable,omitempty"`
+}
+
+// Enabled reports whether a PodDisruptionBudget is configured.
+func (p PodDisruptionBudget) Enabled() bool { return p.MinAvailable != "" || p.MaxUnavailable != "" }
+
+// NetworkPolicy restricts ingress to the environment's pods.
+type NetworkPolicy struct {
+	// InternalOnly admits traffic only from inside the cluster.
+	InternalOnly bool `yaml:"internalOnly,omitempty"`
+}
+
+// Quota is a ResourceQuota for the environment's namespace.
+type Quota struct {
+	CPU    string `yaml:"cpu,omitempty"`
+	Memory string `yaml:"memory,omitempty"`
+	Pods   int    `yaml:"pods,omitempty"`
+}
+
+// Enabled reports whether a quota is configured.
+func (q Quota) Enabled() bool { return q.CPU != "" || q.Memory != "" || q.Pods > 0 }
+
+// SecretEnv is an environment variable read from a key of a Secret.
+type SecretEnv struct {
+	Name   string `yaml:"name"`
+	Secret string `yaml:"secret"`
+	Key    string `yaml:"key"`
+}
+
+// Default returns the configuration slipway uses for everything a file
+// leaves out. App and Repo.URL have no default.
+func Default() *Config {
+	return &Config{
+		Test:         Test{Command: "go test ./...", Timeout: 10 * time.Minute},
+		Build:        Build{Main: ".", Port: 8080, Timeout: 10 * time.Minute},
+		Runtime:      RuntimeLocal,
+		Kubernetes:   Kubernetes{Namespace: "{{.App}}-{{.Environment}}", ProgressDeadline: 10 * time.Minute},
+		Environments: []Environment{DefaultEnvironment("dev"), DefaultEnvironment("prod")},
+	}
+}
+
+// DefaultEnvironment returns the defaults for an environment of the given
+// name: dev and prod have their own; any other name gets the common ones
+// and must set branch and listen itself.
+func DefaultEnvironment(name string) Environment {
+	e := Environment{
+		Name:          name,
+		Mode:          ModeAutomatic,
+		Replicas:      1,
+		ReadinessPath: "/readyz",
+		LivenessPath:  "/healthz",
+		Rollout:       Rollout{MaxSurge: 1, MaxUnavailable: 0, ReadyTimeout: 60 * time.Second, GracePeriod: 30 * time.Second},
+		Smoke:         Smoke{Timeout: 2 * time.Minute},
+		Kubernetes:    EnvKubernetes{Autoscaling: Autoscaling{TargetCPUPercent: 80}},
+	}
+	switch name {
+	case "dev":
+		e.Branch = "master"
+		e.Listen = "127.0.0.1:8081"
+		e.Replicas = 2
+	case "prod":
+		e.Branch = "release"
+		e.Mode = ModeControlled
+		e.RequireVerifiedOn = "dev"
+		e.Listen = ":8080"
+		e.Replicas = 4
+	}
+	return e
+}
+
+// Load reads and parses a configuration file.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	defer f.Close()
+	return Parse(path, f)
+}
+
+// File is the name of the file the configuration was parsed from.
+func (c *Config) File() string { return c.file }
+
+// Environment returns the environment of the given name.
+func (c *Config) Environment(name string) (Environment, bool) {
+	for _, e := range c.Environments {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return Environment{}, false
+}
+
+// ImageRepository is the repository images of the app are pushed to:
+// Registry.Ref/App, or embeddedAddr/App for the embedded registry.
+func (c *Config) ImageRepository(embeddedAddr string) string {
+	if c.Registry.Embedded() {
+		return embeddedAddr + "/" + c.App
+	}
+	return strings.TrimSuffix(c.Registry.Ref, "/") + "/" + c.App
+}
+
+// PollInterval is Repo.Poll, or its default for the kind of URL.
+func (c *Config) PollInterval() time.Duration {
+	if c.Repo.Poll > 0 {
+		return c.Repo.Poll
+	}
+	if IsLocalRepo(c.Repo.URL) {
+		return 2 * time.Second
+	}
+	return 30 * time.Second
+}
+
+// EnvironmentURL is the URL users reach the environment at: e.URL if set,
+// otherwise http:// and Listen (an empty host becomes 127.0.0.1).
+func (e Environment) EnvironmentURL() string {
+	if e.URL != "" {
+		return e.URL
+	}
+	host, port, ok := strings.Cut(e.Listen, ":")
+	if !ok {
+		return "http://" + e.Listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "[::]" {
+		host = "127.0.0.1"
+	}
+	return "http://" + host + ":" + port
+}
+
+// IsLocalRepo reports whether a repository URL names a path on this
+// machine (a plain path or file://).
+func IsLocalRepo(u string) bool {
+	if strings.HasPrefix(u, "file://") {
+		return true
+	}
+	if strings.Contains(u, "://") {
+		return false
+	}
+	return !isSCPLike(u)
+}
+
+// isSCPLike reports whether u is git's scp-like syntax, user@host:path.
+func isSCPLike(u string) bool {
+	colon := strings.Index(u, ":")
+	if colon <= 0 {
+		return false
+	}
+	slash := strings.Index(u, "/")
+	return slash < 0 || colon < slash
+}
+
+// resolveRepo makes a relative local repository path relative to the
+// directory of the configuration file.
+func resolveRepo(file, u string) string {
+	if u == "" || !IsLocalRepo(u) || strings.HasPrefix(u, "file://") || filepath.IsAbs(u) || file == "" {
+		return u
+	}
+	return filepath.Join(filepath.Dir(file), u)
+}
+
+// Write renders a configuration to w as YAML, for `slipway demo` and tests.
+func Write(w io.Writer, c *Config) error {
+	return encode(w, c)
+}

@@ -1,0 +1,265 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// dnsLabel is what app and environment names must look like: they become
+// image repository names, Kubernetes namespaces and label values.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
+
+// namespaceName is a Kubernetes namespace name.
+var namespaceName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// envName is what an environment variable name must look like.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Validate checks the configuration as a whole and returns every problem
+// found, each naming the field and what to set it to. The error matches
+// ErrInvalid.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+
+	switch {
+	case c.App == "":
+		v.add("app", "is required: the application's name, such as app: birthday-app")
+	case !dnsLabel.MatchString(c.App):
+		v.add("app", "%q is not a valid name: use 1-40 lowercase letters, digits and dashes, starting and ending with a letter or digit", c.App)
+	}
+
+	switch u := c.Repo.URL; {
+	case u == "":
+		v.add("repo.url", "is required: the app's git repository, a path or a file://, https:// or ssh:// URL")
+	case strings.Contains(u, "://"):
+		scheme, _, _ := strings.Cut(u, "://")
+		switch scheme {
+		case "file", "http", "https", "ssh", "git":
+		default:
+			v.add("repo.url", "scheme %q is not supported: use a path, file://, https:// or ssh://", scheme)
+		}
+	}
+	if c.Repo.Poll < 0 {
+		v.add("repo.poll", "must not be negative")
+	}
+	if c.Repo.WebhookSecretEnv != "" && !envName.MatchString(c.Repo.WebhookSecretEnv) {
+		v.add("repo.webhookSecretEnv", "%q is not an environment variable name", c.Repo.WebhookSecretEnv)
+	}
+
+	if strings.TrimSpace(c.Test.Command) == "" {
+		v.add("test.command", "is empty: give the test command (default go test ./...), or \"true\" to skip tests on purpose")
+	}
+	if c.Test.Timeout <= 0 {
+		v.add("test.timeout", "must be more than 0, such as 10m")
+	}
+
+	if c.Build.Main == "" {
+		v.add("build.main", "is empty: give the main package's directory, such as . or ./cmd/server")
+	} else if strings.HasPrefix(c.Build.Main, "/") || strings.HasPrefix(c.Build.Main, "..") {
+		v.add("build.main", "%q must be a directory inside the repository, such as . or ./cmd/server", c.Build.Main)
+	}
+	if c.Build.Port < 1 || c.Build.Port > 65535 {
+		v.add("build.port", "%d is not a TCP port: use 1-65535, such as 8080", c.Build.Port)
+	}
+	if c.Build.Timeout <= 0 {
+		v.add("build.timeout", "must be more than 0, such as 10m")
+	}
+
+	if c.Registry.Ref != "" {
+		if _, err := name.NewRepository(strings.TrimSuffix(c.Registry.Ref, "/") + "/" + nonEmpty(c.App, "app")); err != nil {
+			v.add("registry.ref", "%q is not a registry reference: use a host with an optional path, such as ghcr.io/org or localhost:5000 (%v)", c.Registry.Ref, err)
+		}
+		if strings.Contains(c.Registry.Ref, "://") {
+			v.add("registry.ref", "%q has a scheme: write the host without it, such as ghcr.io/org; set insecure: true for plain HTTP", c.Registry.Ref)
+		}
+	} else if c.Registry.Insecure {
+		v.add("registry.insecure", "applies only to a registry named in registry.ref; the embedded registry needs no setting")
+	}
+
+	switch c.Runtime {
+	case RuntimeLocal, RuntimeKubernetes:
+	default:
+		v.add("runtime", "%q is not a runtime: use local or kubernetes", c.Runtime)
+	}
+	if _, err := template.New("namespace").Option("missingkey=error").Parse(c.Kubernetes.Namespace); err != nil || c.Kubernetes.Namespace == "" {
+		v.add("kubernetes.namespace", "%q is not a usable template: use something like {{.App}}-{{.Environment}}", c.Kubernetes.Namespace)
+	}
+	if c.Kubernetes.ProgressDeadline <= 0 {
+		v.add("kubernetes.progressDeadline", "must be more than 0, such as 10m")
+	}
+
+	if len(c.Environments) == 0 {
+		v.add("environments", "is empty: list at least one environment, such as - name: dev")
+	}
+	names := map[string]int{}
+	listens := map[string]string{}
+	for i, e := range c.Environments {
+		v.environment(i, e, names, listens)
+	}
+	for i, e := range c.Environments {
+		p := fmt.Sprintf("environments[%d]", i)
+		if e.RequireVerifiedOn != "" {
+			j, ok := names[e.RequireVerifiedOn]
+			switch {
+			case !ok:
+				v.add(p+".requireVerifiedOn", "%q is not an environment in this file: name one of %s", e.RequireVerifiedOn, strings.Join(envNames(c.Environments), ", "))
+			case j == i:
+				v.add(p+".requireVerifiedOn", "an environment cannot require itself")
+			}
+		}
+		if e.Mode == ModeControlled && e.RequireVerifiedOn == "" {
+			v.add(p+".requireVerifiedOn", "a controlled environment needs the environment its commits must be verified on first, such as requireVerifiedOn: dev")
+		}
+	}
+	return invalid(v.errs)
+}
+
+func nonEmpty(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func envNames(envs []Environment) []string {
+	var n []string
+	for _, e := range envs {
+		n = append(n, e.Name)
+	}
+	return n
+}
+
+type validator struct {
+	c    *Config
+	errs []error
+}
+
+// add records a problem with field, at the line the field (or its nearest
+// parent) was written on.
+func (v *validator) add(field, format string, args ...any) {
+	e := &FieldError{File: v.c.file, Field: field, Msg: fmt.Sprintf(format, args...)}
+	for p := field; p != ""; {
+		if line, ok := v.c.pos[p]; ok {
+			e.Line = line
+			break
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	if e.Line == 0 && v.c.file != "" {
+		e.Line = 1
+	}
+	v.errs = append(v.errs, e)
+}
+
+func (v *validator) environment(i int, e Environment, names map[string]int, listens map[string]string) {
+	p := fmt.Sprintf("environments[%d]", i)
+	switch {
+	case e.Name == "":
+		v.add(p+".name", "is required, such as name: dev")
+	case !dnsLabel.MatchString(e.Name):
+		v.add(p+".name", "%q is not a valid name: use 1-40 lowercase letters, digits and dashes", e.Name)
+	default:
+		if _, dup := names[e.Name]; dup {
+			v.add(p+".name", "%q is used by another environment: names must be unique", e.Name)
+		}
+		names[e.Name] = i
+	}
+	if e.Branch == "" {
+		v.add(p+".branch", "is required for environment %q: the git branch it tracks, such as branch: staging", e.Name)
+	} else if strings.ContainsAny(e.Branch, " ~^:?*[\\") || strings.HasPrefix(e.Branch, "-") {
+		v.add(p+".branch", "%q is not a valid git branch name", e.Branch)
+	}
+	switch e.Mode {
+	case ModeAutomatic, ModeControlled:
+	default:
+		v.add(p+".mode", "%q is not a mode: use automatic (deploy every commit) or controlled (deploy released commits)", e.Mode)
+	}
+	if e.MinTimeVerified < 0 {
+		v.add(p+".minTimeVerified", "must not be negative")
+	}
+	if e.Listen == "" {
+		if v.c.Runtime == RuntimeLocal {
+			v.add(p+".listen", "is required for environment %q on the local runtime: its load balancer's address, such as listen: 127.0.0.1:8082", e.Name)
+		}
+	} else if _, port, err := net.SplitHostPort(e.Listen); err != nil {
+		v.add(p+".listen", "%q is not an address: use host:port or :port, such as 127.0.0.1:8081", e.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add(p+".listen", "%q has no valid port: use host:port, such as 127.0.0.1:8081", e.Listen)
+	} else if other, dup := listens[e.Listen]; dup && n != 0 {
+		v.add(p+".listen", "%q is already the address of environment %q: give each environment its own", e.Listen, other)
+	} else {
+		listens[e.Listen] = e.Name
+	}
+	if e.URL != "" && !strings.HasPrefix(e.URL, "http://") && !strings.HasPrefix(e.URL, "https://") {
+		v.add(p+".url", "%q must start with http:// or https://", e.URL)
+	}
+	if e.Replicas < 1 {
+		v.add(p+".replicas", "%d is too few: run at least 1 replica", e.Replicas)
+	}
+	for k := range e.Env {
+		if !envName.MatchString(k) {
+			v.add(p+".env."+k, "%q is not an environment variable name: use letters, digits and _", k)
+		}
+	}
+	for _, f := range []struct{ field, val string }{{"readinessPath", e.ReadinessPath}, {"livenessPath", e.LivenessPath}} {
+		if !strings.HasPrefix(f.val, "/") {
+			v.add(p+"."+f.field, "%q must be an HTTP path starting with /, such as /readyz", f.val)
+		}
+	}
+	r := e.Rollout
+	if r.MaxSurge < 0 {
+		v.add(p+".rollout.maxSurge", "must not be negative")
+	}
+	if r.MaxUnavailable < 0 {
+		v.add(p+".rollout.maxUnavailable", "must not be negative")
+	}
+	if r.MaxSurge == 0 && r.MaxUnavailable == 0 {
+		v.add(p+".rollout", "maxSurge and maxUnavailable are both 0, so no replica could ever be replaced: set maxSurge: 1")
+	}
+	if r.ReadyTimeout <= 0 {
+		v.add(p+".rollout.readyTimeout", "must be more than 0, such as 60s")
+	}
+	if r.GracePeriod < 0 {
+		v.add(p+".rollout.gracePeriod", "must not be negative")
+	}
+	if e.Smoke.Timeout <= 0 {
+		v.add(p+".smoke.timeout", "must be more than 0, such as 2m")
+	}
+	k := e.Kubernetes
+	if k.Namespace != "" && !namespaceName.MatchString(k.Namespace) {
+		v.add(p+".kubernetes.namespace", "%q is not a valid namespace name: lowercase letters, digits and dashes", k.Namespace)
+	}
+	if a := k.Autoscaling; a.Enabled() {
+		if a.MinReplicas < 1 || a.MinReplicas > a.MaxReplicas {
+			v.add(p+".kubernetes.autoscaling.minReplicas", "must be between 1 and maxReplicas (%d)", a.MaxReplicas)
+		}
+		if a.TargetCPUPercent < 1 || a.TargetCPUPercent > 100 {
+			v.add(p+".kubernetes.autoscaling.targetCPUPercent", "must be between 1 and 100, such as 80")
+		}
+	}
+	if pdb := k.PodDisruptionBudget; pdb.MinAvailable != "" && pdb.MaxUnavailable != "" {
+		v.add(p+".kubernetes.podDisruptionBudget", "set minAvailable or maxUnavailable, not both")
+	}
+	if k.Quota.Pods < 0 {
+		v.add(p+".kubernetes.quota.pods", "must not be negative")
+	}
+	for j, s := range k.SecretEnv {
+		sp := fmt.Sprintf("%s.kubernetes.secretEnv[%d]", p, j)
+		if !envName.MatchString(s.Name) {
+			v.add(sp+".name", "%q is not an environment variable name", s.Name)
+		}
+		if s.Secret == "" || s.Key == "" {
+			v.add(sp, "needs secret and key: the Secret's name and the key holding the value")
+		}
+	}
+}
