@@ -1,0 +1,220 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// BuildState is where a build is.
+type BuildState string
+
+// Build states, in the order a build goes through them. Pushed and Failed
+// are final.
+const (
+	BuildQueued   BuildState = "queued"
+	BuildTesting  BuildState = "testing"
+	BuildBuilding BuildState = "building"
+	BuildPushed   BuildState = "pushed"
+	BuildFailed   BuildState = "failed"
+)
+
+// Final reports whether a build in this state is over.
+func (s BuildState) Final() bool { return s == BuildPushed || s == BuildFailed }
+
+// Build is one build of one commit. Its JSON form is part of slipway's
+// documented output (-o json).
+type Build struct {
+	ID            int64         `json:"id"`
+	App           string        `json:"app"`
+	Commit        string        `json:"commit"`
+	State         BuildState    `json:"state"`
+	Image         string        `json:"image,omitempty"`  // repository, such as 127.0.0.1:5000/app
+	Digest        string        `json:"digest,omitempty"` // sha256:…, once pushed
+	Reason        string        `json:"reason,omitempty"` // why it failed, or why no work was done
+	TestDuration  time.Duration `json:"testDurationNs"`
+	BuildDuration time.Duration `json:"buildDurationNs"`
+	LogPath       string        `json:"logPath,omitempty"`
+	Trigger       string        `json:"trigger,omitempty"` // who or what asked: cli, push, …
+	Created       time.Time     `json:"created"`
+	Updated       time.Time     `json:"updated"`
+	Finished      time.Time     `json:"finished,omitzero"`
+}
+
+// Reference is the image's digest reference (REPOSITORY@sha256:…), or ""
+// before it is pushed.
+func (b Build) Reference() string {
+	if b.Digest == "" || b.Image == "" {
+		return ""
+	}
+	return b.Image + "@" + b.Digest
+}
+
+const buildColumns = `id, app, commit_sha, state, image, digest, reason, test_ms, build_ms, log_path, triggered_by, created_at, updated_at, finished_at`
+
+// CreateBuild records a new build (state queued unless b.State is set) and
+// returns it with its id and times.
+func (s *Store) CreateBuild(ctx context.Context, b Build) (Build, error) {
+	now := s.now().UTC()
+	if b.State == "" {
+		b.State = BuildQueued
+	}
+	b.Created, b.Updated = now, now
+	if b.State.Final() {
+		b.Finished = now
+	}
+	err := s.db.QueryRowContext(ctx, `INSERT INTO builds
+		(app, commit_sha, state, image, digest, reason, test_ms, build_ms, log_path, triggered_by, created_at, updated_at, finished_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		b.App, b.Commit, string(b.State), b.Image, b.Digest, b.Reason, b.TestDuration.Milliseconds(), b.BuildDuration.Milliseconds(),
+		b.LogPath, b.Trigger, formatTime(b.Created), formatTime(b.Updated), formatTime(b.Finished)).Scan(&b.ID)
+	if err != nil {
+		return Build{}, fmt.Errorf("record build of %s: %w", b.Commit, err)
+	}
+	return b, nil
+}
+
+// UpdateBuild writes b's state, image, digest, reason, durations and log
+// path; the update time is stamped, and the finish time when the state is
+// final.
+func (s *Store) UpdateBuild(ctx context.Context, b *Build) error {
+	now := s.now().UTC()
+	b.Updated = now
+	if b.State.Final() && b.Finished.IsZero() {
+		b.Finished = now
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE builds SET state = ?, image = ?, digest = ?, reason = ?, test_ms = ?, build_ms = ?,
+		log_path = ?, updated_at = ?, finished_at = ? WHERE id = ?`,
+		string(b.State), b.Image, b.Digest, b.Reason, b.TestDuration.Milliseconds(), b.BuildDuration.Milliseconds(),
+		b.LogPath, formatTime(b.Updated), formatTime(b.Finished), b.ID)
+	if err != nil {
+		return fmt.Errorf("record build %d as %s: %w", b.ID, b.State, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("record build %d as %s: %w", b.ID, b.State, ErrNotFound)
+	}
+	return nil
+}
+
+// GetBuild returns the build with the given id.
+func (s *Store) GetBuild(ctx context.Context, id int64) (Build, error) {
+	b, err := scanBuild(s.db.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE id = ?`, id))
+	if err != nil {
+		return Build{}, fmt.Errorf("build %d: %w", id, err)
+	}
+	return b, nil
+}
+
+// LatestBuild returns the newest build of the commit that commit (a full
+// hash or a prefix of at least 4 hex digits) names. ErrNotFound when there
+// is none, ErrAmbiguous when the prefix matches several commits.
+func (s *Store) LatestBuild(ctx context.Context, commit string) (Build, error) {
+	commit = strings.ToLower(commit)
+	if len(commit) < 4 || strings.Trim(commit, "0123456789abcdef") != "" {
+		return Build{}, fmt.Errorf("build of %q: give a commit hash (at least 4 hex digits): %w", commit, ErrNotFound)
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(DISTINCT commit_sha) FROM builds WHERE commit_sha LIKE ?`, commit+"%").Scan(&n); err != nil {
+		return Build{}, fmt.Errorf("build of %s: %w", commit, err)
+	}
+	switch {
+	case n == 0:
+		return Build{}, fmt.Errorf("no build of commit %s: %w", commit, ErrNotFound)
+	case n > 1:
+		return Build{}, fmt.Errorf("commit %s: %d built commits start with it; give more digits: %w", commit, n, ErrAmbiguous)
+	}
+	b, err := scanBuild(s.db.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE commit_sha LIKE ? ORDER BY id DESC LIMIT 1`, commit+"%"))
+	if err != nil {
+		return Build{}, fmt.Errorf("build of %s: %w", commit, err)
+	}
+	return b, nil
+}
+
+// BuildFilter selects builds; zero fields select all.
+type BuildFilter struct {
+	State BuildState // only builds in this state
+	Limit int        // at most this many, newest first; 0 means 100
+}
+
+// ListBuilds returns builds, newest first.
+func (s *Store) ListBuilds(ctx context.Context, f BuildFilter) ([]Build, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	q := `SELECT ` + buildColumns + ` FROM builds`
+	var args []any
+	if f.State != "" {
+		q += ` WHERE state = ?`
+		args = append(args, string(f.State))
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list builds: %w", err)
+	}
+	defer rows.Close()
+	var bs []Build
+	for rows.Next() {
+		b, err := scanBuild(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list builds: %w", err)
+		}
+		bs = append(bs, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list builds: %w", err)
+	}
+	return bs, nil
+}
+
+// UnfinishedBuilds returns builds not in a final state, oldest first: after
+// a crash these were interrupted.
+func (s *Store) UnfinishedBuilds(ctx context.Context) ([]Build, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE state NOT IN (?, ?) ORDER BY id`,
+		string(BuildPushed), string(BuildFailed))
+	if err != nil {
+		return nil, fmt.Errorf("list unfinished builds: %w", err)
+	}
+	defer rows.Close()
+	var bs []Build
+	for rows.Next() {
+		b, err := scanBuild(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list unfinished builds: %w", err)
+		}
+		bs = append(bs, b)
+	}
+	return bs, rows.Err()
+}
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanBuild(r rowScanner) (Build, error) {
+	var b Build
+	var state, created, updated, finished string
+	var testMS, buildMS int64
+	err := r.Scan(&b.ID, &b.App, &b.Commit, &state, &b.Image, &b.Digest, &b.Reason, &testMS, &buildMS, &b.LogPath, &b.Trigger, &created, &updated, &finished)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Build{}, ErrNotFound
+	}
+	if err != nil {
+		return Build{}, err
+	}
+	b.State = BuildState(state)
+	b.TestDuration = time.Duration(testMS) * time.Millisecond
+	b.BuildDuration = time.Duration(buildMS) * time.Millisecond
+	if b.Created, err = parseTime(created); err != nil {
+		return Build{}, err
+	}
+	if b.Updated, err = parseTime(updated); err != nil {
+		return Build{}, err
+	}
+	if b.Finished, err = parseTime(finished); err != nil {
+		return Build{}, err
+	}
+	return b, nil
+}
