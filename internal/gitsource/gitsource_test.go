@@ -154,8 +154,8 @@ func TestRedact(t *testing.T) {
 		"https://user:token@github.com/o/r.git":          "https://github.com/o/r.git",
 		"https://x-access-token@github.com/o/r.git":      "https://github.com/o/r.git",
 		"fetch https://u:p@host/r.git: fatal: not found": "fetch https://host/r.git: fatal: not found",
-		"/srv/app.git":                                   "/srv/app.git",
-		"git@github.com:o/r.git":                         "git@github.com:o/r.git",
+		"/srv/app.git":           "/srv/app.git",
+		"git@github.com:o/r.git": "git@github.com:o/r.git",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
