@@ -1,0 +1,349 @@
+// Package local is slipway's default runtime: each environment is a set of
+// replicas of one image, run on this machine from the image's own files,
+// behind the environment's own HTTP load balancer.
+//
+// Every environment has a supervisor: a process of its own, started from
+// this program (see SupervisorMain), that owns the environment's load
+// balancer and replicas. The controller (Backend) tells it what to run
+// through a unix socket in the environment's directory. Because supervisors
+// outlive the controller, restarting slipway drops no request: the new
+// controller finds the running supervisors and adopts them (Restore).
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"slipway.dev/slipway/internal/deploy"
+)
+
+// StateStore keeps the desired state of every environment, so that after a
+// restart each comes back to it.
+type StateStore interface {
+	SaveDesired(ctx context.Context, spec deploy.Spec) error
+	DeleteDesired(ctx context.Context, env string) error
+	LoadDesired(ctx context.Context) ([]deploy.Spec, error)
+}
+
+// Options configure a Backend.
+type Options struct {
+	// Dir holds the unpacked images (images/) and one directory per
+	// environment (envs/NAME: its data, replica logs, supervisor socket).
+	Dir string
+	// Store keeps the desired states.
+	Store StateStore
+	// RemoteOptions are used to pull images (e.g. authentication).
+	RemoteOptions []remote.Option
+	// Insecure allows plain HTTP to registries other than localhost.
+	Insecure bool
+	// Executable is the program started as supervisor; it must call
+	// SupervisorMain first. Default: this program.
+	Executable string
+	// Logger gets the backend's own events; default: discarded.
+	Logger *slog.Logger
+}
+
+// Backend runs environments on this machine.
+type Backend struct {
+	dir    string
+	store  StateStore
+	images *unpacker
+	exe    string
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+var (
+	_ deploy.Backend   = (*Backend)(nil)
+	_ deploy.LogSource = (*Backend)(nil)
+)
+
+// New returns a local Backend.
+func New(opts Options) (*Backend, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("local runtime: no data directory given")
+	}
+	if opts.Store == nil {
+		return nil, errors.New("local runtime: no state store given")
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	exe := opts.Executable
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("local runtime: find own executable: %w", err)
+		}
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "envs"), 0o755); err != nil {
+		return nil, fmt.Errorf("local runtime: %w", err)
+	}
+	if sock := filepath.Join(dir, "envs", strings.Repeat("x", 40), socketName); len(sock) > 107 {
+		return nil, fmt.Errorf("local runtime: data directory %s is too long for unix sockets (%d bytes with an environment): choose a shorter one", dir, len(sock))
+	}
+	return &Backend{
+		dir:    dir,
+		store:  opts.Store,
+		images: &unpacker{dir: filepath.Join(dir, "images"), opts: opts.RemoteOptions, insecure: opts.Insecure},
+		exe:    exe,
+		logger: logger,
+		locks:  map[string]*sync.Mutex{},
+	}, nil
+}
+
+func (b *Backend) envDir(env string) string { return filepath.Join(b.dir, "envs", env) }
+
+func (b *Backend) lock(env string) func() {
+	b.mu.Lock()
+	l := b.locks[env]
+	if l == nil {
+		l = &sync.Mutex{}
+		b.locks[env] = l
+	}
+	b.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+func (b *Backend) desired(ctx context.Context, env string) (deploy.Spec, bool, error) {
+	specs, err := b.store.LoadDesired(ctx)
+	if err != nil {
+		return deploy.Spec{}, false, fmt.Errorf("load desired state: %w", err)
+	}
+	for _, s := range specs {
+		if s.Environment == env {
+			return s, true, nil
+		}
+	}
+	return deploy.Spec{}, false, nil
+}
+
+// Apply brings the environment to spec: see deploy.Backend.
+func (b *Backend) Apply(ctx context.Context, spec deploy.Spec) error {
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if spec.ListenAddr == "" {
+		spec.ListenAddr = "127.0.0.1:0"
+	}
+	defer b.lock(spec.Environment)()
+	return b.apply(ctx, spec)
+}
+
+func (b *Backend) apply(ctx context.Context, spec deploy.Spec) error {
+	env := spec.Environment
+	prev, hadPrev, err := b.desired(ctx, env)
+	if err != nil {
+		return err
+	}
+	if err := b.store.SaveDesired(ctx, spec); err != nil {
+		return fmt.Errorf("record desired state of %s: %w", env, err)
+	}
+	err = b.rollOut(ctx, spec)
+	if err == nil {
+		return nil
+	}
+	// Put the record back to what serves.
+	ctx = context.WithoutCancel(ctx)
+	ctl := newControl(b.envDir(env))
+	var serving deploy.Spec
+	if serr := ctl.do(ctx, "GET", "/spec", nil, &serving); serr == nil {
+		if hadPrev {
+			serving.Cause = prev.Cause
+		}
+		if rerr := b.store.SaveDesired(ctx, serving); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore desired state of %s: %w", env, rerr))
+		}
+	} else {
+		if errors.Is(serr, deploy.ErrNotDeployed) {
+			ctl.do(ctx, "POST", "/stop", nil, nil)
+		}
+		if hadPrev {
+			b.store.SaveDesired(ctx, prev)
+		} else if rerr := b.store.DeleteDesired(ctx, env); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("remove desired state of %s: %w", env, rerr))
+		}
+	}
+	return err
+}
+
+func (b *Backend) rollOut(ctx context.Context, spec deploy.Spec) error {
+	img, err := b.images.unpack(ctx, spec.Image)
+	if err != nil {
+		return fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
+	}
+	ctl, err := b.supervisor(ctx, spec.Environment)
+	if err != nil {
+		return fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
+	}
+	if err := ctl.do(ctx, "POST", "/apply", applyRequest{Spec: spec, Image: img}, nil); err != nil {
+		var re *deploy.RolloutError
+		if errors.As(err, &re) {
+			return re
+		}
+		return fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
+	}
+	return nil
+}
+
+// supervisor returns the control of env's supervisor, starting one when
+// none runs.
+func (b *Backend) supervisor(ctx context.Context, env string) (*control, error) {
+	dir := b.envDir(env)
+	ctl := newControl(dir)
+	if err := ctl.do(ctx, "GET", "/status", nil, nil); err == nil {
+		return ctl, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "supervisor.log")
+	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	cmd := exec.Command(b.exe, SupervisorCommand, env)
+	cmd.Env = append(os.Environ(), envSupervisor+"="+dir)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start supervisor: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }() // reap it if it ever exits
+	b.logger.Info("started supervisor", "environment", env, "pid", cmd.Process.Pid)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if err := ctl.do(ctx, "GET", "/status", nil, nil); err == nil {
+			return ctl, nil
+		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("supervisor exited at start: %s", strings.Join(lastLines(logPath, 5), "; "))
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("supervisor did not answer on %s within 15s; see %s", ctl.sock, logPath)
+		}
+	}
+}
+
+// Status reports what env serves: see deploy.Backend.
+func (b *Backend) Status(ctx context.Context, env string) (deploy.Status, error) {
+	var st deploy.Status
+	err := newControl(b.envDir(env)).do(ctx, "GET", "/status", nil, &st)
+	if err == nil && (st.Commit != "" || len(st.Instances) > 0) {
+		return st, nil
+	}
+	if err != nil && !errors.Is(err, errNoSupervisor) {
+		return st, fmt.Errorf("status of %s: %w", env, err)
+	}
+	spec, ok, derr := b.desired(ctx, env)
+	if derr != nil {
+		return st, derr
+	}
+	if !ok {
+		return deploy.Status{}, fmt.Errorf("status of %s: %w", env, deploy.ErrNotDeployed)
+	}
+	return deploy.Status{
+		Environment: env, Image: spec.Image, Digest: spec.Digest(), Commit: spec.Commit, Version: spec.Version,
+		Replicas: deploy.Replicas{Desired: spec.Replicas},
+		Message:  "not running: its supervisor is gone; slipway restores it when it starts, or apply it again",
+	}, nil
+}
+
+// Stop removes env's replicas, load balancer and desired state; its data
+// directory stays.
+func (b *Backend) Stop(ctx context.Context, env string) error {
+	defer b.lock(env)()
+	ctl := newControl(b.envDir(env))
+	err := ctl.do(ctx, "POST", "/stop", nil, nil)
+	running := err == nil
+	if err != nil && !errors.Is(err, errNoSupervisor) {
+		return fmt.Errorf("stop %s: %w", env, err)
+	}
+	_, recorded, derr := b.desired(ctx, env)
+	if derr != nil {
+		return derr
+	}
+	if !running && !recorded {
+		return fmt.Errorf("stop %s: %w", env, deploy.ErrNotDeployed)
+	}
+	if recorded {
+		if err := b.store.DeleteDesired(ctx, env); err != nil {
+			return fmt.Errorf("stop %s: remove desired state: %w", env, err)
+		}
+	}
+	return nil
+}
+
+// Logs writes env's replica logs to w: see deploy.LogSource.
+func (b *Backend) Logs(ctx context.Context, env string, follow bool, w io.Writer) error {
+	dir := filepath.Join(b.envDir(env), "logs")
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("logs of %s: %w", env, deploy.ErrNotDeployed)
+	}
+	return writeLogs(ctx, dir, follow, w)
+}
+
+// Restore brings every environment with a recorded desired state back to
+// it: a supervisor that still runs and serves that state is adopted as it
+// is (no replica restarts, no request dropped); otherwise the state is
+// applied again. Call it when the controller starts.
+func (b *Backend) Restore(ctx context.Context) error {
+	specs, err := b.store.LoadDesired(ctx)
+	if err != nil {
+		return fmt.Errorf("restore environments: load desired state: %w", err)
+	}
+	var errs []error
+	for _, spec := range specs {
+		unlock := b.lock(spec.Environment)
+		var serving deploy.Spec
+		err := newControl(b.envDir(spec.Environment)).do(ctx, "GET", "/spec", nil, &serving)
+		if err == nil && sameState(serving, spec) {
+			b.logger.Info("adopted running environment", "environment", spec.Environment, "version", spec.Version)
+			unlock()
+			continue
+		}
+		b.logger.Info("restoring environment", "environment", spec.Environment, "version", spec.Version)
+		if err := b.apply(ctx, spec); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s: %w", spec.Environment, err))
+		}
+		unlock()
+	}
+	return errors.Join(errs...)
+}
+
+func sameState(a, b deploy.Spec) bool {
+	a.Cause, b.Cause = "", ""
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return reflect.DeepEqual(ja, jb)
+}

@@ -1,0 +1,259 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// errNoReplica means no replica of the environment is ready.
+var errNoReplica = errors.New("no replica is ready")
+
+// maxRetryBody is the largest request body kept in memory so that a failed
+// idempotent request can be sent again to another replica.
+const maxRetryBody = 64 << 10
+
+// balancer is an environment's HTTP load balancer: it sends each request to
+// the ready replica with the fewest requests in flight.
+type balancer struct {
+	env       string
+	pool      atomic.Pointer[[]*replica]
+	next      atomic.Uint64
+	transport *http.Transport
+	proxy     *httputil.ReverseProxy
+	// eject takes a replica out of the pool after a connection to it failed.
+	eject func(r *replica, err error)
+}
+
+func newBalancer(env string, eject func(*replica, error)) *balancer {
+	b := &balancer{env: env, eject: eject}
+	empty := []*replica{}
+	b.pool.Store(&empty)
+	b.transport = &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   512,
+		IdleConnTimeout:       60 * time.Second,
+		DisableCompression:    true,
+		ExpectContinueTimeout: time.Second,
+	}
+	b.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = "replica" // the transport picks the replica
+			pr.Out.Host = pr.In.Host
+			if xff, ok := pr.In.Header["X-Forwarded-For"]; ok {
+				pr.Out.Header["X-Forwarded-For"] = xff
+			}
+			pr.SetXForwarded()
+			if proto := pr.In.Header.Get("X-Forwarded-Proto"); proto != "" {
+				pr.Out.Header.Set("X-Forwarded-Proto", proto)
+			}
+		},
+		Transport:    (*pickingTransport)(b),
+		BufferPool:   bufferPool{},
+		ErrorLog:     log.New(io.Discard, "", 0),
+		ErrorHandler: b.fail,
+	}
+	return b
+}
+
+func (b *balancer) setPool(rs []*replica) { b.pool.Store(&rs) }
+
+func (b *balancer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if idempotent(req.Method) && req.ContentLength > 0 && req.ContentLength <= maxRetryBody {
+		buf, err := io.ReadAll(io.LimitReader(req.Body, maxRetryBody+1))
+		req.Body.Close()
+		if err != nil {
+			w.Header().Set("Slipway-Environment", b.env)
+			http.Error(w, "slipway: read request body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		req.Body = io.NopCloser(bytes.NewReader(buf))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	}
+	b.proxy.ServeHTTP(w, req)
+}
+
+func (b *balancer) fail(w http.ResponseWriter, req *http.Request, err error) {
+	w.Header().Set("Slipway-Environment", b.env)
+	code := http.StatusBadGateway
+	if errors.Is(err, errNoReplica) {
+		code = http.StatusServiceUnavailable
+	}
+	if req.Context().Err() != nil {
+		return // the client went away
+	}
+	http.Error(w, fmt.Sprintf("slipway: environment %s: %v", b.env, err), code)
+}
+
+// pick returns the ready replica with the fewest requests in flight, other
+// than exclude, with its count already raised; nil when there is none.
+func (b *balancer) pick(exclude *replica) *replica {
+	for range 4 {
+		pool := *b.pool.Load()
+		n := len(pool)
+		if n == 0 {
+			return nil
+		}
+		start := int(b.next.Add(1) % uint64(n))
+		var best *replica
+		var least int64
+		for i := range n {
+			r := pool[(start+i)%n]
+			if r == exclude {
+				continue
+			}
+			if o := r.outstanding.Load(); best == nil || o < least {
+				best, least = r, o
+			}
+		}
+		if best == nil {
+			return nil
+		}
+		best.outstanding.Add(1)
+		if best.draining.Load() {
+			// It left the pool since the snapshot: its drain may
+			// already have seen zero requests in flight.
+			best.outstanding.Add(-1)
+			continue
+		}
+		return best
+	}
+	return nil
+}
+
+type pickingTransport balancer
+
+func (t *pickingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	b := (*balancer)(t)
+	r := b.pick(nil)
+	if r == nil {
+		return nil, errNoReplica
+	}
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	first := req
+	if replayable && req.GetBody != nil {
+		first = req.Clone(req.Context())
+		first.Body, _ = req.GetBody()
+	}
+	first.URL.Host = r.addr
+	resp, err := b.transport.RoundTrip(first)
+	if err != nil {
+		r.outstanding.Add(-1)
+		connErr := connectionFailed(err)
+		if connErr {
+			b.eject(r, err)
+		}
+		if !replayable || (!idempotent(req.Method) && !dialFailed(err)) || req.Context().Err() != nil {
+			return nil, err
+		}
+		r2 := b.pick(r)
+		if r2 == nil {
+			return nil, err
+		}
+		again := req.Clone(req.Context())
+		if req.GetBody != nil {
+			again.Body, _ = req.GetBody()
+		}
+		again.URL.Host = r2.addr
+		r = r2
+		resp, err = b.transport.RoundTrip(again)
+		if err != nil {
+			r.outstanding.Add(-1)
+			if connectionFailed(err) {
+				b.eject(r, err)
+			}
+			return nil, err
+		}
+	}
+	resp.Header.Set("Slipway-Environment", b.env)
+	resp.Header.Set("Slipway-Commit", r.rev.spec.Commit)
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body = &countedConn{ReadWriteCloser: rwc, r: r}
+	} else {
+		resp.Body = &countedBody{ReadCloser: resp.Body, r: r}
+	}
+	return resp, nil
+}
+
+// countedBody lowers its replica's in-flight count when the response is done.
+type countedBody struct {
+	io.ReadCloser
+	r    *replica
+	done atomic.Bool
+}
+
+func (c *countedBody) Close() error {
+	if c.done.CompareAndSwap(false, true) {
+		c.r.outstanding.Add(-1)
+	}
+	return c.ReadCloser.Close()
+}
+
+// countedConn is an upgraded (websocket) connection to a replica.
+type countedConn struct {
+	io.ReadWriteCloser
+	r    *replica
+	done atomic.Bool
+}
+
+func (c *countedConn) Close() error {
+	if c.done.CompareAndSwap(false, true) {
+		c.r.outstanding.Add(-1)
+	}
+	return c.ReadWriteCloser.Close()
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// dialFailed reports whether the request never reached the replica.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// connectionFailed reports whether err says the replica could not be
+// reached or dropped the connection (rather than answering badly).
+func connectionFailed(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	return dialFailed(err) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
+type bufferPool struct{}
+
+var buffers = make(chan []byte, 256)
+
+func (bufferPool) Get() []byte {
+	select {
+	case b := <-buffers:
+		return b
+	default:
+		return make([]byte, 32<<10)
+	}
+}
+
+func (bufferPool) Put(b []byte) {
+	select {
+	case buffers <- b:
+	default:
+	}
+}

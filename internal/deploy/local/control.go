@@ -1,0 +1,215 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"slipway.dev/slipway/internal/deploy"
+)
+
+// An environment's supervisor answers on a unix socket in its directory:
+//
+//	GET  /status  deploy.Status
+//	GET  /spec    the deploy.Spec it serves (404 when none)
+//	POST /apply   applyRequest; 200, or 409 with a deploy.RolloutError
+//	POST /stop    stops every replica and the load balancer, then exits
+const socketName = "ctl.sock"
+
+type applyRequest struct {
+	Spec  deploy.Spec `json:"spec"`
+	Image imageFiles  `json:"image"`
+}
+
+type controlError struct {
+	Error   string               `json:"error"`
+	Rollout *deploy.RolloutError `json:"rollout,omitempty"`
+}
+
+// runSupervisor runs the supervisor of the environment whose directory is
+// dir until it is told to stop, gets SIGTERM, or its directory is removed.
+func runSupervisor(ctx context.Context, dir string, logger *slog.Logger) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	s := newSupervisor(dir, exe, logger)
+	s.isolation = deploy.IsolationProcess
+	if os.Geteuid() == 0 {
+		scratch := filepath.Join(dir, ".sandbox-probe")
+		if err := probeSandbox(exe, scratch); err != nil {
+			logger.Warn("replicas run as plain processes: namespaces and chroot are not available", "err", err)
+		} else {
+			s.isolation = deploy.IsolationNamespaces
+		}
+	}
+	sock := filepath.Join(dir, socketName)
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	pidFile := filepath.Join(dir, "supervisor.pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return err
+	}
+	stopped := make(chan struct{})
+	var stopOnce sync.Once
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.status())
+	})
+	mux.HandleFunc("GET /spec", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		cur := s.current
+		s.mu.Unlock()
+		if cur == nil {
+			writeJSON(w, http.StatusNotFound, controlError{Error: "nothing served"})
+			return
+		}
+		writeJSON(w, http.StatusOK, cur.spec)
+	})
+	mux.HandleFunc("POST /apply", func(w http.ResponseWriter, r *http.Request) {
+		var req applyRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, controlError{Error: "decode apply request: " + err.Error()})
+			return
+		}
+		// The rollout goes on even when the caller goes away: a
+		// controller restarting in the middle finds it done.
+		err := s.apply(req.Spec, req.Image)
+		var re *deploy.RolloutError
+		switch {
+		case errors.As(err, &re):
+			writeJSON(w, http.StatusConflict, controlError{Error: re.Error(), Rollout: re})
+		case err != nil:
+			writeJSON(w, http.StatusInternalServerError, controlError{Error: err.Error()})
+		default:
+			writeJSON(w, http.StatusOK, s.status())
+		}
+	})
+	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
+		s.shutdown()
+		writeJSON(w, http.StatusOK, struct{}{})
+		stopOnce.Do(func() { close(stopped) })
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	logger.Info("supervisor started", "dir", dir, "isolation", s.isolation)
+
+	gone := make(chan struct{})
+	go func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopped:
+				return
+			case <-t.C:
+				if _, err := os.Stat(sock); err != nil {
+					close(gone)
+					return
+				}
+			}
+		}
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		logger.Info("signalled: stopping replicas")
+		s.shutdown()
+	case <-gone:
+		logger.Info("environment directory removed: stopping replicas")
+		s.shutdown()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	os.Remove(sock)
+	os.Remove(pidFile)
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// errNoSupervisor means the environment's supervisor does not answer.
+var errNoSupervisor = errors.New("supervisor not running")
+
+// control is the controller's end of a supervisor's socket.
+type control struct {
+	sock string
+	c    *http.Client
+}
+
+func newControl(dir string) *control {
+	sock := filepath.Join(dir, socketName)
+	return &control{sock: sock, c: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+		DisableKeepAlives: true,
+	}}}
+}
+
+func (c *control) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://supervisor"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.c.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return fmt.Errorf("%w (%s)", errNoSupervisor, c.sock)
+		}
+		return fmt.Errorf("supervisor %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var ce controlError
+		if err := json.NewDecoder(resp.Body).Decode(&ce); err != nil {
+			return fmt.Errorf("supervisor %s %s: %s", method, path, resp.Status)
+		}
+		if ce.Rollout != nil {
+			return ce.Rollout
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			return deploy.ErrNotDeployed
+		}
+		return errors.New(ce.Error)
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+package local
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"slipway.dev/slipway/internal/deploy"
+	"slipway.dev/slipway/internal/deploy/deploytest"
+)
+
+func TestMain(m *testing.M) {
+	SupervisorMain()
+	os.Exit(m.Run())
+}
+
+// memStore is a StateStore in memory, for tests.
+type memStore struct {
+	mu    sync.Mutex
+	specs map[string]deploy.Spec
+}
+
+func (s *memStore) SaveDesired(_ context.Context, spec deploy.Spec) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.specs == nil {
+		s.specs = map[string]deploy.Spec{}
+	}
+	s.specs[spec.Environment] = spec
+	return nil
+}
+
+func (s *memStore) DeleteDesired(_ context.Context, env string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.specs, env)
+	return nil
+}
+
+func (s *memStore) LoadDesired(context.Context) ([]deploy.Spec, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []deploy.Spec
+	for _, k := range slices.Sorted(func(yield func(string) bool) {
+		for k := range s.specs {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		out = append(out, s.specs[k])
+	}
+	return out, nil
+}
+
+// shortTempDir is a temporary directory with a path short enough for unix
+// sockets (t.TempDir's include the test's name).
+func shortTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "slw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// newTestBackend returns a Backend on a fresh directory whose environments
+// are all stopped when the test ends.
+func newTestBackend(t testing.TB, dir string, store StateStore) *Backend {
+	t.Helper()
+	b, err := New(Options{Dir: dir, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		entries, _ := os.ReadDir(filepath.Join(dir, "envs"))
+		for _, e := range entries {
+			if err := b.Stop(ctx, e.Name()); err != nil && !errors.Is(err, deploy.ErrNotDeployed) {
+				t.Errorf("stop %s: %v", e.Name(), err)
+			}
+		}
+	})
+	return b
+}
+
+var (
+	fixtureOnce sync.Once
+	fixtureBin  []byte
+	fixtureErr  error
+)
+
+// fixtureBinary builds testdata/fixture once per test run.
+func fixtureBinary(t testing.TB) []byte {
+	t.Helper()
+	fixtureOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "fixture")
+		if err != nil {
+			fixtureErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "fixture")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./testdata/fixture")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			fixtureErr = fmt.Errorf("go build ./testdata/fixture: %v\n%s", err, b)
+			return
+		}
+		fixtureBin, fixtureErr = os.ReadFile(out)
+	})
+	if fixtureErr != nil {
+		t.Fatal(fixtureErr)
+	}
+	return fixtureBin
+}
+
+// tarLayer makes an image layer from tar entries.
+type tarEntry struct {
+	hdr  tar.Header
+	body []byte
+}
+
+func tarLayer(t testing.TB, entries ...tarEntry) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := e.hdr
+		if h.Typeflag == tar.TypeReg || h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+			h.Size = int64(len(e.body))
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// testRegistry is an in-process registry on 127.0.0.1.
+type testRegistry struct {
+	host string
+}
+
+func newTestRegistry(t testing.TB) *testRegistry {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return &testRegistry{host: strings.TrimPrefix(srv.URL, "http://")}
+}
+
+// push pushes img as repo and returns its reference pinned to the digest.
+func (r *testRegistry) push(t testing.TB, repo string, img v1.Image) string {
+	t.Helper()
+	ref, err := name.ParseReference(r.host + "/" + repo + ":latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.host + "/" + repo + "@" + d.String()
+}
+
+// fixtureImage is the fixture server as an image, its /version answering
+// commit.
+func fixtureImage(t testing.TB, commit string, extra ...v1.Layer) v1.Image {
+	t.Helper()
+	layer := tarLayer(t,
+		tarEntry{hdr: tar.Header{Name: "app/", Typeflag: tar.TypeDir, Mode: 0o755}},
+		tarEntry{hdr: tar.Header{Name: "app/fixture", Mode: 0o755}, body: fixtureBinary(t)},
+		tarEntry{hdr: tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}},
+		tarEntry{hdr: tar.Header{Name: "etc/hosts", Mode: 0o644}, body: []byte("127.0.0.1 localhost\n")},
+	)
+	img, err := mutate.AppendLayers(empty.Image, append([]v1.Layer{layer}, extra...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	cf.Config.Entrypoint = []string{"/app/fixture"}
+	cf.Config.Env = []string{"PATH=/app", "FIXTURE_COMMIT=" + commit}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// fixtureReleases builds and pushes two versions of the fixture and a
+// release of the second that never becomes ready.
+func fixtureReleases(t testing.TB) (v1r, v2r, broken deploytest.Release) {
+	t.Helper()
+	reg := newTestRegistry(t)
+	c1 := strings.Repeat("1a", 20)
+	c2 := strings.Repeat("2b", 20)
+	v1r = deploytest.Release{Image: reg.push(t, "fixture", fixtureImage(t, c1)), Commit: c1, Version: c1[:7]}
+	v2r = deploytest.Release{Image: reg.push(t, "fixture", fixtureImage(t, c2)), Commit: c2, Version: c2[:7]}
+	broken = deploytest.Release{Image: v2r.Image, Commit: c2, Version: "never-ready",
+		Env: map[string]string{"FIXTURE_NEVER_READY": "1"}}
+	return v1r, v2r, broken
+}
+
+func baseSpec(env string) deploy.Spec {
+	return deploy.Spec{
+		Environment:   env,
+		App:           "fixture",
+		Port:          8080,
+		ListenAddr:    "127.0.0.1:0",
+		ReadinessPath: "/readyz",
+		LivenessPath:  "/healthz",
+		Strategy:      deploy.Strategy{TerminationGracePeriod: 5 * time.Second},
+	}
+}
+
+func TestConformance(t *testing.T) {
+	v1r, v2r, broken := fixtureReleases(t)
+	deploytest.Run(t, func(t testing.TB) deploy.Backend {
+		return newTestBackend(t, shortTempDir(t), &memStore{})
+	}, deploytest.Fixture{
+		V1: v1r, V2: v2r, Broken: broken,
+		Spec:               func(t testing.TB, env string) deploy.Spec { return baseSpec(env) },
+		VersionPath:        "/version",
+		BrokenReadyTimeout: 3 * time.Second,
+	})
+}

@@ -1,0 +1,52 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// The local backend runs parts of itself as processes of their own, by
+// starting this program again with one of these variables set. Both are
+// removed from the environment before anything else runs.
+const (
+	// envSupervisor holds the environment directory of a supervisor.
+	envSupervisor = "SLIPWAY_LOCAL_SUPERVISOR"
+	// envSandbox holds the JSON sandboxConfig of a replica to start.
+	envSandbox = "SLIPWAY_LOCAL_SANDBOX"
+)
+
+// SupervisorCommand is the argument the backend starts this program with
+// to run an environment's supervisor; it only makes `ps` readable; the
+// environment variable decides.
+const SupervisorCommand = "local-supervisor"
+
+// SupervisorMain runs the parts of the local backend that live in processes
+// of their own, when this process was started as one of them: an
+// environment's supervisor (its load balancer and replicas), or a replica's
+// sandbox setup. It then exits the process. Otherwise it returns at once.
+//
+// Call it first thing in main, and in TestMain of every package whose tests
+// use the local backend (the test binary is started again in its place).
+func SupervisorMain() {
+	if cfg, ok := os.LookupEnv(envSandbox); ok {
+		os.Unsetenv(envSandbox)
+		runSandbox(cfg) // does not return
+	}
+	dir, ok := os.LookupEnv(envSupervisor)
+	if !ok {
+		return
+	}
+	os.Unsetenv(envSupervisor)
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("component", "local-supervisor")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := runSupervisor(ctx, dir, logger); err != nil {
+		fmt.Fprintf(os.Stderr, "slipway local supervisor for %s: %v\n", dir, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}

@@ -1,0 +1,762 @@
+package local
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"slipway.dev/slipway/internal/deploy"
+)
+
+// Replica supervision: restart delays grow from minBackoff to maxBackoff
+// while a replica keeps exiting within stableAfter of its start; after
+// crashLoopAfter such exits it is reported as crash-looping.
+const (
+	minBackoff     = 100 * time.Millisecond
+	maxBackoff     = 30 * time.Second
+	stableAfter    = 10 * time.Second
+	crashLoopAfter = 5
+	// A new replica that exits this often before it was ever ready fails
+	// the rollout at once.
+	failRolloutAfter = 3
+	livenessFailures = 3
+	logCap           = 10 << 20
+)
+
+// revision is one version of an environment's replicas: a spec and the
+// image files it runs from.
+type revision struct {
+	spec  deploy.Spec
+	image imageFiles
+	id    string
+}
+
+func newRevision(spec deploy.Spec, img imageFiles) *revision {
+	h := sha256.New()
+	env := slices.Sorted(maps.Keys(spec.Env))
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%d\x00", spec.App, spec.Image, spec.Commit, spec.Version,
+		spec.ReadinessPath, spec.LivenessPath, spec.Port)
+	for _, k := range env {
+		fmt.Fprintf(h, "%s=%s\x00", k, spec.Env[k])
+	}
+	return &revision{spec: spec, image: img, id: hex.EncodeToString(h.Sum(nil))[:7]}
+}
+
+// replica is one process of the app and its supervision.
+type replica struct {
+	name    string
+	rev     *revision
+	addr    string
+	port    int
+	logPath string
+	created time.Time
+
+	outstanding atomic.Int64
+	draining    atomic.Bool
+	stop        chan struct{}
+	stopOnce    sync.Once
+	done        chan struct{}
+
+	// Guarded by supervisor.mu.
+	state      string
+	ready      bool
+	everReady  bool
+	restarts   int
+	quickExits int
+	pid        int
+	since      time.Time
+	message    string
+	lastExit   string
+}
+
+// supervisor runs one environment: its replicas and its load balancer.
+type supervisor struct {
+	dir       string
+	exe       string
+	logger    *slog.Logger
+	isolation deploy.Isolation
+	probe     *http.Client
+	lb        *balancer
+
+	applyMu sync.Mutex
+	lbLn    net.Listener
+	lbAddr  string
+	lbSrv   *http.Server
+
+	mu       sync.Mutex
+	replicas []*replica
+	current  *revision
+	target   *revision
+	since    time.Time
+	changed  chan struct{}
+	seq      int
+	retiring sync.WaitGroup
+}
+
+func newSupervisor(dir, exe string, logger *slog.Logger) *supervisor {
+	s := &supervisor{
+		dir:     dir,
+		exe:     exe,
+		logger:  logger,
+		changed: make(chan struct{}),
+		probe: &http.Client{
+			Timeout: time.Second,
+			Transport: &http.Transport{
+				MaxIdleConnsPerHost: 2,
+				DisableKeepAlives:   false,
+				IdleConnTimeout:     5 * time.Second,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	s.lb = newBalancer(filepath.Base(dir), s.eject)
+	return s
+}
+
+// notify wakes whoever waits for a change of replica states; s.mu is held.
+func (s *supervisor) notify() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+	var pool []*replica
+	for _, r := range s.replicas {
+		if r.ready && !r.draining.Load() {
+			pool = append(pool, r)
+		}
+	}
+	s.lb.setPool(pool)
+}
+
+func (s *supervisor) eject(r *replica, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.ready {
+		r.ready = false
+		r.state = "unready"
+		r.message = "ejected: " + err.Error()
+		r.since = time.Now()
+		s.notify()
+	}
+}
+
+// listen (re)binds the load balancer to addr.
+func (s *supervisor) listen(addr string) error {
+	if s.lbLn != nil && addr == s.lbAddr {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("load balancer: listen on %s: %w (choose another listen address, or stop what uses it)", addr, err)
+	}
+	srv := &http.Server{Handler: s.lb, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	go srv.Serve(ln)
+	old := s.lbSrv
+	s.lbLn, s.lbAddr, s.lbSrv = ln, addr, srv
+	if old != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			old.Shutdown(ctx)
+		}()
+	}
+	return nil
+}
+
+// apply brings the environment to spec and returns when it is there, or a
+// *deploy.RolloutError after restoring the previous revision.
+func (s *supervisor) apply(spec deploy.Spec, img imageFiles) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if err := s.listen(spec.ListenAddr); err != nil {
+		return err
+	}
+	rev := newRevision(spec, img)
+	s.mu.Lock()
+	prev := s.current
+	s.target = rev
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.target = nil
+		s.mu.Unlock()
+	}()
+	s.logger.Info("apply", "version", spec.Version, "revision", rev.id, "replicas", spec.Replicas, "cause", spec.Cause)
+	rerr := s.converge(rev, spec.Replicas, spec.Strategy)
+	if rerr == nil {
+		s.mu.Lock()
+		if prev == nil || prev.id != rev.id {
+			s.since = time.Now()
+		}
+		s.current = rev
+		s.mu.Unlock()
+		return s.saveSpec(spec)
+	}
+	s.logger.Warn("rollout failed", "version", spec.Version, "reason", rerr.Reason)
+	s.retireAll(func(r *replica) bool { return prev == nil || r.rev.id != prev.id })
+	if prev != nil {
+		if err := s.converge(prev, prev.spec.Replicas, prev.spec.Strategy); err != nil {
+			rerr.Reason += "; restoring the previous version also failed: " + err.Error()
+		}
+	}
+	return rerr
+}
+
+func (s *supervisor) saveSpec(spec deploy.Spec) error {
+	b, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(s.dir, "serving.json"), b, 0o644)
+}
+
+// converge runs replicas of rev until n of them are ready and no other
+// replica is left, within the strategy's surge and unavailability limits.
+func (s *supervisor) converge(rev *revision, n int, st deploy.Strategy) *deploy.RolloutError {
+	minAvailable := n - st.MaxUnavailable
+	for {
+		s.mu.Lock()
+		var mine, others []*replica
+		for _, r := range s.replicas {
+			if r.draining.Load() {
+				continue
+			}
+			if r.rev.id == rev.id {
+				mine = append(mine, r)
+			} else {
+				others = append(others, r)
+			}
+		}
+		now := time.Now()
+		var wake time.Time
+		for _, r := range mine {
+			if r.everReady {
+				continue
+			}
+			deadline := r.created.Add(st.ReadyTimeout)
+			switch {
+			case r.quickExits >= failRolloutAfter:
+				s.mu.Unlock()
+				return s.rolloutError(rev, r, fmt.Sprintf("exited %d times before becoming ready (last: %s)", r.quickExits, r.lastExit))
+			case now.After(deadline):
+				why := r.message
+				if why == "" {
+					why = r.state
+				}
+				s.mu.Unlock()
+				return s.rolloutError(rev, r, fmt.Sprintf("not ready within %s (%s)", st.ReadyTimeout, why))
+			}
+			if wake.IsZero() || deadline.Before(wake) {
+				wake = deadline
+			}
+		}
+		readyMine, readyOthers := 0, 0
+		for _, r := range mine {
+			if r.ready {
+				readyMine++
+			}
+		}
+		for _, r := range others {
+			if r.ready {
+				readyOthers++
+			}
+		}
+		// Too many of this revision (scaling down): unready ones first,
+		// then the newest.
+		if len(mine) > n {
+			sort.SliceStable(mine, func(i, j int) bool {
+				if mine[i].ready != mine[j].ready {
+					return !mine[i].ready
+				}
+				return mine[i].created.After(mine[j].created)
+			})
+			for _, r := range mine[:len(mine)-n] {
+				s.retire(r)
+			}
+			mine = mine[len(mine)-n:]
+		}
+		if readyMine >= n && len(others) == 0 && len(mine) == n {
+			s.mu.Unlock()
+			s.retiring.Wait()
+			return nil
+		}
+		// Retire other revisions while enough replicas stay available.
+		available := readyMine + readyOthers
+		sort.SliceStable(others, func(i, j int) bool { return !others[i].ready && others[j].ready })
+		left := others[:0]
+		for _, r := range others {
+			switch {
+			case !r.ready:
+				s.retire(r)
+			case available-1 >= minAvailable:
+				s.retire(r)
+				available--
+			default:
+				left = append(left, r)
+			}
+		}
+		others = left
+		for total := len(mine) + len(others); len(mine) < n && total < n+st.MaxSurge; total++ {
+			r, err := s.start(rev)
+			if err != nil {
+				s.mu.Unlock()
+				return &deploy.RolloutError{Environment: rev.spec.Environment, Version: rev.spec.Version, Reason: err.Error()}
+			}
+			mine = append(mine, r)
+			if wake.IsZero() || r.created.Add(st.ReadyTimeout).Before(wake) {
+				wake = r.created.Add(st.ReadyTimeout)
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		wait := time.Second
+		if !wake.IsZero() {
+			wait = min(wait, time.Until(wake)+time.Millisecond)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (s *supervisor) rolloutError(rev *revision, r *replica, reason string) *deploy.RolloutError {
+	return &deploy.RolloutError{
+		Environment: rev.spec.Environment,
+		Version:     rev.spec.Version,
+		Replica:     r.name,
+		Reason:      reason,
+		LastLogs:    lastLines(r.logPath, 20),
+	}
+}
+
+// start creates a replica of rev and starts supervising it; s.mu is held.
+func (s *supervisor) start(rev *revision) (*replica, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("find a free port for a replica: %w", err)
+	}
+	s.seq++
+	name := fmt.Sprintf("%s-%s-%d", rev.spec.Environment, rev.id[:5], s.seq)
+	logs := filepath.Join(s.dir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+	inUse := map[string]bool{name: true}
+	for _, r := range s.replicas {
+		inUse[r.name] = true
+	}
+	pruneLogs(logs, inUse, 20)
+	r := &replica{
+		name:    name,
+		rev:     rev,
+		port:    port,
+		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		logPath: filepath.Join(logs, name+".log"),
+		created: time.Now(),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		state:   "starting",
+		since:   time.Now(),
+	}
+	s.replicas = append(s.replicas, r)
+	go s.run(r)
+	s.notify()
+	return r, nil
+}
+
+// retire takes r out of the pool and stops it once its requests are done;
+// s.mu is held.
+func (s *supervisor) retire(r *replica) {
+	if r.draining.Swap(true) {
+		return
+	}
+	r.state = "draining"
+	r.since = time.Now()
+	s.notify()
+	s.retiring.Add(1)
+	go func() {
+		defer s.retiring.Done()
+		grace := r.rev.spec.Strategy.TerminationGracePeriod
+		deadline := time.Now().Add(grace)
+		for r.outstanding.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		r.stopOnce.Do(func() { close(r.stop) })
+		<-r.done
+		s.mu.Lock()
+		s.replicas = slices.DeleteFunc(s.replicas, func(x *replica) bool { return x == r })
+		s.notify()
+		s.mu.Unlock()
+		s.lb.transport.CloseIdleConnections()
+	}()
+}
+
+// retireAll retires the replicas that match and waits until they stopped.
+func (s *supervisor) retireAll(match func(*replica) bool) {
+	s.mu.Lock()
+	for _, r := range s.replicas {
+		if match(r) {
+			s.retire(r)
+		}
+	}
+	s.mu.Unlock()
+	s.retiring.Wait()
+}
+
+// run keeps r's process running until r is stopped.
+func (s *supervisor) run(r *replica) {
+	defer close(r.done)
+	lf, err := openLog(r.logPath, logCap)
+	if err != nil {
+		s.mu.Lock()
+		r.state, r.message = "failed", err.Error()
+		r.quickExits = failRolloutAfter
+		s.notify()
+		s.mu.Unlock()
+		<-r.stop
+		return
+	}
+	defer lf.Close()
+	for {
+		started := time.Now()
+		cmd, err := s.command(r, lf)
+		if err == nil {
+			err = cmd.Start()
+		}
+		var exitErr error
+		if err != nil {
+			fmt.Fprintf(lf, "slipway: start replica: %v\n", err)
+			exitErr = err
+		} else {
+			s.mu.Lock()
+			r.pid, r.state, r.since, r.message = cmd.Process.Pid, "starting", time.Now(), ""
+			s.notify()
+			s.mu.Unlock()
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			checks := make(chan struct{})
+			go s.check(r, cmd.Process, checks)
+			select {
+			case exitErr = <-exited:
+				close(checks)
+			case <-r.stop:
+				close(checks)
+				s.terminate(cmd, r.rev.spec.Strategy.TerminationGracePeriod, exited)
+				s.mu.Lock()
+				r.state, r.ready, r.pid, r.since = "stopped", false, 0, time.Now()
+				s.notify()
+				s.mu.Unlock()
+				return
+			}
+			if exitErr == nil {
+				exitErr = errors.New("exit status 0")
+			}
+		}
+		s.mu.Lock()
+		r.ready, r.pid = false, 0
+		r.restarts++
+		if time.Since(started) < stableAfter {
+			r.quickExits++
+		} else {
+			r.quickExits = 1
+		}
+		r.lastExit = exitErr.Error()
+		r.state, r.message = "restarting", "exited: "+r.lastExit
+		if r.quickExits >= crashLoopAfter {
+			r.state = "crash-looping"
+			r.message = fmt.Sprintf("exited %d times in a row within %s of starting (last: %s)", r.quickExits, stableAfter, r.lastExit)
+		}
+		r.since = time.Now()
+		delay := min(minBackoff<<(r.quickExits-1), maxBackoff)
+		s.notify()
+		s.mu.Unlock()
+		s.logger.Warn("replica exited", "replica", r.name, "err", exitErr, "restart_in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-r.stop:
+			t.Stop()
+			s.mu.Lock()
+			r.state, r.since = "stopped", time.Now()
+			s.notify()
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+// terminate sends SIGTERM to the replica's process group, and SIGKILL after
+// grace.
+func (s *supervisor) terminate(cmd *exec.Cmd, grace time.Duration, exited <-chan error) {
+	pid := cmd.Process.Pid
+	syscall.Kill(-pid, syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-exited:
+		syscall.Kill(-pid, syscall.SIGKILL) // what it left behind
+	case <-t.C:
+		syscall.Kill(-pid, syscall.SIGKILL)
+		<-exited
+	}
+}
+
+// check probes r's readiness (quickly until it is first ready, then every
+// second) and liveness until done is closed.
+func (s *supervisor) check(r *replica, proc *os.Process, done <-chan struct{}) {
+	spec := r.rev.spec
+	readyURL := "http://" + r.addr + spec.ReadinessPath
+	liveURL := ""
+	if spec.LivenessPath != "" {
+		liveURL = "http://" + r.addr + spec.LivenessPath
+	}
+	interval := 25 * time.Millisecond
+	wasReady := false
+	liveFails := 0
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		err := s.get(readyURL)
+		select {
+		case <-done:
+			return
+		default:
+		}
+		s.mu.Lock()
+		if err == nil && !r.ready && !r.draining.Load() {
+			r.ready, r.everReady, r.state, r.message, r.since = true, true, "ready", "", time.Now()
+			s.notify()
+		} else if err != nil && (r.ready || (wasReady && r.state != "unready")) {
+			r.ready, r.state, r.message, r.since = false, "unready", "readiness check: "+err.Error(), time.Now()
+			s.notify()
+		} else if err != nil && !wasReady {
+			r.message = "readiness check: " + err.Error()
+		}
+		s.mu.Unlock()
+		if err == nil {
+			wasReady = true
+		}
+		if wasReady {
+			interval = time.Second
+		} else if interval < 200*time.Millisecond {
+			interval += 25 * time.Millisecond
+		}
+		if liveURL != "" && wasReady {
+			if err := s.get(liveURL); err != nil {
+				liveFails++
+				if liveFails >= livenessFailures {
+					s.logger.Warn("replica failed its liveness check; restarting it", "replica", r.name, "err", err)
+					syscall.Kill(-proc.Pid, syscall.SIGKILL)
+					return
+				}
+			} else {
+				liveFails = 0
+			}
+		}
+		t.Reset(interval)
+	}
+}
+
+func (s *supervisor) get(url string) error {
+	resp, err := s.probe.Get(url)
+	if err != nil {
+		return errors.Unwrap(err) // drop the URL: the replica is known
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		return fmt.Errorf("GET %s answered %s", path.Base(url), resp.Status)
+	}
+	return nil
+}
+
+// command builds the process of one replica.
+func (s *supervisor) command(r *replica, out *logFile) (*exec.Cmd, error) {
+	img := r.rev.image
+	spec := r.rev.spec
+	argv := append(slices.Clone(img.Entrypoint), img.Cmd...)
+	dataDir := filepath.Join(s.dir, "data")
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	uid, gid, err := imageUser(img.Rootfs, img.User)
+	if err != nil {
+		return nil, err
+	}
+	if uid != 0 && os.Geteuid() == 0 {
+		os.Chown(dataDir, uid, gid)
+	}
+	appData := dataDir
+	if s.isolation == deploy.IsolationNamespaces {
+		appData = sandboxDataDir
+	}
+	env := map[string]string{}
+	var order []string
+	set := func(k, v string) {
+		if _, ok := env[k]; !ok {
+			order = append(order, k)
+		}
+		env[k] = v
+	}
+	for _, kv := range img.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		set(k, v)
+	}
+	set("DATABASE_URL", "sqlite:"+path.Join(appData, spec.App+".db"))
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
+		set(k, spec.Env[k])
+	}
+	set("PORT", strconv.Itoa(r.port))
+	set("DATA_DIR", appData)
+	set("SLIPWAY_ENVIRONMENT", spec.Environment)
+	set("SLIPWAY_REPLICA", r.name)
+	envList := make([]string, 0, len(order))
+	for _, k := range order {
+		envList = append(envList, k+"="+env[k])
+	}
+	workdir := img.WorkingDir
+	if workdir == "" {
+		workdir = "/"
+	}
+	var cmd *exec.Cmd
+	if s.isolation == deploy.IsolationNamespaces {
+		cfg, err := json.Marshal(sandboxConfig{Rootfs: img.Rootfs, DataDir: dataDir, Argv: argv, Env: envList,
+			Dir: workdir, UID: uid, GID: gid})
+		if err != nil {
+			return nil, err
+		}
+		cmd = exec.Command(s.exe, "local-sandbox", r.name)
+		cmd.Env = []string{envSandbox + "=" + string(cfg)}
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+			Setpgid:    true,
+			Pdeathsig:  syscall.SIGKILL,
+		}
+	} else {
+		bin, err := lookPathIn(img.Rootfs, argv[0], envList)
+		if err != nil {
+			return nil, err
+		}
+		cmd = exec.Command(bin, argv[1:]...)
+		cmd.Args[0] = argv[0]
+		cmd.Env = envList
+		cmd.Dir = filepath.Join(img.Rootfs, workdir)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if uid != 0 && os.Geteuid() == 0 {
+			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		}
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.WaitDelay = 2 * time.Second
+	return cmd, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// status reports what the environment serves.
+func (s *supervisor) status() deploy.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := deploy.Status{Environment: filepath.Base(s.dir), Isolation: s.isolation, Since: s.since}
+	if s.lbLn != nil {
+		st.URL = "http://" + urlHost(s.lbLn.Addr())
+	}
+	desired := s.current
+	if s.target != nil {
+		desired = s.target
+	}
+	if s.current != nil {
+		sp := s.current.spec
+		st.Image, st.Digest, st.Commit, st.Version = sp.Image, sp.Digest(), sp.Commit, sp.Version
+	}
+	if desired != nil {
+		st.Replicas.Desired = desired.spec.Replicas
+	}
+	var problems []string
+	for _, r := range s.replicas {
+		st.Instances = append(st.Instances, deploy.Replica{
+			Name: r.name, Version: r.rev.spec.Version, Commit: r.rev.spec.Commit, State: r.state,
+			Ready: r.ready && !r.draining.Load(), Restarts: r.restarts, Address: r.addr, PID: r.pid,
+			Since: r.since, Message: r.message,
+		})
+		if r.draining.Load() {
+			continue
+		}
+		if r.ready {
+			st.Replicas.Ready++
+		}
+		if desired != nil && r.rev.id == desired.id {
+			st.Replicas.Updated++
+		}
+		if r.state == "crash-looping" || (!r.ready && r.everReady) {
+			problems = append(problems, fmt.Sprintf("replica %s is %s: %s", r.name, r.state, r.message))
+		}
+	}
+	if s.target != nil && s.current != nil && s.target.id != s.current.id {
+		problems = append([]string{fmt.Sprintf("rolling out %s: %d of %d replicas updated",
+			s.target.spec.Version, st.Replicas.Updated, s.target.spec.Replicas)}, problems...)
+	}
+	st.Healthy = s.current != nil && st.Replicas.Ready >= st.Replicas.Desired && len(problems) == 0
+	st.Message = strings.Join(problems, "; ")
+	return st
+}
+
+func urlHost(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if tcp.IP.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			return net.JoinHostPort(h, strconv.Itoa(tcp.Port))
+		}
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
+	}
+	return tcp.String()
+}
+
+// shutdown stops every replica and the load balancer.
+func (s *supervisor) shutdown() {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.retireAll(func(*replica) bool { return true })
+	if s.lbSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.lbSrv.Shutdown(ctx)
+	}
+	s.mu.Lock()
+	s.current = nil
+	s.mu.Unlock()
+}

@@ -1,0 +1,336 @@
+package local
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// ErrUnsafeImage means an image layer holds an entry that would land
+// outside the directory it is unpacked into.
+var ErrUnsafeImage = errors.New("image layer escapes its root")
+
+// imageFiles is an image unpacked on disk.
+type imageFiles struct {
+	Digest string `json:"digest"`
+	// Rootfs is the directory holding the image's files.
+	Rootfs     string   `json:"rootfs"`
+	Entrypoint []string `json:"entrypoint"`
+	Cmd        []string `json:"cmd"`
+	Env        []string `json:"env"`
+	WorkingDir string   `json:"workingDir"`
+	User       string   `json:"user"`
+}
+
+// unpacker pulls images and unpacks each digest once under dir.
+type unpacker struct {
+	dir  string
+	opts []remote.Option
+	// insecure allows plain HTTP to registries other than localhost.
+	insecure bool
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+func (u *unpacker) lock(digest string) func() {
+	u.mu.Lock()
+	if u.locks == nil {
+		u.locks = map[string]*sync.Mutex{}
+	}
+	l := u.locks[digest]
+	if l == nil {
+		l = &sync.Mutex{}
+		u.locks[digest] = l
+	}
+	u.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// unpack returns the files of image (pinned to a digest), pulling and
+// unpacking them the first time the digest is seen.
+func (u *unpacker) unpack(ctx context.Context, image string) (imageFiles, error) {
+	var nopts []name.Option
+	if u.insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	ref, err := name.NewDigest(image, nopts...)
+	if err != nil {
+		return imageFiles{}, fmt.Errorf("image %q: %w", image, err)
+	}
+	digest := ref.DigestStr()
+	dir := filepath.Join(u.dir, strings.ReplaceAll(digest, ":", "-"))
+	defer u.lock(digest)()
+
+	if files, err := readImageFiles(dir); err == nil {
+		return files, nil
+	}
+	img, err := remote.Image(ref, append([]remote.Option{remote.WithContext(ctx)}, u.opts...)...)
+	if err != nil {
+		return imageFiles{}, fmt.Errorf("pull %s: %w", image, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return imageFiles{}, fmt.Errorf("read config of %s: %w", image, err)
+	}
+	if err := os.MkdirAll(u.dir, 0o755); err != nil {
+		return imageFiles{}, fmt.Errorf("create image directory: %w", err)
+	}
+	tmp, err := os.MkdirTemp(u.dir, ".unpack-")
+	if err != nil {
+		return imageFiles{}, fmt.Errorf("create image directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	rootfs := filepath.Join(tmp, "rootfs")
+	if err := unpackLayers(ctx, img, rootfs); err != nil {
+		return imageFiles{}, fmt.Errorf("unpack %s: %w", image, err)
+	}
+	files := imageFiles{
+		Digest:     digest,
+		Rootfs:     filepath.Join(dir, "rootfs"),
+		Entrypoint: cf.Config.Entrypoint,
+		Cmd:        cf.Config.Cmd,
+		Env:        cf.Config.Env,
+		WorkingDir: cf.Config.WorkingDir,
+		User:       cf.Config.User,
+	}
+	if len(files.Entrypoint)+len(files.Cmd) == 0 {
+		return imageFiles{}, fmt.Errorf("image %s has neither entrypoint nor cmd: build it with one", image)
+	}
+	b, err := json.MarshalIndent(files, "", "  ")
+	if err != nil {
+		return imageFiles{}, err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "image.json"), b, 0o644); err != nil {
+		return imageFiles{}, fmt.Errorf("unpack %s: %w", image, err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return imageFiles{}, fmt.Errorf("unpack %s: %w", image, err)
+	}
+	return files, nil
+}
+
+func readImageFiles(dir string) (imageFiles, error) {
+	var files imageFiles
+	b, err := os.ReadFile(filepath.Join(dir, "image.json"))
+	if err != nil {
+		return files, err
+	}
+	if err := json.Unmarshal(b, &files); err != nil {
+		return files, fmt.Errorf("%s: %w", dir, err)
+	}
+	return files, nil
+}
+
+// unpackLayers writes the image's layers, lowest first, into dir.
+func unpackLayers(ctx context.Context, img v1.Image, dir string) error {
+	layers, err := img.Layers()
+	if err != nil {
+		return fmt.Errorf("list layers: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for i, l := range layers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rc, err := l.Uncompressed()
+		if err != nil {
+			return fmt.Errorf("layer %d: %w", i, err)
+		}
+		err = untar(root, rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("layer %d: %w", i, err)
+		}
+	}
+	// The places the replica's sandbox mounts things on.
+	for _, d := range []string{"proc", "dev", "tmp", sandboxDataDir[1:]} {
+		if err := root.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("prepare %s: %w", d, err)
+		}
+	}
+	return root.Chmod("tmp", 0o777|fs.ModeSticky)
+}
+
+// entryPath checks a tar entry name and returns it relative to the root.
+func entryPath(name string) (string, error) {
+	if path.IsAbs(name) || strings.HasPrefix(name, `\`) {
+		return "", fmt.Errorf("%w: entry %q has an absolute path; layer entries must be relative to the image root", ErrUnsafeImage, name)
+	}
+	clean := path.Clean(name)
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", fmt.Errorf("%w: entry %q climbs out of the image root with ..", ErrUnsafeImage, name)
+	}
+	return clean, nil
+}
+
+// untar applies one layer to root: regular files, directories, links and
+// whiteouts. Any entry that would land outside root is refused; os.Root
+// also refuses to follow a link out of it while writing.
+func untar(root *os.Root, r io.Reader) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		p, err := entryPath(h.Name)
+		if err != nil {
+			return err
+		}
+		if p == "." {
+			continue
+		}
+		dir, base := path.Split(p)
+		if dir == "" {
+			dir = "."
+		}
+		if base == ".wh..wh..opq" {
+			if err := clearDir(root, dir); err != nil {
+				return fmt.Errorf("opaque whiteout %q: %w", h.Name, err)
+			}
+			continue
+		}
+		if strings.HasPrefix(base, ".wh.") {
+			if err := root.RemoveAll(path.Join(dir, strings.TrimPrefix(base, ".wh."))); err != nil {
+				return fmt.Errorf("whiteout %q: %w", h.Name, err)
+			}
+			continue
+		}
+		if dir != "." {
+			if err := root.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("entry %q: %w", h.Name, escapeErr(err))
+			}
+		}
+		mode := fs.FileMode(h.Mode) & fs.ModePerm
+		if h.Mode&04000 != 0 {
+			mode |= fs.ModeSetuid
+		}
+		if h.Mode&02000 != 0 {
+			mode |= fs.ModeSetgid
+		}
+		if h.Mode&01000 != 0 {
+			mode |= fs.ModeSticky
+		}
+		if h.Typeflag != tar.TypeDir {
+			if fi, err := root.Lstat(p); err == nil && !(fi.IsDir() && h.Typeflag == tar.TypeDir) {
+				if err := root.RemoveAll(p); err != nil {
+					return fmt.Errorf("entry %q: replace: %w", h.Name, err)
+				}
+			}
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(p, 0o755); err != nil {
+				return fmt.Errorf("entry %q: %w", h.Name, escapeErr(err))
+			}
+		case tar.TypeReg:
+			f, err := root.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+			if err != nil {
+				return fmt.Errorf("entry %q: %w", h.Name, escapeErr(err))
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("entry %q: %w", h.Name, err)
+			}
+		case tar.TypeSymlink:
+			if linkEscapes(p, h.Linkname) {
+				return fmt.Errorf("%w: symlink %q points to %q, outside the image root", ErrUnsafeImage, h.Name, h.Linkname)
+			}
+			if err := root.Symlink(h.Linkname, p); err != nil {
+				return fmt.Errorf("entry %q: %w", h.Name, escapeErr(err))
+			}
+			continue
+		case tar.TypeLink:
+			target, err := entryPath(h.Linkname)
+			if err != nil {
+				return fmt.Errorf("hard link %q: %w", h.Name, err)
+			}
+			if err := root.Link(target, p); err != nil {
+				return fmt.Errorf("entry %q: %w", h.Name, escapeErr(err))
+			}
+			continue
+		default:
+			// Devices, fifos and the like have no place in an app image.
+			continue
+		}
+		if err := root.Chmod(p, mode); err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+		if os.Geteuid() == 0 {
+			if err := root.Lchown(p, h.Uid, h.Gid); err != nil {
+				return fmt.Errorf("entry %q: %w", h.Name, err)
+			}
+		}
+	}
+}
+
+// linkEscapes reports whether a symlink at p with the given target would
+// point outside the root. Absolute targets are resolved against the root,
+// as they are inside the replica's chroot.
+func linkEscapes(p, target string) bool {
+	if path.IsAbs(target) {
+		return false
+	}
+	t := path.Clean(path.Join(path.Dir(p), target))
+	return t == ".." || strings.HasPrefix(t, "../")
+}
+
+func clearDir(root *os.Root, dir string) error {
+	f, err := root.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := root.RemoveAll(path.Join(dir, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// escapeErr classifies os.Root's refusals to leave the root.
+func escapeErr(err error) error {
+	var pe *fs.PathError
+	var le *os.LinkError
+	if (errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "escapes")) ||
+		(errors.As(err, &le) && strings.Contains(le.Err.Error(), "escapes")) {
+		return fmt.Errorf("%w: %v", ErrUnsafeImage, err)
+	}
+	return err
+}
