@@ -162,7 +162,7 @@ func (s failingStore) Get(ctx context.Context, _ string) (birthday.Date, error) 
 	return birthday.Date{}, s.wait(ctx)
 }
 func (s failingStore) Put(ctx context.Context, _ string, _ birthday.Date) error { return s.wait(ctx) }
-func (s failingStore) Ping(ctx context.Context) error                         { return s.wait(ctx) }
+func (s failingStore) Ping(ctx context.Context) error                           { return s.wait(ctx) }
 
 func TestDatabaseFailures(t *testing.T) {
 	f := newFixture(t, failingStore{}, time.Now(), "UTC")
