@@ -1,0 +1,267 @@
+package local
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"slipway.dev/slipway/internal/deploy"
+)
+
+// deployed is one environment deployed for a test.
+type deployed struct {
+	b    *Backend
+	env  string
+	spec deploy.Spec
+}
+
+func deployFixture(t *testing.T, env string, replicas int) *deployed {
+	t.Helper()
+	v1r, _, _ := fixtureReleases(t)
+	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	spec := baseSpec(env)
+	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, replicas
+	if err := b.Apply(t.Context(), spec); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	return &deployed{b: b, env: env, spec: spec}
+}
+
+func (d *deployed) status(t *testing.T) deploy.Status {
+	t.Helper()
+	st, err := d.b.Status(t.Context(), d.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// waitFor polls the environment's status until cond holds, failing the test
+// after a minute.
+func (d *deployed) waitFor(t *testing.T, what string, cond func(deploy.Status) bool) deploy.Status {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st := d.status(t)
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute for %s; status: %+v", what, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func httpGet(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestIsolation(t *testing.T) {
+	d := deployFixture(t, "iso", 1)
+	st := d.status(t)
+	_, body := httpGet(t, st.URL+"/env")
+	if os.Geteuid() != 0 {
+		if st.Isolation != deploy.IsolationProcess {
+			t.Errorf("not root: isolation = %q, want %q", st.Isolation, deploy.IsolationProcess)
+		}
+		return
+	}
+	if st.Isolation != deploy.IsolationNamespaces {
+		t.Fatalf("as root, isolation = %q, want %q (supervisor log: %s)", st.Isolation, deploy.IsolationNamespaces,
+			strings.Join(lastLines(d.b.envDir("iso")+"/supervisor.log", 5), "\n"))
+	}
+	for _, want := range []string{"DATA_DIR=/slipway/data", "DATABASE_URL=sqlite:/slipway/data/fixture.db", "PID=1\n"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("replica's /env = %q, want it to contain %q (own PID namespace, data directory mounted)", body, want)
+		}
+	}
+}
+
+func TestBalancerPassesThrough(t *testing.T) {
+	d := deployFixture(t, "lb", 2)
+	st := d.status(t)
+
+	t.Run("headers", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", st.URL+"/headers", nil)
+		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got http.Header
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		if v := got.Get("X-Forwarded-For"); v != "203.0.113.7, 127.0.0.1" {
+			t.Errorf("replica saw X-Forwarded-For %q, want %q", v, "203.0.113.7, 127.0.0.1")
+		}
+		if v := got.Get("X-Forwarded-Proto"); v != "http" {
+			t.Errorf("replica saw X-Forwarded-Proto %q, want http", v)
+		}
+		if v := resp.Header.Get("Slipway-Environment"); v != "lb" {
+			t.Errorf("Slipway-Environment = %q, want lb", v)
+		}
+		if v := resp.Header.Get("Slipway-Commit"); v != d.spec.Commit {
+			t.Errorf("Slipway-Commit = %q, want %s", v, d.spec.Commit)
+		}
+	})
+
+	t.Run("spread over replicas", func(t *testing.T) {
+		seen := map[string]int{}
+		for range 20 {
+			_, body := httpGet(t, st.URL+"/")
+			seen[strings.TrimSpace(body)]++
+		}
+		if len(seen) != 2 {
+			t.Errorf("20 requests reached %v, want both replicas", seen)
+		}
+	})
+
+	t.Run("streaming", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", st.URL+"/stream?hold=1", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		// The replica sends one chunk and then holds the response open:
+		// the chunk arrives only if the balancer does not buffer.
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		if err != nil || line != "chunk 0\n" {
+			t.Fatalf("first chunk = %q, %v; want it before the response ends", line, err)
+		}
+	})
+
+	t.Run("upgrade", func(t *testing.T) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(st.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade answered %s", resp.Status)
+		}
+		fmt.Fprintf(conn, "ping\n")
+		line, err := br.ReadString('\n')
+		if err != nil || line != "echo ping\n" {
+			t.Fatalf("over the upgraded connection got %q, %v; want %q", line, err, "echo ping\n")
+		}
+	})
+
+	t.Run("logs", func(t *testing.T) {
+		var buf strings.Builder
+		if err := d.b.Logs(t.Context(), "lb", false, &buf); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range st.Instances {
+			if want := "[" + r.Name + "] fixture: listening on"; !strings.Contains(buf.String(), want) {
+				t.Errorf("logs lack %q:\n%s", want, buf.String())
+			}
+		}
+	})
+}
+
+func TestKilledReplicaLeavesPoolAndComesBack(t *testing.T) {
+	d := deployFixture(t, "kill", 2)
+	st := d.status(t)
+	victim := st.Instances[0]
+	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	// Requests keep succeeding: a refused connection is retried on the
+	// other replica.
+	for range 20 {
+		if resp, body := httpGet(t, st.URL+"/"); resp.StatusCode != 200 {
+			t.Fatalf("after kill -9 of %s: %s %s", victim.Name, resp.Status, body)
+		}
+	}
+	d.waitFor(t, victim.Name+" to leave the pool", func(st deploy.Status) bool {
+		for _, r := range st.Instances {
+			if r.Name == victim.Name {
+				return !r.Ready || r.Restarts > 0
+			}
+		}
+		return false
+	})
+	t.Logf("%s left the pool %s after kill -9", victim.Name, time.Since(killed).Round(time.Millisecond))
+	back := d.waitFor(t, victim.Name+" to come back", func(st deploy.Status) bool {
+		for _, r := range st.Instances {
+			if r.Name == victim.Name {
+				return r.Ready && r.Restarts == 1 && r.PID != victim.PID
+			}
+		}
+		return false
+	})
+	t.Logf("%s back in the pool %s after kill -9", victim.Name, time.Since(killed).Round(time.Millisecond))
+	if !back.Healthy || back.Replicas.Ready != 2 {
+		t.Errorf("after the restart: %+v", back)
+	}
+}
+
+func TestUnreadyReplicaIsEjected(t *testing.T) {
+	d := deployFixture(t, "eject", 2)
+	st := d.status(t)
+	sick, well := st.Instances[0], st.Instances[1]
+	resp, err := http.Post("http://"+sick.Address+"/control/unready", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	d.waitFor(t, sick.Name+" to be ejected", func(st deploy.Status) bool {
+		return st.Replicas.Ready == 1 && !st.Healthy && strings.Contains(st.Message, sick.Name)
+	})
+	for range 10 {
+		if _, body := httpGet(t, st.URL+"/"); strings.TrimSpace(body) != "hello from "+well.Name {
+			t.Fatalf("request reached %q, want only %s while %s fails readiness", body, well.Name, sick.Name)
+		}
+	}
+}
+
+func TestCrashingReleaseFailsRollout(t *testing.T) {
+	v1r, _, _ := fixtureReleases(t)
+	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	spec := baseSpec("crash")
+	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, "crashes", 1
+	spec.Env = map[string]string{"FIXTURE_CRASH": "1"}
+	err := b.Apply(t.Context(), spec)
+	var re *deploy.RolloutError
+	if !errors.As(err, &re) {
+		t.Fatalf("Apply(crashing build) = %v, want a RolloutError", err)
+	}
+	if !strings.Contains(re.Reason, "exited 3 times before becoming ready") ||
+		!strings.Contains(strings.Join(re.LastLogs, "\n"), "crashing on purpose") {
+		t.Errorf("RolloutError = %v; want the exits and the replica's last lines", re)
+	}
+	if _, err := b.Status(t.Context(), "crash"); !errors.Is(err, deploy.ErrNotDeployed) {
+		t.Errorf("after a failed first deploy, Status error = %v, want ErrNotDeployed", err)
+	}
+}

@@ -1,0 +1,161 @@
+package local
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"slipway.dev/slipway/internal/deploy"
+)
+
+func TestUnpackRefusesEscapes(t *testing.T) {
+	tests := []struct {
+		name    string
+		entries []tarEntry
+		want    string
+	}{
+		{"absolute path", []tarEntry{{hdr: tar.Header{Name: "/etc/evil"}, body: []byte("x")}}, "absolute path"},
+		{"dot-dot", []tarEntry{{hdr: tar.Header{Name: "../evil"}, body: []byte("x")}}, "climbs out"},
+		{"dot-dot inside", []tarEntry{{hdr: tar.Header{Name: "a/../../evil"}, body: []byte("x")}}, "climbs out"},
+		{"symlink out", []tarEntry{{hdr: tar.Header{Name: "a/link", Typeflag: tar.TypeSymlink, Linkname: "../../outside"}}}, "outside the image root"},
+		{"hard link out", []tarEntry{{hdr: tar.Header{Name: "link", Typeflag: tar.TypeLink, Linkname: "../outside"}}}, "climbs out"},
+		{"write through an absolute symlink", []tarEntry{
+			{hdr: tar.Header{Name: "etc", Typeflag: tar.TypeSymlink, Linkname: "/etc"}},
+			{hdr: tar.Header{Name: "etc/evil"}, body: []byte("x")},
+		}, "escapes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parent := t.TempDir()
+			rootfs := filepath.Join(parent, "rootfs")
+			img, err := mutate.AppendLayers(empty.Image, tarLayer(t, tt.entries...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = unpackLayers(t.Context(), img, rootfs)
+			if !errors.Is(err, ErrUnsafeImage) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("unpack error = %v, want ErrUnsafeImage saying %q", err, tt.want)
+			}
+			if _, err := os.Lstat(filepath.Join(parent, "evil")); err == nil {
+				t.Errorf("a file was written outside the root")
+			}
+		})
+	}
+}
+
+func TestUnpackLayersAndWhiteouts(t *testing.T) {
+	lower := tarLayer(t,
+		tarEntry{hdr: tar.Header{Name: "./bin/", Typeflag: tar.TypeDir, Mode: 0o755}},
+		tarEntry{hdr: tar.Header{Name: "./bin/app", Mode: 0o755}, body: []byte("v1")},
+		tarEntry{hdr: tar.Header{Name: "./bin/sh", Typeflag: tar.TypeSymlink, Linkname: "app"}},
+		tarEntry{hdr: tar.Header{Name: "gone.txt"}, body: []byte("x")},
+		tarEntry{hdr: tar.Header{Name: "opaque/old.txt"}, body: []byte("x")},
+		tarEntry{hdr: tar.Header{Name: "lib/abs", Typeflag: tar.TypeSymlink, Linkname: "/bin/app"}},
+	)
+	upper := tarLayer(t,
+		tarEntry{hdr: tar.Header{Name: "bin/app", Mode: 0o755}, body: []byte("v2")},
+		tarEntry{hdr: tar.Header{Name: "bin/hard", Typeflag: tar.TypeLink, Linkname: "bin/app"}},
+		tarEntry{hdr: tar.Header{Name: ".wh.gone.txt"}},
+		tarEntry{hdr: tar.Header{Name: "opaque/.wh..wh..opq"}},
+		tarEntry{hdr: tar.Header{Name: "opaque/new.txt"}, body: []byte("y")},
+	)
+	img, err := mutate.AppendLayers(empty.Image, lower, upper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := unpackLayers(t.Context(), img, rootfs); err != nil {
+		t.Fatal(err)
+	}
+	read := func(p string) string {
+		b, err := os.ReadFile(filepath.Join(rootfs, p))
+		if err != nil {
+			return "missing"
+		}
+		return string(b)
+	}
+	for p, want := range map[string]string{
+		"bin/app": "v2", "bin/sh": "v2", "bin/hard": "v2", "gone.txt": "missing",
+		"opaque/old.txt": "missing", "opaque/new.txt": "y",
+	} {
+		if got := read(p); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(rootfs, "bin/app")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("bin/app mode = %v, %v; want 0755", fi.Mode(), err)
+	}
+	if target, err := os.Readlink(filepath.Join(rootfs, "lib/abs")); err != nil || target != "/bin/app" {
+		t.Errorf("lib/abs -> %q, %v; want /bin/app (resolved inside the replica's root)", target, err)
+	}
+}
+
+func TestDeployRefusesImageWithEscapingEntry(t *testing.T) {
+	reg := newTestRegistry(t)
+	evil := tarLayer(t, tarEntry{hdr: tar.Header{Name: "../../../../tmp/slipway-escape"}, body: []byte("x")})
+	c := strings.Repeat("3c", 20)
+	ref := reg.push(t, "evil", fixtureImage(t, c, evil))
+	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	spec := baseSpec("evil")
+	spec.Image, spec.Commit, spec.Version, spec.Replicas = ref, c, "evil", 1
+	err := b.Apply(t.Context(), spec)
+	if !errors.Is(err, ErrUnsafeImage) || !strings.Contains(err.Error(), "climbs out of the image root") {
+		t.Fatalf("Apply(image with ../ entry) error = %v, want ErrUnsafeImage", err)
+	}
+	t.Log(err)
+	if _, err := b.Status(t.Context(), "evil"); !errors.Is(err, deploy.ErrNotDeployed) {
+		t.Errorf("after a refused image, Status error = %v, want ErrNotDeployed", err)
+	}
+}
+
+func FuzzUntar(f *testing.F) {
+	for _, entries := range [][]tarEntry{
+		{{hdr: tar.Header{Name: "a/b"}, body: []byte("x")}},
+		{{hdr: tar.Header{Name: "../x"}}},
+		{{hdr: tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "../../x"}}, {hdr: tar.Header{Name: "l/y"}}},
+		{{hdr: tar.Header{Name: "d/.wh..wh..opq"}}, {hdr: tar.Header{Name: ".wh.d"}}},
+	} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, e := range entries {
+			h := e.hdr
+			h.Size = int64(len(e.body))
+			if h.Mode == 0 {
+				h.Mode = 0o644
+			}
+			tw.WriteHeader(&h)
+			tw.Write(e.body)
+		}
+		tw.Close()
+		f.Add(buf.Bytes())
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parent := t.TempDir()
+		dir := filepath.Join(parent, "root")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer root.Close()
+		untar(root, bytes.NewReader(data))
+		entries, err := os.ReadDir(parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 1 {
+			t.Fatalf("untar wrote outside its root: %v", entries)
+		}
+	})
+}
+
+
