@@ -157,5 +157,3 @@ func FuzzUntar(f *testing.F) {
 		}
 	})
 }
-
-
