@@ -108,7 +108,9 @@ type counts struct{ ok, bad, failed int64 }
 
 func (l *load) counts() counts { return counts{l.ok.Load(), l.bad.Load(), l.failed.Load()} }
 
-func (c counts) minus(d counts) counts { return counts{c.ok - d.ok, c.bad - d.bad, c.failed - d.failed} }
+func (c counts) minus(d counts) counts {
+	return counts{c.ok - d.ok, c.bad - d.bad, c.failed - d.failed}
+}
 
 // check reports the counts of one phase and fails the test unless every
 // request got a 2xx answer.
