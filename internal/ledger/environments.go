@@ -1,0 +1,58 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"slipway.dev/slipway/internal/deploy"
+)
+
+// SaveDesired records spec as the desired state of its environment,
+// replacing the previous one.
+func (s *Store) SaveDesired(ctx context.Context, spec deploy.Spec) error {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("save desired state of %s: %w", spec.Environment, err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO environments (environment, spec, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (environment) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at`,
+		spec.Environment, string(b), formatTime(s.now()))
+	if err != nil {
+		return fmt.Errorf("save desired state of %s: %w", spec.Environment, err)
+	}
+	return nil
+}
+
+// DeleteDesired forgets the desired state of env (it was stopped).
+func (s *Store) DeleteDesired(ctx context.Context, env string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM environments WHERE environment = ?`, env); err != nil {
+		return fmt.Errorf("delete desired state of %s: %w", env, err)
+	}
+	return nil
+}
+
+// LoadDesired returns the desired state of every environment, by name.
+func (s *Store) LoadDesired(ctx context.Context) ([]deploy.Spec, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT environment, spec FROM environments ORDER BY environment`)
+	if err != nil {
+		return nil, fmt.Errorf("load desired states: %w", err)
+	}
+	defer rows.Close()
+	var specs []deploy.Spec
+	for rows.Next() {
+		var env, raw string
+		if err := rows.Scan(&env, &raw); err != nil {
+			return nil, fmt.Errorf("load desired states: %w", err)
+		}
+		var spec deploy.Spec
+		if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+			return nil, fmt.Errorf("load desired state of %s: %w", env, err)
+		}
+		specs = append(specs, spec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load desired states: %w", err)
+	}
+	return specs, nil
+}
