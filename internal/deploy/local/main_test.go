@@ -29,11 +29,38 @@ import (
 
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/deploy/deploytest"
+	"slipway.dev/slipway/internal/ledger"
 )
 
 func TestMain(m *testing.M) {
 	SupervisorMain()
+	if dir := os.Getenv("SLIPWAY_TEST_CONTROLLER"); dir != "" {
+		os.Exit(runTestController(dir, os.Getenv("SLIPWAY_TEST_LEDGER")))
+	}
 	os.Exit(m.Run())
+}
+
+// runTestController stands for slipway's controller in tests of restarts:
+// it restores every environment recorded in the ledger, says so on stdout,
+// and then runs until it is killed.
+func runTestController(dir, ledgerPath string) int {
+	ctx := context.Background()
+	store, err := ledger.Open(ctx, ledgerPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	b, err := New(Options{Dir: dir, Store: store})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := b.Restore(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "restore:", err)
+		return 1
+	}
+	fmt.Println("restored")
+	select {}
 }
 
 // memStore is a StateStore in memory, for tests.
