@@ -626,6 +626,8 @@ func (s *supervisor) command(r *replica, out *logFile) (*exec.Cmd, error) {
 		k, v, _ := strings.Cut(kv, "=")
 		set(k, v)
 	}
+	// Replicas are reached through the load balancer only.
+	set("HOST", "127.0.0.1")
 	set("DATABASE_URL", "sqlite:"+path.Join(appData, spec.App+".db"))
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		set(k, spec.Env[k])

@@ -1,0 +1,212 @@
+//go:build integration
+
+package local
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"slipway.dev/slipway/internal/deploy"
+	"slipway.dev/slipway/internal/testenv"
+)
+
+func birthdaySpec(env, image, build string, replicas int) deploy.Spec {
+	return deploy.Spec{
+		Environment: env, App: "birthday-app", Image: image,
+		Commit: strings.Repeat(build, 40)[:40], Version: "build-" + build, Replicas: replicas,
+		Port: 8080, ListenAddr: "127.0.0.1:0", ReadinessPath: "/readyz", LivenessPath: "/healthz",
+	}
+}
+
+// BenchmarkRollingUpdate measures a rolling update of 4 birthday-app
+// replicas (maxSurge 1, maxUnavailable 0): from Apply until every new
+// replica serves and every old one has stopped.
+func BenchmarkRollingUpdate(b *testing.B) {
+	reg := newTestRegistry(b)
+	images := []string{reg.push(b, "birthday-app", birthdayImage(b, "a")), reg.push(b, "birthday-app", birthdayImage(b, "b"))}
+	be := newTestBackend(b, shortTempDir(b), &memStore{})
+	ctx := context.Background()
+	if err := be.Apply(ctx, birthdaySpec("bench", images[0], "a", 4)); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		build := []string{"a", "b"}[(i+1)%2]
+		if err := be.Apply(ctx, birthdaySpec("bench", images[(i+1)%2], build, 4)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/rollout")
+}
+
+// TestBalancerVersusNginx measures the load balancer against Debian's nginx
+// balancing the same birthday-app replicas, with wrk: throughput, and p99
+// latency compared with calling one replica directly. It prints the
+// figures and asserts nothing; bench/lb-vs-nginx runs it.
+func TestBalancerVersusNginx(t *testing.T) {
+	if os.Getenv("SLIPWAY_BENCH") != "1" {
+		t.Skip("benchmark: runs with SLIPWAY_BENCH=1 (bench/lb-vs-nginx)")
+	}
+	nginx := testenv.LookPath(t, "nginx")
+	wrk := testenv.LookPath(t, "wrk")
+	replicas, _ := strconv.Atoi(envOr("BENCH_REPLICAS", "2"))
+	duration := envOr("BENCH_DURATION", "10s")
+	path := envOr("BENCH_PATH", "/healthz")
+
+	reg := newTestRegistry(t)
+	image := reg.push(t, "birthday-app", birthdayImage(t, "a"))
+	dir := shortTempDir(t)
+	be := newTestBackend(t, dir, &memStore{})
+	if err := be.Apply(t.Context(), birthdaySpec("bench", image, "a", replicas)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := be.Status(t.Context(), "bench")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var upstream strings.Builder
+	for _, r := range st.Instances {
+		fmt.Fprintf(&upstream, "    server %s;\n", r.Address)
+	}
+	nginxPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ndir := filepath.Join(dir, "nginx")
+	os.MkdirAll(filepath.Join(ndir, "tmp"), 0o755)
+	conf := fmt.Sprintf(`worker_processes auto;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/tmp/body;
+  proxy_temp_path %[1]s/tmp/proxy;
+  fastcgi_temp_path %[1]s/tmp/fastcgi;
+  uwsgi_temp_path %[1]s/tmp/uwsgi;
+  scgi_temp_path %[1]s/tmp/scgi;
+  upstream app {
+    least_conn;
+%[2]s    keepalive 128;
+  }
+  server {
+    listen 127.0.0.1:%[3]d;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }
+  }
+}
+`, ndir, upstream.String(), nginxPort)
+	if err := os.WriteFile(filepath.Join(ndir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nginx, "-p", ndir, "-c", filepath.Join(ndir, "nginx.conf"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", nginxPort)
+	for i := 0; ; i++ {
+		resp, err := http.Get(nginxURL + path)
+		if err == nil && resp.StatusCode == 200 {
+			resp.Body.Close()
+			break
+		}
+		if i > 200 {
+			t.Fatalf("nginx did not answer: %v", err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	run := func(url, conns string) wrkResult {
+		out, err := exec.Command(wrk, "-t2", "-c"+conns, "-d"+duration, "--latency", url+path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("wrk %s: %v\n%s", url, err, out)
+		}
+		return parseWrk(t, string(out))
+	}
+	direct := "http://" + st.Instances[0].Address
+	t.Logf("%d birthday-app replicas, GET %s, wrk -t2 -d%s", replicas, path, duration)
+	t.Logf("%-32s %12s %10s %10s", "target", "requests/s", "p50", "p99")
+	for round := 1; round <= 2; round++ {
+		thrNginx := run(nginxURL, "64")
+		thrLB := run(st.URL, "64")
+		latDirect := run(direct, "4")
+		latNginx := run(nginxURL, "4")
+		latLB := run(st.URL, "4")
+		for _, r := range []struct {
+			name string
+			w    wrkResult
+		}{
+			{"nginx, 64 connections", thrNginx}, {"slipway, 64 connections", thrLB},
+			{"one replica direct, 4 conns", latDirect}, {"nginx, 4 connections", latNginx}, {"slipway, 4 connections", latLB},
+		} {
+			t.Logf("%-32s %12.0f %10s %10s", r.name, r.w.rps, r.w.p50, r.w.p99)
+		}
+		t.Logf("round %d: slipway/nginx throughput %.2f; p99 added over direct: slipway %s, nginx %s", round,
+			thrLB.rps/thrNginx.rps, latLB.p99-latDirect.p99, latNginx.p99-latDirect.p99)
+	}
+}
+
+type wrkResult struct {
+	rps      float64
+	p50, p99 time.Duration
+}
+
+var (
+	wrkRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkP50 = regexp.MustCompile(`\s50%\s+([0-9.]+[a-z]+)`)
+	wrkP99 = regexp.MustCompile(`\s99%\s+([0-9.]+[a-z]+)`)
+	wrkErr = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: .*`)
+)
+
+func parseWrk(t *testing.T, out string) wrkResult {
+	t.Helper()
+	if m := wrkErr.FindString(out); m != "" {
+		t.Errorf("wrk saw errors: %s", m)
+	}
+	var r wrkResult
+	m := wrkRPS.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no Requests/sec in wrk output:\n%s", out)
+	}
+	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	for _, x := range []struct {
+		re *regexp.Regexp
+		d  *time.Duration
+	}{{wrkP50, &r.p50}, {wrkP99, &r.p99}} {
+		m := x.re.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no latency percentiles in wrk output:\n%s", out)
+		}
+		d, err := time.ParseDuration(m[1])
+		if err != nil {
+			t.Fatalf("wrk latency %q: %v", m[1], err)
+		}
+		*x.d = d
+	}
+	return r
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
