@@ -81,7 +81,11 @@ func (b *balancer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		req.Body = io.NopCloser(bytes.NewReader(buf))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
 	}
-	b.proxy.ServeHTTP(w, req)
+	if isUpgrade(req) {
+		b.proxy.ServeHTTP(w, req)
+		return
+	}
+	b.serve(w, req)
 }
 
 func (b *balancer) fail(w http.ResponseWriter, req *http.Request, err error) {

@@ -125,6 +125,37 @@ func TestBalancerPassesThrough(t *testing.T) {
 		}
 	})
 
+	t.Run("bodies", func(t *testing.T) {
+		for _, tt := range []struct {
+			method string
+			body   io.Reader
+			want   string
+		}{
+			{"POST", strings.NewReader("hello"), "POST 5 hello"},
+			{"PUT", strings.NewReader(`{"dateOfBirth":"2000-01-01"}`), `PUT 28 {"dateOfBirth":"2000-01-01"}`},
+			{"POST", io.MultiReader(strings.NewReader("chun"), strings.NewReader("ked")), "POST -1 chunked"},
+			{"DELETE", nil, "DELETE 0 "},
+		} {
+			req, _ := http.NewRequest(tt.method, st.URL+"/body", tt.body)
+			if _, ok := tt.body.(*strings.Reader); !ok && tt.body != nil {
+				req.ContentLength = -1
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != tt.want {
+				t.Errorf("%s /body answered %q, want %q", tt.method, b, tt.want)
+			}
+		}
+		resp, err := http.Head(st.URL + "/version")
+		if err != nil || resp.StatusCode != 200 {
+			t.Errorf("HEAD /version: %v, %v", resp, err)
+		}
+	})
+
 	t.Run("spread over replicas", func(t *testing.T) {
 		seen := map[string]int{}
 		for range 20 {

@@ -72,6 +72,7 @@ type replica struct {
 
 	outstanding atomic.Int64
 	draining    atomic.Bool
+	conns       connPool
 	stop        chan struct{}
 	stopOnce    sync.Once
 	done        chan struct{}
@@ -407,6 +408,7 @@ func (s *supervisor) retire(r *replica) {
 		s.replicas = slices.DeleteFunc(s.replicas, func(x *replica) bool { return x == r })
 		s.notify()
 		s.mu.Unlock()
+		r.conns.close()
 		s.lb.transport.CloseIdleConnections()
 	}()
 }
@@ -472,6 +474,7 @@ func (s *supervisor) run(r *replica) {
 				exitErr = errors.New("exit status 0")
 			}
 		}
+		r.conns.dropIdle()
 		s.mu.Lock()
 		r.ready, r.pid = false, 0
 		r.restarts++
