@@ -1,0 +1,271 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// DeploymentKind says why an environment was rolled out.
+type DeploymentKind string
+
+// The kinds of deployment.
+const (
+	KindDeploy   DeploymentKind = "deploy"   // a new head of the environment's branch (dev)
+	KindRelease  DeploymentKind = "release"  // a release to a controlled environment (prod)
+	KindRollback DeploymentKind = "rollback" // back to an earlier release
+	KindScale    DeploymentKind = "scale"    // same image, another replica count
+)
+
+// DeploymentState is where a deployment is in its life.
+type DeploymentState string
+
+// The states of a deployment. Pending and Rolling are in flight; the others
+// are final.
+const (
+	StatePending    DeploymentState = "pending"
+	StateRolling    DeploymentState = "rolling"
+	StateSucceeded  DeploymentState = "succeeded"
+	StateFailed     DeploymentState = "failed"
+	StateRefused    DeploymentState = "refused"
+	StateRolledBack DeploymentState = "rolled-back"
+)
+
+// Final reports whether the state is an end state.
+func (s DeploymentState) Final() bool {
+	return s != StatePending && s != StateRolling
+}
+
+// Deployment is one rollout of an environment, as the ledger records it.
+type Deployment struct {
+	ID          int64           `json:"id"`
+	Env         string          `json:"env"`
+	Kind        DeploymentKind  `json:"kind"`
+	Trigger     string          `json:"trigger"`
+	Commit      string          `json:"commit"`
+	Image       string          `json:"image"`
+	Digest      string          `json:"digest"`
+	ReleaseName string          `json:"release"`
+	Replicas    int             `json:"replicas"`
+	PreviousID  int64           `json:"previousId"`
+	State       DeploymentState `json:"state"`
+	Step        string          `json:"step"`
+	Reason      string          `json:"reason"`
+	Forced      bool            `json:"forced"`
+	ForceReason string          `json:"forceReason"`
+	Note        string          `json:"note"`
+	CreatedAt   time.Time       `json:"createdAt"`
+	UpdatedAt   time.Time       `json:"updatedAt"`
+	FinishedAt  time.Time       `json:"finishedAt"`
+}
+
+// ErrNoDeployment is returned when no deployment matches; it is also an
+// ErrNotFound.
+var ErrNoDeployment = fmt.Errorf("no such deployment: %w", ErrNotFound)
+
+// Deployments reads and writes the deployments table (migration 0200).
+type Deployments struct {
+	db  *sql.DB
+	now func() time.Time
+}
+
+// Deployments returns the deployments table of the ledger, stamped by the
+// store's clock.
+func (s *Store) Deployments() *Deployments { return NewDeployments(s.db, s.Now) }
+
+// NewDeployments returns the deployments of the ledger database db. now is
+// the clock used for timestamps (time.Now when nil).
+func NewDeployments(db *sql.DB, now func() time.Time) *Deployments {
+	if now == nil {
+		now = time.Now
+	}
+	return &Deployments{db: db, now: now}
+}
+
+const deploymentColumns = `id, env, kind, trigger, commit_sha, image, digest, release_name, replicas,
+	previous_id, state, step, reason, forced, force_reason, note, created_at, updated_at, finished_at`
+
+// Create writes a new deployment and sets its ID and timestamps.
+func (l *Deployments) Create(ctx context.Context, d *Deployment) error {
+	now := l.now().UTC()
+	d.CreatedAt, d.UpdatedAt = now, now
+	if d.State.Final() {
+		d.FinishedAt = now
+	}
+	err := l.db.QueryRowContext(ctx, `INSERT INTO deployments (env, kind, trigger, commit_sha, image, digest,
+		release_name, replicas, previous_id, state, step, reason, forced, force_reason, note,
+		created_at, updated_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id`,
+		d.Env, string(d.Kind), d.Trigger, d.Commit, d.Image, d.Digest, d.ReleaseName, d.Replicas, d.PreviousID,
+		string(d.State), d.Step, d.Reason, d.Forced, d.ForceReason, d.Note,
+		formatTime(d.CreatedAt), formatTime(d.UpdatedAt), formatTime(d.FinishedAt)).Scan(&d.ID)
+	if err != nil {
+		return fmt.Errorf("record %s of %s on %s: %w", d.Kind, deployShort(d.Commit), d.Env, err)
+	}
+	return nil
+}
+
+// Update writes every field of d back, and sets its timestamps.
+func (l *Deployments) Update(ctx context.Context, d *Deployment) error {
+	now := l.now().UTC()
+	d.UpdatedAt = now
+	if d.State.Final() && d.FinishedAt.IsZero() {
+		d.FinishedAt = now
+	}
+	_, err := l.db.ExecContext(ctx, `UPDATE deployments SET image=?, digest=?, release_name=?, replicas=?,
+		previous_id=?, state=?, step=?, reason=?, forced=?, force_reason=?, note=?, updated_at=?, finished_at=?
+		WHERE id=?`,
+		d.Image, d.Digest, d.ReleaseName, d.Replicas, d.PreviousID, string(d.State), d.Step, d.Reason,
+		d.Forced, d.ForceReason, d.Note, formatTime(d.UpdatedAt), formatTime(d.FinishedAt), d.ID)
+	if err != nil {
+		return fmt.Errorf("update deployment %d (%s on %s): %w", d.ID, deployShort(d.Commit), d.Env, err)
+	}
+	return nil
+}
+
+// Get returns the deployment with the given id.
+func (l *Deployments) Get(ctx context.Context, id int64) (Deployment, error) {
+	return l.one(ctx, `WHERE id = ?`, id)
+}
+
+// Current returns the latest succeeded deployment of env: what it runs.
+func (l *Deployments) Current(ctx context.Context, env string) (Deployment, error) {
+	return l.one(ctx, `WHERE env = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1`, env)
+}
+
+// LastFailure returns the latest deployment of env that failed, was refused
+// or rolled back after its latest success (ErrNoDeployment when none did).
+func (l *Deployments) LastFailure(ctx context.Context, env string, after int64) (Deployment, error) {
+	return l.one(ctx, `WHERE env = ? AND state IN ('failed','refused','rolled-back') AND id > ?
+		ORDER BY id DESC LIMIT 1`, env, after)
+}
+
+// InFlight returns every deployment still pending or rolling, oldest first.
+func (l *Deployments) InFlight(ctx context.Context) ([]Deployment, error) {
+	return l.many(ctx, `WHERE state IN ('pending','rolling') ORDER BY id`)
+}
+
+// Latest returns the newest deployments, of env when env is not empty,
+// newest first, at most limit of them.
+func (l *Deployments) Latest(ctx context.Context, env string, limit int) ([]Deployment, error) {
+	if env == "" {
+		return l.many(ctx, `ORDER BY id DESC LIMIT ?`, limit)
+	}
+	return l.many(ctx, `WHERE env = ? ORDER BY id DESC LIMIT ?`, env, limit)
+}
+
+// LatestForCommit returns the newest deployment of kind on env for commit.
+func (l *Deployments) LatestForCommit(ctx context.Context, env string, kind DeploymentKind, commit string) (Deployment, error) {
+	return l.one(ctx, `WHERE commit_sha = ? AND env = ? AND kind = ? ORDER BY id DESC LIMIT 1`, commit, env, string(kind))
+}
+
+// Verified returns the newest succeeded deployment of kind deploy on env: the
+// newest commit that passed all of env's checks.
+func (l *Deployments) Verified(ctx context.Context, env string) (Deployment, error) {
+	return l.one(ctx, `WHERE env = ? AND state = 'succeeded' AND kind = 'deploy' ORDER BY id DESC LIMIT 1`, env)
+}
+
+// Releases returns the succeeded releases and rollbacks of env, newest
+// first, at most limit of them.
+func (l *Deployments) Releases(ctx context.Context, env string, limit int) ([]Deployment, error) {
+	return l.many(ctx, `WHERE env = ? AND state = 'succeeded' AND kind IN ('release','rollback')
+		ORDER BY id DESC LIMIT ?`, env, limit)
+}
+
+// ReleaseByName returns the succeeded release named name on env.
+func (l *Deployments) ReleaseByName(ctx context.Context, env, name string) (Deployment, error) {
+	return l.one(ctx, `WHERE release_name = ? AND env = ? AND state = 'succeeded' AND kind = 'release'
+		ORDER BY id DESC LIMIT 1`, name, env)
+}
+
+// ReleaseByCommit returns the newest succeeded release of commit on env.
+func (l *Deployments) ReleaseByCommit(ctx context.Context, env, commit string) (Deployment, error) {
+	return l.one(ctx, `WHERE commit_sha = ? AND env = ? AND state = 'succeeded' AND kind = 'release'
+		ORDER BY id DESC LIMIT 1`, commit, env)
+}
+
+// ReleaseNames returns the release names that start with prefix, used or
+// reserved by any deployment.
+func (l *Deployments) ReleaseNames(ctx context.Context, prefix string) ([]string, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT DISTINCT release_name FROM deployments
+		WHERE release_name >= ? AND release_name < ?`, prefix, prefix+"\uffff")
+	if err != nil {
+		return nil, fmt.Errorf("list release names %s*: %w", prefix, err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list release names %s*: %w", prefix, err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list release names %s*: %w", prefix, err)
+	}
+	return names, nil
+}
+
+func (l *Deployments) one(ctx context.Context, where string, args ...any) (Deployment, error) {
+	row := l.db.QueryRowContext(ctx, `SELECT `+deploymentColumns+` FROM deployments `+where, args...)
+	d, err := scanDeployment(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Deployment{}, ErrNoDeployment
+	}
+	if err != nil {
+		return Deployment{}, fmt.Errorf("read deployments: %w", err)
+	}
+	return d, nil
+}
+
+func (l *Deployments) many(ctx context.Context, where string, args ...any) ([]Deployment, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT `+deploymentColumns+` FROM deployments `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read deployments: %w", err)
+	}
+	defer rows.Close()
+	var out []Deployment
+	for rows.Next() {
+		d, err := scanDeployment(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read deployments: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read deployments: %w", err)
+	}
+	return out, nil
+}
+
+func scanDeployment(s rowScanner) (Deployment, error) {
+	var d Deployment
+	var kind, state string
+	var created, updated, finished string
+	err := s.Scan(&d.ID, &d.Env, &kind, &d.Trigger, &d.Commit, &d.Image, &d.Digest, &d.ReleaseName,
+		&d.Replicas, &d.PreviousID, &state, &d.Step, &d.Reason, &d.Forced, &d.ForceReason, &d.Note,
+		&created, &updated, &finished)
+	if err != nil {
+		return Deployment{}, err
+	}
+	d.Kind, d.State = DeploymentKind(kind), DeploymentState(state)
+	for _, f := range []struct {
+		s string
+		t *time.Time
+	}{{created, &d.CreatedAt}, {updated, &d.UpdatedAt}, {finished, &d.FinishedAt}} {
+		if *f.t, err = parseTime(f.s); err != nil {
+			return Deployment{}, err
+		}
+	}
+	return d, nil
+}
+
+func deployShort(commit string) string {
+	if len(commit) > 7 && !strings.ContainsAny(commit[:7], "/ ") {
+		return commit[:7]
+	}
+	return commit
+}

@@ -1,0 +1,58 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Conditions callers branch on. The API maps them to HTTP statuses and the
+// CLI to exit codes.
+var (
+	// ErrNotFastForward: the commit does not descend from the current release.
+	ErrNotFastForward = errors.New("not a fast-forward of the current release")
+	// ErrNotInSource: the commit is not on the branch the source environment tracks (master).
+	ErrNotInSource = errors.New("not contained in the source branch")
+	// ErrNotVerified: the commit has not passed the source environment's checks.
+	ErrNotVerified = errors.New("not verified on the source environment")
+	// ErrTooSoon: verified, but not for the minimum time yet.
+	ErrTooSoon = errors.New("not on the source environment for the minimum time yet")
+	// ErrBusy: a rollout of the environment is already in flight.
+	ErrBusy = errors.New("a rollout of this environment is in flight")
+	// ErrNothingReleased: there is no release to roll back from or to.
+	ErrNothingReleased = errors.New("nothing has been released")
+	// ErrNotReleased: the rollback target was never released.
+	ErrNotReleased = errors.New("never released")
+	// ErrAlreadyLive: the target already runs.
+	ErrAlreadyLive = errors.New("already live")
+	// ErrReasonRequired: --force was given without --reason.
+	ErrReasonRequired = errors.New("a forced release needs a reason")
+	// ErrNotDeployed: nothing runs on the environment yet.
+	ErrNotDeployed = errors.New("nothing is deployed")
+	// ErrUnknownEnv: no environment of that name.
+	ErrUnknownEnv = errors.New("no such environment")
+	// ErrNoControlledEnv: the configuration has no controlled environment to release to.
+	ErrNoControlledEnv = errors.New("no controlled environment configured")
+	// ErrInvalid: a request that can never succeed as written.
+	ErrInvalid = errors.New("invalid request")
+)
+
+// RefusedError is a release that failed its preflight. Prod is untouched.
+type RefusedError struct {
+	Env    string
+	Commit string
+	Reason string
+	Err    error // one of the sentinels above
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("release of %s to %s refused: %s", shortHash(e.Commit), e.Env, e.Reason)
+}
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+func shortHash(c string) string {
+	if len(c) > 7 {
+		return c[:7]
+	}
+	return c
+}
