@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -144,7 +145,9 @@ http {
 	direct := "http://" + st.Instances[0].Address
 	t.Logf("%d birthday-app replicas, GET %s, wrk -t2 -d%s", replicas, path, duration)
 	t.Logf("%-32s %12s %10s %10s", "target", "requests/s", "p50", "p99")
-	for round := 1; round <= 2; round++ {
+	rounds, _ := strconv.Atoi(envOr("BENCH_ROUNDS", "3"))
+	var ratios, addedLB, addedNginx, addedLB50, addedNginx50 []float64
+	for round := 1; round <= rounds; round++ {
 		thrNginx := run(nginxURL, "64")
 		thrLB := run(st.URL, "64")
 		latDirect := run(direct, "4")
@@ -161,7 +164,21 @@ http {
 		}
 		t.Logf("round %d: slipway/nginx throughput %.2f; p99 added over direct: slipway %s, nginx %s", round,
 			thrLB.rps/thrNginx.rps, latLB.p99-latDirect.p99, latNginx.p99-latDirect.p99)
+		ratios = append(ratios, thrLB.rps/thrNginx.rps)
+		addedLB = append(addedLB, float64(latLB.p99-latDirect.p99))
+		addedNginx = append(addedNginx, float64(latNginx.p99-latDirect.p99))
+		addedLB50 = append(addedLB50, float64(latLB.p50-latDirect.p50))
+		addedNginx50 = append(addedNginx50, float64(latNginx.p50-latDirect.p50))
 	}
+	ms := func(v float64) time.Duration { return time.Duration(v).Round(time.Microsecond) }
+	t.Logf("median of %d rounds: slipway/nginx throughput %.2f; added over direct: p50 slipway %s, nginx %s; p99 slipway %s, nginx %s",
+		rounds, median(ratios), ms(median(addedLB50)), ms(median(addedNginx50)), ms(median(addedLB)), ms(median(addedNginx)))
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 type wrkResult struct {

@@ -296,3 +296,76 @@ func TestCrashingReleaseFailsRollout(t *testing.T) {
 		t.Errorf("after a failed first deploy, Status error = %v, want ErrNotDeployed", err)
 	}
 }
+
+func TestCrashLoopIsReported(t *testing.T) {
+	d := deployFixture(t, "loop", 2)
+	st := d.status(t)
+	victim := st.Instances[0]
+	// From now on the fixture exits at start.
+	if err := os.WriteFile(d.b.envDir("loop")+"/data/crash", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st = d.waitFor(t, victim.Name+" to be reported crash-looping", func(st deploy.Status) bool {
+		return strings.Contains(st.Message, victim.Name+" is crash-looping")
+	})
+	t.Logf("status message: %s", st.Message)
+	if st.Healthy || st.Replicas.Ready != 1 {
+		t.Errorf("with a crash-looping replica: healthy %v, ready %d; want unhealthy, 1 ready", st.Healthy, st.Replicas.Ready)
+	}
+	if _, body := httpGet(t, st.URL+"/"); !strings.Contains(body, "hello from") {
+		t.Errorf("the other replica does not serve: %q", body)
+	}
+	var logs strings.Builder
+	if err := d.b.Logs(t.Context(), "loop", false, &logs); err != nil {
+		t.Fatal(err)
+	}
+	if want := "[" + victim.Name + "] fixture: crashing on purpose"; !strings.Contains(logs.String(), want) {
+		t.Errorf("logs lack %q", want)
+	}
+}
+
+func TestLogFileRotatesAndFollows(t *testing.T) {
+	dir := t.TempDir()
+	lf, err := openLog(dir+"/r1.log", 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	for i := range 10 {
+		fmt.Fprintf(lf, "line %d of the replica's output\n", i)
+	}
+	if fi, err := os.Stat(dir + "/r1.log"); err != nil || fi.Size() > 64 {
+		t.Fatalf("log file not capped at 64 bytes: %v, %v", fi, err)
+	}
+	if got := lastLines(dir+"/r1.log", 2); len(got) != 2 || got[1] != "line 9 of the replica's output" {
+		t.Errorf("lastLines = %q", got)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- writeLogs(ctx, dir, true, pw); pw.Close() }()
+	br := bufio.NewReader(pr)
+	readUntil := func(want string) {
+		t.Helper()
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("follow ended before %q: %v", want, err)
+			}
+			if line == want {
+				return
+			}
+		}
+	}
+	readUntil("[r1] line 9 of the replica's output\n")
+	fmt.Fprintf(lf, "written while following\n")
+	readUntil("[r1] written while following\n")
+	cancel()
+	go io.Copy(io.Discard, pr)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
