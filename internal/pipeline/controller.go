@@ -365,7 +365,7 @@ func (c *Controller) deploySource(ctx context.Context, commit string) {
 		return
 	}
 	log.Info("deploy", "digest", img.Digest, "replicas", d.Replicas)
-	if err := c.deps.Deployer.Deploy(ctx, env.Name, img, commit, d.Replicas); err != nil {
+	if err := c.deps.Deployer.Deploy(ctx, *d); err != nil {
 		c.fail(ctx, log, d, fmt.Sprintf("rollout failed, %s keeps its last good version: %v", env.Name, err))
 		return
 	}
@@ -399,8 +399,7 @@ func (c *Controller) restore(ctx context.Context, env *Env, prev ledger.Deployme
 	if prev.ID == 0 {
 		return reason + "; there is no earlier version to go back to"
 	}
-	img := Image{Ref: prev.Image, Digest: prev.Digest}
-	if err := c.deps.Deployer.Deploy(ctx, env.Name, img, prev.Commit, prev.Replicas); err != nil {
+	if err := c.deps.Deployer.Deploy(ctx, prev); err != nil {
 		return fmt.Sprintf("%s; going back to %s also failed: %v", reason, shortHash(prev.Commit), err)
 	}
 	return fmt.Sprintf("%s; %s is back on %s", reason, env.Name, shortHash(prev.Commit))
@@ -843,7 +842,6 @@ func (c *Controller) promote(ctx context.Context, d *ledger.Deployment, prev led
 	}
 	env := c.envs[d.Env].cfg
 	log := c.log.With("env", env.Name, "commit", shortHash(d.Commit), "release", d.ReleaseName, "deployment", d.ID)
-	img := Image{Ref: d.Image, Digest: d.Digest}
 	d.Step = "tags"
 	_ = c.save(ctx, d)
 	err := func() error {
@@ -886,7 +884,7 @@ func (c *Controller) promote(ctx context.Context, d *ledger.Deployment, prev led
 	d.State, d.Step = ledger.StateRolling, "deploy"
 	_ = c.save(ctx, d)
 	log.Info("roll out", "digest", d.Digest, "replicas", d.Replicas)
-	err = c.deps.Deployer.Deploy(ctx, env.Name, img, d.Commit, d.Replicas)
+	err = c.deps.Deployer.Deploy(ctx, *d)
 	if err == nil {
 		d.Step = "health"
 		_ = c.save(ctx, d)
@@ -923,8 +921,7 @@ func (c *Controller) undo(ctx context.Context, env *Env, d *ledger.Deployment, p
 		return reason + "; there is no earlier release to go back to"
 	}
 	var problems []string
-	img := Image{Ref: prev.Image, Digest: prev.Digest}
-	if err := c.deps.Deployer.Deploy(ctx, env.Name, img, prev.Commit, prev.Replicas); err != nil {
+	if err := c.deps.Deployer.Deploy(ctx, prev); err != nil {
 		problems = append(problems, fmt.Sprintf("redeploy: %v", err))
 	}
 	if err := c.deps.Tagger.Tag(ctx, prev.Digest, LiveTag); err != nil {
@@ -1001,8 +998,7 @@ func (c *Controller) Scale(ctx context.Context, envName string, replicas int) (l
 func (c *Controller) scale(ctx context.Context, d *ledger.Deployment, restarted bool) {
 	d.State = ledger.StateRolling
 	_ = c.save(ctx, d)
-	img := Image{Ref: d.Image, Digest: d.Digest}
-	err := c.deps.Deployer.Deploy(ctx, d.Env, img, d.Commit, d.Replicas)
+	err := c.deps.Deployer.Deploy(ctx, *d)
 	if err == nil {
 		err = c.waitHealthy(ctx, d.Env, d.Replicas)
 	}

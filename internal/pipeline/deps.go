@@ -58,14 +58,16 @@ type Tagger interface {
 
 // Deployer rolls environments out.
 type Deployer interface {
-	// Deploy rolls env out to img with replicas and returns once every new
-	// replica is ready; on error the environment keeps serving what it ran.
-	Deploy(ctx context.Context, env string, img Image, commit string, replicas int) error
+	// Deploy rolls d.Env out to d's image (by digest) and replica count, and
+	// returns once every new replica is ready; on error the environment
+	// keeps serving what it ran.
+	Deploy(ctx context.Context, d ledger.Deployment) error
 	// Health reports the environment's replicas.
 	Health(ctx context.Context, env string) (Health, error)
 }
 
-// Health is what the runtime says about an environment's replicas.
+// Health is what the runtime says about an environment's replicas. Desired
+// is 0 when nothing is deployed.
 type Health struct {
 	Ready   int
 	Desired int

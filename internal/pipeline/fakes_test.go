@@ -196,7 +196,8 @@ type fakeDeployer struct {
 	gate    chan struct{}
 }
 
-func (f *fakeDeployer) Deploy(ctx context.Context, env string, img Image, commit string, replicas int) error {
+func (f *fakeDeployer) Deploy(ctx context.Context, d ledger.Deployment) error {
+	env, commit, replicas := d.Env, d.Commit, d.Replicas
 	if f.gate != nil {
 		select {
 		case <-f.gate:
@@ -207,10 +208,10 @@ func (f *fakeDeployer) Deploy(ctx context.Context, env string, img Image, commit
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applied = append(f.applied, fmt.Sprintf("%s=%s×%d", env, shortHash(commit), replicas))
-	if f.failing[img.Digest] {
+	if f.failing[d.Digest] {
 		return errors.New("replica 1 not ready within 10s")
 	}
-	f.envs[env] = running{img.Digest, replicas}
+	f.envs[env] = running{d.Digest, replicas}
 	return nil
 }
 

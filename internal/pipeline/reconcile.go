@@ -61,5 +61,41 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			}()
 		}
 	}
+	return c.redeployStopped(ctx)
+}
+
+// redeployStopped brings back environments that the ledger says run an
+// image but the runtime has nothing deployed for (they were stopped, or
+// the runtime's state was lost).
+func (c *Controller) redeployStopped(ctx context.Context) error {
+	for _, e := range c.cfg.Envs {
+		st := c.envs[e.Name]
+		if st.inFlight() != nil {
+			continue
+		}
+		cur, err := c.deps.Store.Current(ctx, e.Name)
+		if errors.Is(err, ledger.ErrNoDeployment) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		h, err := c.deps.Deployer.Health(ctx, e.Name)
+		if err != nil || h.Desired > 0 {
+			continue
+		}
+		if err := st.acquire(ctx, &cur); err != nil {
+			return err
+		}
+		c.log.Info("not running: deploying it again", "env", e.Name, "commit", shortHash(cur.Commit))
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer st.releaseLock()
+			if err := c.deps.Deployer.Deploy(c.runCtx, cur); err != nil && c.runCtx.Err() == nil {
+				c.log.Error("deploy again", "env", cur.Env, "err", err)
+			}
+		}()
+	}
 	return nil
 }

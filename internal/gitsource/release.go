@@ -1,0 +1,128 @@
+package gitsource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrBranchMoved is returned by MoveBranch when the remote branch no longer
+// points where the caller expected: someone pushed in between.
+var ErrBranchMoved = errors.New("branch moved on the remote")
+
+// Head returns the commit branch points at in the mirror, or "" when the
+// branch does not exist.
+func (s *Source) Head(ctx context.Context, branch string) (string, error) {
+	out, err := s.Git(ctx, "rev-parse", "--verify", "--quiet", "refs/heads/"+branch)
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == 1 {
+			return "", nil
+		}
+		return "", fmt.Errorf("read branch %s: %w", branch, err)
+	}
+	return strings.TrimSpace(out), nil
+}
+
+// IsAncestor reports whether ancestor is reachable from descendant; a commit
+// is its own ancestor.
+func (s *Source) IsAncestor(ctx context.Context, ancestor, descendant string) (bool, error) {
+	_, err := s.Git(ctx, "merge-base", "--is-ancestor", ancestor, descendant)
+	if err == nil {
+		return true, nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 1 {
+		return false, nil
+	}
+	return false, fmt.Errorf("is %s an ancestor of %s: %w", ancestor, descendant, err)
+}
+
+// LogEntry is one commit as Log lists it.
+type LogEntry struct {
+	Hash    string
+	Subject string
+	Author  string
+	Time    time.Time
+}
+
+// Log lists the commits reachable from include and not from exclude (all
+// of include's history when exclude is ""), newest first, at most limit.
+func (s *Source) Log(ctx context.Context, exclude, include string, limit int) ([]LogEntry, error) {
+	args := []string{"log", "--format=%H%x00%ct%x00%an%x00%s", "-n", strconv.Itoa(limit), include}
+	if exclude != "" {
+		args = append(args, "^"+exclude)
+	}
+	out, err := s.Git(ctx, append(args, "--")...)
+	if err != nil {
+		return nil, fmt.Errorf("list commits %s..%s: %w", exclude, include, err)
+	}
+	var list []LogEntry
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.SplitN(line, "\x00", 4)
+		if len(f) != 4 {
+			return nil, fmt.Errorf("list commits: unexpected git output %q", line)
+		}
+		sec, _ := strconv.ParseInt(f[1], 10, 64)
+		list = append(list, LogEntry{Hash: f[0], Time: time.Unix(sec, 0).UTC(), Author: f[2], Subject: f[3]})
+	}
+	return list, nil
+}
+
+// MoveBranch points branch at to, on the repository and in the mirror, only
+// when the repository's branch still points at from ("" meaning it must not
+// exist yet). It may move the branch backwards (a rollback). When someone
+// moved the branch in between, the error wraps ErrBranchMoved.
+func (s *Source) MoveBranch(ctx context.Context, branch, from, to string) error {
+	ref := "refs/heads/" + branch
+	lease := "--force-with-lease=" + ref + ":" + from
+	if _, err := s.Git(ctx, "push", "--quiet", "--porcelain", lease, "origin", to+":"+ref); err != nil {
+		var ge *Error
+		if errors.As(err, &ge) && (strings.Contains(ge.Stderr, "stale info") || strings.Contains(ge.Stderr, "rejected")) {
+			return fmt.Errorf("point %s at %s: %w (it is no longer at %s): %w", branch, short(to), ErrBranchMoved, short(from), err)
+		}
+		return fmt.Errorf("point %s at %s: %w", branch, short(to), err)
+	}
+	if _, err := s.Git(ctx, "update-ref", ref, to); err != nil {
+		return fmt.Errorf("point %s at %s in the mirror: %w", branch, short(to), err)
+	}
+	return nil
+}
+
+// TagRelease puts an annotated tag name with message on commit and pushes
+// it to the repository. A tag of that name already on that commit is left
+// as it is; on another commit it is an error.
+func (s *Source) TagRelease(ctx context.Context, name, commit, message string) error {
+	existing, err := s.Git(ctx, "rev-parse", "--verify", "--quiet", "refs/tags/"+name+"^{commit}")
+	switch {
+	case err == nil && strings.TrimSpace(existing) == commit:
+	case err == nil:
+		return fmt.Errorf("tag %s: it already exists on %s, not on %s", name, short(strings.TrimSpace(existing)), short(commit))
+	default:
+		if _, err := s.Git(ctx, "-c", "user.name=slipway", "-c", "user.email=slipway@localhost",
+			"tag", "-a", "-m", message, name, commit); err != nil {
+			return fmt.Errorf("tag %s on %s: %w", name, short(commit), err)
+		}
+	}
+	if _, err := s.Git(ctx, "push", "--quiet", "origin", "refs/tags/"+name+":refs/tags/"+name); err != nil {
+		return fmt.Errorf("push tag %s: %w", name, err)
+	}
+	return nil
+}
+
+func short(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
+	}
+	if commit == "" {
+		return "(none)"
+	}
+	return commit
+}
