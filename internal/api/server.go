@@ -62,7 +62,9 @@ func NewServer(ctl Controller, logs deploy.LogSource, token string, logger *slog
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{ctl: ctl, logs: logs, token: token, log: logger, mux: http.NewServeMux()}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	s.mux.HandleFunc("GET /api/v1/status", s.read(s.status))
 	s.mux.HandleFunc("GET /api/v1/history", s.read(s.history))
 	s.mux.HandleFunc("GET /api/v1/diff", s.read(s.diff))
