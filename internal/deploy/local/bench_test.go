@@ -17,32 +17,30 @@ import (
 	"time"
 
 	"slipway.dev/slipway/internal/deploy"
+	"slipway.dev/slipway/internal/deploy/deploytest"
 	"slipway.dev/slipway/internal/testenv"
 )
 
-func birthdaySpec(env, image, build string, replicas int) deploy.Spec {
-	return deploy.Spec{
-		Environment: env, App: "birthday-app", Image: image,
-		Commit: strings.Repeat(build, 40)[:40], Version: "build-" + build, Replicas: replicas,
-		Port: 8080, ListenAddr: "127.0.0.1:0", ReadinessPath: "/readyz", LivenessPath: "/healthz",
-	}
+func birthdaySpec(env string, rel deploytest.Release, replicas int) deploy.Spec {
+	s := birthdayBase(env)
+	s.Image, s.Commit, s.Version, s.Replicas = rel.Image, rel.Commit, rel.Version, replicas
+	return s
 }
 
 // BenchmarkRollingUpdate measures a rolling update of 4 birthday-app
 // replicas (maxSurge 1, maxUnavailable 0): from Apply until every new
 // replica serves and every old one has stopped.
 func BenchmarkRollingUpdate(b *testing.B) {
-	reg := newTestRegistry(b)
-	images := []string{reg.push(b, "birthday-app", birthdayImage(b, "a")), reg.push(b, "birthday-app", birthdayImage(b, "b"))}
+	v1r, v2r, _ := builtBirthdayApp(b)
+	rels := []deploytest.Release{v1r, v2r}
 	be := newTestBackend(b, shortTempDir(b), &memStore{})
 	ctx := context.Background()
-	if err := be.Apply(ctx, birthdaySpec("bench", images[0], "a", 4)); err != nil {
+	if err := be.Apply(ctx, birthdaySpec("bench", v1r, 4)); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for i := range b.N {
-		build := []string{"a", "b"}[(i+1)%2]
-		if err := be.Apply(ctx, birthdaySpec("bench", images[(i+1)%2], build, 4)); err != nil {
+		if err := be.Apply(ctx, birthdaySpec("bench", rels[(i+1)%2], 4)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -64,11 +62,10 @@ func TestBalancerVersusNginx(t *testing.T) {
 	duration := envOr("BENCH_DURATION", "10s")
 	path := envOr("BENCH_PATH", "/healthz")
 
-	reg := newTestRegistry(t)
-	image := reg.push(t, "birthday-app", birthdayImage(t, "a"))
+	v1r, _, _ := builtBirthdayApp(t)
 	dir := shortTempDir(t)
 	be := newTestBackend(t, dir, &memStore{})
-	if err := be.Apply(t.Context(), birthdaySpec("bench", image, "a", replicas)); err != nil {
+	if err := be.Apply(t.Context(), birthdaySpec("bench", v1r, replicas)); err != nil {
 		t.Fatal(err)
 	}
 	st, err := be.Status(t.Context(), "bench")
