@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/demo"
+	"slipway.dev/slipway/internal/pipeline"
+	"slipway.dev/slipway/internal/registry"
+)
+
+// defaultDemoDir is the demo's workspace unless --dir says otherwise.
+const defaultDemoDir = "slipway-demo"
+
+type demoOptions struct {
+	dir          string
+	devAddr      string
+	prodAddr     string
+	apiAddr      string
+	registryAddr string
+}
+
+func newDemoCommand() *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Set up and run the whole delivery system on this machine with the sample service",
+		Long: `Makes a workspace (--dir) holding app.git, a repository with the sample service
+birthday-app on master and release; app/, a clone of it for you; slipway.yaml; and
+the data directory. Then runs the controller in the foreground: it builds the
+app, deploys dev (2 replicas on --dev-addr) and releases to prod (4 replicas on
+--prod-addr), prints what runs where and what to try next.
+
+Ctrl-C stops everything (the controller and every replica). Running it again
+resumes the same workspace.`,
+		Example: `  slipway demo
+  slipway demo --dir /tmp/demo --prod-addr 127.0.0.1:9080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDemo(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&o.dir, "dir", defaultDemoDir, "the workspace directory")
+	cmd.Flags().StringVar(&o.devAddr, "dev-addr", "127.0.0.1:8081", "where dev's load balancer listens")
+	cmd.Flags().StringVar(&o.prodAddr, "prod-addr", ":8080", "where prod's load balancer listens")
+	cmd.Flags().StringVar(&o.apiAddr, "api-addr", api.DefaultAddr, "where the controller's API listens")
+	cmd.Flags().StringVar(&o.registryAddr, "registry-addr", registry.DefaultAddr, "where the embedded registry listens")
+	return cmd
+}
+
+func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
+	ws, err := demo.Prepare(ctx, demo.Options{Dir: o.dir, DevAddr: o.devAddr, ProdAddr: o.prodAddr})
+	if err != nil {
+		return err
+	}
+	if ws.Created {
+		fmt.Fprintf(stderr, "demo workspace made in %s\n", ws.Dir)
+	} else {
+		fmt.Fprintf(stderr, "resuming the demo workspace in %s\n", ws.Dir)
+	}
+	return runServe(ctx, serveOptions{
+		configPath:       ws.Config,
+		dataDir:          ws.DataDir,
+		apiAddr:          o.apiAddr,
+		registryAddr:     o.registryAddr,
+		logger:           newLogger(stderr),
+		stopEnvironments: true,
+		ready: func(ctx context.Context, ctl *pipeline.Controller, apiURL string) {
+			st, ok := waitForProd(ctx, ctl)
+			if !ok {
+				return
+			}
+			_ = renderStatus(stdout, st, time.Now())
+			printNextSteps(stdout, ws, apiURL, o)
+		},
+	})
+}
+
+// waitForProd waits until prod runs a release and is healthy.
+func waitForProd(ctx context.Context, ctl *pipeline.Controller) (pipeline.Status, bool) {
+	for {
+		st, err := ctl.Status(ctx)
+		if err == nil {
+			done := len(st.Environments) > 0
+			for _, e := range st.Environments {
+				if e.Commit == nil || !e.Healthy || e.Rollout != nil {
+					done = false
+				}
+			}
+			if done {
+				return st, true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return pipeline.Status{}, false
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func printNextSteps(w io.Writer, ws demo.Workspace, apiURL string, o demoOptions) {
+	rel, err := filepath.Rel(mustGetwd(), ws.Clone)
+	if err != nil {
+		rel = ws.Clone
+	}
+	server := ""
+	if "http://"+api.DefaultAddr != apiURL {
+		server = " --server " + apiURL
+	}
+	devURL := "http://" + o.devAddr
+	fmt.Fprintf(w, `
+slipway demo is running: dev on %s, prod on %s, the API on %s.
+
+Try it (in another terminal, from %s or below it, so the CLI finds the API token):
+  curl -X PUT -d '{"dateOfBirth":"2000-01-02"}' %s/hello/alice
+  curl %s/hello/alice
+
+  cd %s
+  grep -rl 'Hello, ' --include='*.go' . | xargs sed -i 's/Hello, /Hi, /'
+  git commit -qam "Say hi" && git push      # dev runs it in seconds: slipway status%s
+  slipway release%s                          # the same image, proven on dev, to prod
+  slipway rollback%s                         # and back
+  slipway history%s
+
+Ctrl-C stops everything; run the demo again to resume.
+`, devURL, hostURL(o.prodAddr), apiURL, ws.Dir, devURL, devURL, rel, server, server, server, server)
+}
+
+func hostURL(addr string) string {
+	if len(addr) > 0 && addr[0] == ':' {
+		return "http://127.0.0.1" + addr
+	}
+	return "http://" + addr
+}
+
+func mustGetwd() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	return wd
+}

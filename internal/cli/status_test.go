@@ -1,0 +1,78 @@
+package cli
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"slipway.dev/slipway/internal/pipeline"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to write it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s differs (-want +got); go test -update rewrites it:\n%s", name, diff)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestRenderStatus(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	c1, c2 := strings.Repeat("1a2b3c4d", 5), strings.Repeat("9f8e7d6c", 5)
+	digest1 := "sha256:" + strings.Repeat("ab", 32)
+	digest2 := "sha256:" + strings.Repeat("cd", 32)
+	tests := []struct {
+		name string
+		st   pipeline.Status
+	}{
+		{"status-fresh.golden", pipeline.Status{
+			Environments: []pipeline.EnvStatus{
+				{Name: "dev", Branch: "master", URL: "http://127.0.0.1:8081",
+					Rollout: &pipeline.Rollout{ID: 1, Kind: "deploy", Commit: c1, Step: "build"}},
+				{Name: "prod", Branch: "release", URL: "http://127.0.0.1:8080"},
+			},
+		}},
+		{"status-running.golden", pipeline.Status{
+			Environments: []pipeline.EnvStatus{
+				{Name: "dev", Branch: "master", Commit: &c2, ShortCommit: ptr(c2[:7]),
+					Image: ptr("127.0.0.1:5000/birthday-app@" + digest2), Digest: &digest2,
+					Replicas: pipeline.Replicas{Ready: 2, Desired: 2}, Healthy: true,
+					Since: ptr(now.Add(-90 * time.Second)), URL: "http://127.0.0.1:8081"},
+				{Name: "prod", Branch: "release", Commit: &c1, ShortCommit: ptr(c1[:7]), Release: ptr("RC20261127_0930"),
+					Image: ptr("127.0.0.1:5000/birthday-app@" + digest1), Digest: &digest1,
+					Replicas: pipeline.Replicas{Ready: 3, Desired: 4}, Healthy: true,
+					Since: ptr(now.Add(-30 * time.Minute)), URL: "http://127.0.0.1:8080",
+					LastFailure: ptr("release of 9f8e7d6 refused at 2026-11-27T09:50:00Z: 9f8e7d6 is not a fast-forward of the current release")},
+			},
+			Pending: []pipeline.Commit{{Hash: c2, Short: c2[:7], Subject: "Say hi"}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := renderStatus(&buf, tt.st, now); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tt.name, buf.Bytes())
+		})
+	}
+}
