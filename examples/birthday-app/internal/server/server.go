@@ -70,9 +70,12 @@ type Server struct {
 type route struct {
 	name    string // label in metrics and logs
 	match   func(path string) (param string, ok bool)
-	methods map[string]http.HandlerFunc
+	methods map[string]handler
 	allow   string
 }
+
+// handler serves one route; param is the path parameter, if the route has one.
+type handler func(w http.ResponseWriter, r *http.Request, param string)
 
 // New returns a Server. It panics if cfg lacks a Store or registering its
 // metrics fails, which are programming errors.
@@ -110,13 +113,13 @@ func New(cfg Config) *Server {
 		return func(path string) (string, bool) { return "", path == p }
 	}
 	s.routes = []route{
-		{name: "/hello/{username}", match: helloPath, methods: map[string]http.HandlerFunc{
+		{name: "/hello/{username}", match: helloPath, methods: map[string]handler{
 			http.MethodGet: s.getHello, http.MethodHead: s.getHello, http.MethodPut: s.putHello}},
-		{name: "/healthz", match: exact("/healthz"), methods: map[string]http.HandlerFunc{http.MethodGet: s.healthz, http.MethodHead: s.healthz}},
-		{name: "/readyz", match: exact("/readyz"), methods: map[string]http.HandlerFunc{http.MethodGet: s.readyz, http.MethodHead: s.readyz}},
-		{name: "/statusz", match: exact("/statusz"), methods: map[string]http.HandlerFunc{http.MethodGet: s.readyz, http.MethodHead: s.readyz}},
-		{name: "/version", match: exact("/version"), methods: map[string]http.HandlerFunc{http.MethodGet: s.versionz, http.MethodHead: s.versionz}},
-		{name: "/metrics", match: exact("/metrics"), methods: map[string]http.HandlerFunc{http.MethodGet: s.metricsz, http.MethodHead: s.metricsz}},
+		{name: "/healthz", match: exact("/healthz"), methods: map[string]handler{http.MethodGet: s.healthz, http.MethodHead: s.healthz}},
+		{name: "/readyz", match: exact("/readyz"), methods: map[string]handler{http.MethodGet: s.readyz, http.MethodHead: s.readyz}},
+		{name: "/statusz", match: exact("/statusz"), methods: map[string]handler{http.MethodGet: s.readyz, http.MethodHead: s.readyz}},
+		{name: "/version", match: exact("/version"), methods: map[string]handler{http.MethodGet: s.versionz, http.MethodHead: s.versionz}},
+		{name: "/metrics", match: exact("/metrics"), methods: map[string]handler{http.MethodGet: s.metricsz, http.MethodHead: s.metricsz}},
 	}
 	for i := range s.routes {
 		s.routes[i].allow = allowHeader(s.routes[i].methods)
@@ -124,7 +127,7 @@ func New(cfg Config) *Server {
 	return s
 }
 
-func allowHeader(methods map[string]http.HandlerFunc) string {
+func allowHeader(methods map[string]handler) string {
 	var ms []string
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPut} {
 		if methods[m] != nil {
@@ -147,8 +150,6 @@ func helloPath(path string) (string, bool) {
 // Drain makes /readyz and /statusz answer 503 from now on; call it when
 // shutdown begins. The API keeps serving.
 func (s *Server) Drain() { s.draining.Store(true) }
-
-type paramKey struct{}
 
 // ServeHTTP routes the request, then logs it and counts it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -187,10 +188,7 @@ func (s *Server) serve(w *recorder, r *http.Request) string {
 			writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+rt.name+"; use "+rt.allow)
 			return rt.name
 		}
-		if param != "" {
-			r = r.WithContext(context.WithValue(r.Context(), paramKey{}, param))
-		}
-		h(w, r)
+		h(w, r, param)
 		return rt.name
 	}
 	writeError(w, http.StatusNotFound, "no such path: "+r.URL.Path)
@@ -201,8 +199,7 @@ func (s *Server) today() birthday.Date {
 	return birthday.Today(s.cfg.Now(), s.cfg.Location)
 }
 
-func (s *Server) getHello(w http.ResponseWriter, r *http.Request) {
-	name := r.Context().Value(paramKey{}).(string)
+func (s *Server) getHello(w http.ResponseWriter, r *http.Request, name string) {
 	if birthday.ValidateUsername(name) != nil {
 		// A name that could not have been saved is a user that does not exist.
 		writeError(w, http.StatusNotFound, "user "+name+" not found")
@@ -221,8 +218,7 @@ func (s *Server) getHello(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) putHello(w http.ResponseWriter, r *http.Request) {
-	name := r.Context().Value(paramKey{}).(string)
+func (s *Server) putHello(w http.ResponseWriter, r *http.Request, name string) {
 	if err := birthday.ValidateUsername(name); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -268,11 +264,11 @@ func (s *Server) dbError(w http.ResponseWriter, op string, err error) {
 	writeError(w, http.StatusInternalServerError, "the database is unavailable; try again later")
 }
 
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request, _ string) {
 	writeJSON(w, http.StatusOK, status{Status: "ok"})
 }
 
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ string) {
 	if s.draining.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, status{Status: "draining", Error: "the server is shutting down"})
 		return
@@ -286,12 +282,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, status{Status: "ok"})
 }
 
-func (s *Server) versionz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) versionz(w http.ResponseWriter, r *http.Request, _ string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(s.version)
 }
 
-func (s *Server) metricsz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) metricsz(w http.ResponseWriter, r *http.Request, _ string) {
 	s.metricsH.ServeHTTP(w, r)
 }
 
