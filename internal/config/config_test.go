@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -250,4 +251,15 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("rendered configuration is rejected: %v\n%s", err, buf.String())
 		}
 	})
+}
+
+func TestFieldErrors(t *testing.T) {
+	_, err := Parse("f.yaml", strings.NewReader("app: x\nrepo:\n  url: a\nbuild:\n  port: 0\nruntime: k8s\n"))
+	var got []string
+	for _, fe := range FieldErrors(err) {
+		got = append(got, fmt.Sprintf("%s:%d %s", fe.File, fe.Line, fe.Field))
+	}
+	if diff := cmp.Diff([]string{"f.yaml:5 build.port", "f.yaml:6 runtime"}, got); diff != "" {
+		t.Errorf("FieldErrors (-want +got):\n%s", diff)
+	}
 }

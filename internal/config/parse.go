@@ -374,3 +374,24 @@ func encode(w io.Writer, c *Config) error {
 	}
 	return enc.Close()
 }
+
+// FieldErrors returns the individual mistakes in an error from Parse or
+// Validate, in the order they were found.
+func FieldErrors(err error) []*FieldError {
+	var out []*FieldError
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case *FieldError:
+			out = append(out, e)
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			walk(e.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}

@@ -77,8 +77,8 @@ func (s *Store) CreateBuild(ctx context.Context, b Build) (Build, error) {
 	return b, nil
 }
 
-// UpdateBuild writes b's state, image, digest, reason, durations and log
-// path; the update time is stamped, and the finish time when the state is
+// UpdateBuild writes b's commit, state, image, digest, reason, durations
+// and log path; the update time is stamped, and the finish time when the state is
 // final.
 func (s *Store) UpdateBuild(ctx context.Context, b *Build) error {
 	now := s.now().UTC()
@@ -86,9 +86,9 @@ func (s *Store) UpdateBuild(ctx context.Context, b *Build) error {
 	if b.State.Final() && b.Finished.IsZero() {
 		b.Finished = now
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE builds SET state = ?, image = ?, digest = ?, reason = ?, test_ms = ?, build_ms = ?,
+	res, err := s.db.ExecContext(ctx, `UPDATE builds SET commit_sha = ?, state = ?, image = ?, digest = ?, reason = ?, test_ms = ?, build_ms = ?,
 		log_path = ?, updated_at = ?, finished_at = ? WHERE id = ?`,
-		string(b.State), b.Image, b.Digest, b.Reason, b.TestDuration.Milliseconds(), b.BuildDuration.Milliseconds(),
+		b.Commit, string(b.State), b.Image, b.Digest, b.Reason, b.TestDuration.Milliseconds(), b.BuildDuration.Milliseconds(),
 		b.LogPath, formatTime(b.Updated), formatTime(b.Finished), b.ID)
 	if err != nil {
 		return fmt.Errorf("record build %d as %s: %w", b.ID, b.State, err)

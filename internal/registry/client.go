@@ -63,8 +63,11 @@ func (c *Client) retry(ctx context.Context, op func() error) error {
 	delay := c.backoff.Duration
 	for attempt := 1; ; attempt++ {
 		err := op()
-		if err == nil || attempt == operationAttempts || !retryableOperation(err) {
+		if err == nil || !retryableOperation(err) {
 			return err
+		}
+		if attempt == operationAttempts {
+			return fmt.Errorf("gave up after %d attempts: %w", attempt, err)
 		}
 		select {
 		case <-ctx.Done():

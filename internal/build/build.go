@@ -1,0 +1,372 @@
+// Package build turns a commit of the application into a tested image in a
+// registry, the way ko does and without a container daemon: a clean
+// checkout, the test command, a static go build, a minimal base layer that
+// slipway writes itself, a push by digest, then the tags. Every build is a
+// ledger row whose state is written before each step is taken.
+package build
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"slipway.dev/slipway/internal/config"
+	"slipway.dev/slipway/internal/gitsource"
+	"slipway.dev/slipway/internal/ledger"
+	"slipway.dev/slipway/internal/registry"
+)
+
+// Errors a build fails with, besides gitsource.ErrUnknownRevision and
+// gitsource.ErrUnreachable.
+var (
+	// ErrTestsFailed: the test command exited non-zero.
+	ErrTestsFailed = errors.New("tests failed")
+	// ErrTimeout: the test command or go build ran out of time.
+	ErrTimeout = errors.New("timed out")
+	// ErrCompile: go build failed.
+	ErrCompile = errors.New("go build failed")
+	// ErrPush: the registry did not take the image.
+	ErrPush = errors.New("push failed")
+)
+
+// killGrace is how long a test command gets between SIGTERM and SIGKILL.
+const killGrace = 5 * time.Second
+
+// tailLines is how many lines of a failing step's output the reason holds.
+const tailLines = 20
+
+// Builder builds images of one application.
+type Builder struct {
+	App      string            // the application's name
+	Test     config.Test       // the test step
+	Build    config.Build      // what to build
+	Source   *gitsource.Source // the app's repository
+	Registry *registry.Client  // where images go
+	// Repository is the image repository, such as 127.0.0.1:5000/app.
+	Repository string
+	Ledger     *ledger.Store
+	// DataDir holds logs (DataDir/logs/builds) and checkouts (DataDir/work).
+	DataDir string
+	// Progress receives one line per step; nil discards them.
+	Progress io.Writer
+	Logger   *slog.Logger
+	// Go is the go command; "go" when empty.
+	Go string
+}
+
+// New returns a Builder for the configuration, wiring the parts by hand.
+func New(cfg *config.Config, src *gitsource.Source, reg *registry.Client, repository string, store *ledger.Store, dataDir string) *Builder {
+	return &Builder{
+		App:        cfg.App,
+		Test:       cfg.Test,
+		Build:      cfg.Build,
+		Source:     src,
+		Registry:   reg,
+		Repository: repository,
+		Ledger:     store,
+		DataDir:    dataDir,
+	}
+}
+
+// Request is what to build.
+type Request struct {
+	Rev     string // branch, tag or commit; "master" when empty
+	Trigger string // who asks: cli, push, …
+	// NoFetch skips fetching when the caller has just fetched.
+	NoFetch bool
+}
+
+// Result is a finished build.
+type Result struct {
+	Build   ledger.Build
+	Digest  v1.Hash
+	Skipped bool // the image existed: nothing was tested or built
+}
+
+// Reference is REPOSITORY@sha256:….
+func (r Result) Reference() string { return r.Build.Reference() }
+
+func (b *Builder) progress(format string, args ...any) {
+	if b.Progress != nil {
+		fmt.Fprintf(b.Progress, format+"\n", args...)
+	}
+}
+
+func (b *Builder) logger() *slog.Logger {
+	if b.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return b.Logger
+}
+
+// Run builds req.Rev. On failure the returned Result still carries the
+// failed ledger row.
+func (b *Builder) Run(ctx context.Context, req Request) (Result, error) {
+	if req.Rev == "" {
+		req.Rev = "master"
+	}
+	row, err := b.Ledger.CreateBuild(ctx, ledger.Build{App: b.App, Commit: req.Rev, Image: b.Repository, Trigger: req.Trigger})
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Build: row}
+	d, skipped, err := b.run(ctx, &res.Build, req)
+	res.Digest, res.Skipped = d, skipped
+	if err != nil {
+		b.fail(&res.Build, err)
+		return res, err
+	}
+	return res, nil
+}
+
+// fail records the build as failed with err as the reason. The context of
+// the build may be cancelled by now: the record is written regardless.
+func (b *Builder) fail(row *ledger.Build, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	row.State = ledger.BuildFailed
+	row.Reason = err.Error()
+	if uerr := b.Ledger.UpdateBuild(ctx, row); uerr != nil {
+		b.logger().Error("record failed build", "build", row.ID, "err", uerr)
+	}
+	b.addEvent(ctx, *row, ledger.OutcomeFailed, firstLine(err.Error()))
+}
+
+func (b *Builder) addEvent(ctx context.Context, row ledger.Build, outcome, msg string) {
+	_, err := b.Ledger.AddEvent(ctx, ledger.Event{Kind: ledger.EventBuild, Commit: row.Commit, Digest: row.Digest,
+		Trigger: row.Trigger, Outcome: outcome, Message: msg})
+	if err != nil {
+		b.logger().Error("record build event", "build", row.ID, "err", err)
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func (b *Builder) setState(ctx context.Context, row *ledger.Build, st ledger.BuildState) error {
+	row.State = st
+	return b.Ledger.UpdateBuild(ctx, row)
+}
+
+func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.Hash, bool, error) {
+	if !req.NoFetch {
+		b.progress("fetching %s", b.Source.URL())
+		if err := b.Source.Fetch(ctx); err != nil {
+			return v1.Hash{}, false, err
+		}
+	}
+	commit, err := b.Source.Resolve(ctx, req.Rev)
+	if err != nil {
+		return v1.Hash{}, false, err
+	}
+	row.Commit = commit
+	short := commit[:7]
+	shaTag := "sha-" + commit
+
+	// A commit that has an image is not built again.
+	d, err := b.Registry.Digest(ctx, b.Repository, shaTag)
+	switch {
+	case err == nil:
+		row.State, row.Digest = ledger.BuildPushed, d.String()
+		row.Reason = "already built: " + b.Repository + ":" + shaTag + " exists; nothing tested or built"
+		if err := b.Ledger.UpdateBuild(ctx, row); err != nil {
+			return v1.Hash{}, false, err
+		}
+		b.addEvent(ctx, *row, ledger.OutcomeSkipped, row.Reason)
+		b.progress("%s: already built as %s", short, row.Reference())
+		return d, true, nil
+	case !errors.Is(err, registry.ErrNotFound):
+		return v1.Hash{}, false, fmt.Errorf("%w: check for an existing image: %w", ErrPush, err)
+	}
+
+	work, err := os.MkdirTemp(b.workRoot(), fmt.Sprintf("%d-%s-", row.ID, short))
+	if err != nil {
+		return v1.Hash{}, false, fmt.Errorf("make work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+	checkout := filepath.Join(work, "src")
+	logPath := filepath.Join(b.DataDir, "logs", "builds", fmt.Sprintf("%d-%s.log", row.ID, commit))
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return v1.Hash{}, false, fmt.Errorf("make log directory: %w", err)
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return v1.Hash{}, false, fmt.Errorf("create build log: %w", err)
+	}
+	defer logFile.Close()
+	row.LogPath = logPath
+
+	// Test.
+	if err := b.setState(ctx, row, ledger.BuildTesting); err != nil {
+		return v1.Hash{}, false, err
+	}
+	b.progress("%s: checking out", short)
+	if err := b.Source.Checkout(ctx, commit, checkout); err != nil {
+		return v1.Hash{}, false, err
+	}
+	b.progress("%s: testing: %s", short, b.Test.Command)
+	fmt.Fprintf(logFile, "$ %s\n", b.Test.Command)
+	start := time.Now()
+	err = runLogged(ctx, checkout, logFile, b.Test.Timeout, b.goEnv(), "/bin/sh", "-c", b.Test.Command)
+	row.TestDuration = time.Since(start)
+	if err != nil {
+		return v1.Hash{}, false, b.stepError(ErrTestsFailed, "tests", b.Test.Timeout, "test.timeout", logPath, err)
+	}
+	fmt.Fprintf(logFile, "# tests passed in %s\n", row.TestDuration.Round(time.Millisecond))
+	b.progress("%s: tests passed in %s", short, row.TestDuration.Round(10*time.Millisecond))
+
+	// Build. The checkout goes back to exactly the commit first, so that
+	// whatever the tests left does not mark the binary as modified.
+	if err := b.setState(ctx, row, ledger.BuildBuilding); err != nil {
+		return v1.Hash{}, false, err
+	}
+	start = time.Now()
+	if err := gitsource.Clean(ctx, checkout); err != nil {
+		return v1.Hash{}, false, err
+	}
+	binary := filepath.Join(work, b.App)
+	args := []string{"build", "-trimpath", "-buildvcs=true", "-o", binary}
+	if len(b.Build.Tags) > 0 {
+		args = append(args, "-tags", strings.Join(b.Build.Tags, ","))
+	}
+	if b.Build.LDFlags != "" {
+		args = append(args, "-ldflags", b.Build.LDFlags)
+	}
+	args = append(args, "--", b.Build.Main)
+	b.progress("%s: building %s", short, b.Build.Main)
+	fmt.Fprintf(logFile, "$ CGO_ENABLED=0 GOOS=linux GOARCH=%s go %s\n", runtime.GOARCH, strings.Join(args, " "))
+	env := append(b.goEnv(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if err := runLogged(ctx, checkout, logFile, b.Build.Timeout, env, b.goCommand(), args...); err != nil {
+		row.BuildDuration = time.Since(start)
+		return v1.Hash{}, false, b.stepError(ErrCompile, "go build", b.Build.Timeout, "build.timeout", logPath, err)
+	}
+	when, err := b.Source.CommitTime(ctx, commit)
+	if err != nil {
+		return v1.Hash{}, false, err
+	}
+	img, err := buildImage(binary, imageSpec{
+		App: b.App, Commit: commit, CommitTime: when, Source: b.Source.URL(), Port: b.Build.Port, Arch: runtime.GOARCH,
+	})
+	if err != nil {
+		return v1.Hash{}, false, err
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return v1.Hash{}, false, fmt.Errorf("image digest: %w", err)
+	}
+	row.BuildDuration = time.Since(start)
+	row.Digest = digest.String()
+	b.progress("%s: built %s in %s", short, digest, row.BuildDuration.Round(10*time.Millisecond))
+
+	// Push by digest, then the tags; sha-<commit> last, since its presence
+	// means "built" (see above).
+	if _, err := b.Registry.Push(ctx, b.Repository, img, short, "latest", shaTag); err != nil {
+		return v1.Hash{}, false, fmt.Errorf("%w: %w", ErrPush, err)
+	}
+	row.State = ledger.BuildPushed
+	row.Reason = ""
+	if err := b.Ledger.UpdateBuild(ctx, row); err != nil {
+		return v1.Hash{}, false, err
+	}
+	fmt.Fprintf(logFile, "# pushed %s, tagged %s, latest, %s\n", row.Reference(), short, shaTag)
+	b.addEvent(ctx, *row, ledger.OutcomeSucceeded, "pushed "+row.Reference())
+	b.progress("%s: pushed %s (tags %s, latest, %s)", short, row.Reference(), short, shaTag)
+	return digest, false, nil
+}
+
+func (b *Builder) workRoot() string {
+	dir := filepath.Join(b.DataDir, "work")
+	os.MkdirAll(dir, 0o755)
+	return dir
+}
+
+func (b *Builder) goCommand() string {
+	if b.Go != "" {
+		return b.Go
+	}
+	return "go"
+}
+
+// goEnv is the environment of the test and build commands.
+func (b *Builder) goEnv() []string {
+	return os.Environ()
+}
+
+// stepError explains a failed test or build step: timeout or failure, and
+// the end of its output.
+func (b *Builder) stepError(kind error, step string, timeout time.Duration, field, logPath string, err error) error {
+	tail := lastLines(logPath, tailLines)
+	if errors.Is(err, ErrTimeout) {
+		return fmt.Errorf("%w: %s did not finish within %s and was stopped (raise %s if needed); output in %s:\n%s",
+			ErrTimeout, step, timeout, field, logPath, tail)
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", step, err)
+	}
+	return fmt.Errorf("%w (%v); output in %s:\n%s", kind, err, logPath, tail)
+}
+
+// runLogged runs name with args in dir, its output appended to log, within
+// timeout. The command runs in its own process group: on timeout or
+// cancellation the group gets SIGTERM, and whatever is left of it SIGKILL
+// once the command is done (at most killGrace later).
+// A timeout returns an error wrapping ErrTimeout.
+func runLogged(ctx context.Context, dir string, log *os.File, timeout time.Duration, env []string, name string, args ...string) error {
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(tctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = killGrace // then the shell is killed, and the group below
+	err := cmd.Run()
+	if cmd.Process != nil {
+		// Whatever the command left running in its group goes too.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case tctx.Err() != nil:
+			return fmt.Errorf("%w after %s", ErrTimeout, timeout)
+		}
+		return err
+	}
+	return nil
+}
+
+// lastLines returns the last n lines of a file.
+func lastLines(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
