@@ -6,7 +6,7 @@
 #   bench/birthday-app.sh                 # all three backends
 #   BACKENDS=sqlite bench/birthday-app.sh
 #
-# Settings (environment): DURATION (10s), CONNECTIONS (64), THREADS (2),
+# Settings (environment): DURATION (10s), CONNECTIONS (32), THREADS (2),
 # BENCH_USERS (1000 users saved before the GET run). MariaDB and PostgreSQL
 # come from BIRTHDAY_TEST_MYSQL_URL / BIRTHDAY_TEST_POSTGRES_URL, or are
 # started with scripts/testdb for the run. The service logs every request,
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 duration=${DURATION:-10s}
-connections=${CONNECTIONS:-64}
+connections=${CONNECTIONS:-32}
 threads=${THREADS:-2}
 backends=${BACKENDS:-sqlite mysql postgres}
 export BENCH_USERS=${BENCH_USERS:-1000}
@@ -45,6 +45,9 @@ if [[ " $backends " == *" mysql "* || " $backends " == *" postgres "* ]]; then
   fi
 fi
 
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+tck=$(getconf CLK_TCK)
+
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
 start_app() { # start_app DATABASE_URL
@@ -68,20 +71,25 @@ stop_app() {
   app_pid=
 }
 
-# run_wrk SCRIPT -> "req/s p99 non2xx"
+# run_wrk SCRIPT -> "req/s p99 non2xx cpu-µs-per-request"
+# The last figure is the service's own CPU time (user + system) per request,
+# which other load on the machine does not change much.
 run_wrk() {
-  local out
+  local out before after
+  before=$(cpu_ticks "$app_pid")
   out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$BENCH_DIR/$1" "http://$addr")
+  after=$(cpu_ticks "$app_pid")
   echo "$out" >>"$work/wrk.log"
-  local rps p99 bad
+  local rps p99 bad n
   rps=$(echo "$out" | awk '/^Requests\/sec:/ { printf "%d", $2 }')
   p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
   bad=$(echo "$out" | awk '/Non-2xx or 3xx responses:/ { print $5 }')
-  echo "$rps $p99 ${bad:-0}"
+  n=$(echo "$out" | awk '/ requests in / { print $1 }')
+  echo "$rps $p99 ${bad:-0} $(((after - before) * 1000000 / tck / n))"
 }
 
-printf '| backend | GET req/s | GET p99 | PUT req/s | PUT p99 | errors | RSS idle at start | RSS idle after load |\n'
-printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+printf '| backend | GET req/s | GET p99 | GET CPU/req | PUT req/s | PUT p99 | PUT CPU/req | errors | RSS idle at start | RSS idle after load |\n'
+printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
 for backend in $backends; do
   case $backend in
   sqlite) url="sqlite:$work/bench.db"; rm -f "$work"/bench.db* ;;
@@ -96,12 +104,12 @@ for backend in $backends; do
   log "$backend: saving $BENCH_USERS users"
   wrk -t1 -c4 -d3s -s "$BENCH_DIR/seed.lua" "http://$addr" >/dev/null
   log "$backend: GET for $duration with $connections connections"
-  read -r get_rps get_p99 get_bad < <(run_wrk get.lua)
+  read -r get_rps get_p99 get_bad get_cpu < <(run_wrk get.lua)
   log "$backend: PUT for $duration with $connections connections"
-  read -r put_rps put_p99 put_bad < <(run_wrk put.lua)
+  read -r put_rps put_p99 put_bad put_cpu < <(run_wrk put.lua)
   sleep 3
   rss_after=$(rss_mib "$app_pid")
   stop_app
-  printf '| %s | %s | %s | %s | %s | %s | %s MiB | %s MiB |\n' \
-    "$backend" "$get_rps" "$get_p99" "$put_rps" "$put_p99" "$((get_bad + put_bad))" "$rss_start" "$rss_after"
+  printf '| %s | %s | %s | %s µs | %s | %s | %s µs | %s | %s MiB | %s MiB |\n' \
+    "$backend" "$get_rps" "$get_p99" "$get_cpu" "$put_rps" "$put_p99" "$put_cpu" "$((get_bad + put_bad))" "$rss_start" "$rss_after"
 done
