@@ -34,7 +34,7 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 
 	st, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (check -database-url or DATABASE_URL, and that the database is reachable and writable)", err)
 	}
 	defer st.Close()
 

@@ -4,6 +4,7 @@ package test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -248,5 +249,31 @@ func TestVersionWithoutVCS(t *testing.T) {
 	r := call(t, "GET", a.URL+"/version", "")
 	if !strings.HasPrefix(r.Body, `{"commit":"unknown","modified":false,"goVersion":"go`) {
 		t.Errorf("/version of a binary without VCS information = %s, want commit \"unknown\"", r.Body)
+	}
+}
+
+// TestStartupErrors checks that bad settings stop the process with exit code
+// 1 and a message that says what to fix.
+func TestStartupErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-database-url", "sqlite:" + t.TempDir() + "/missing/dir/x.db"}, "check -database-url or DATABASE_URL"},
+		{[]string{"-database-url", "mysql://u:secret@127.0.0.1:1/db"}, "mysql://u:xxxxx@127.0.0.1:1/db"},
+		{[]string{"-time-zone", "Nowhere/City"}, `time zone \"Nowhere/City\" is unknown`},
+		{[]string{"-port", "-1"}, "port -1 is out of range"},
+	}
+	for _, tt := range tests {
+		cmd := exec.Command(binary, tt.args...)
+		cmd.Dir = t.TempDir()
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Errorf("birthday-app %s: %v, want exit code 1; output:\n%s", strings.Join(tt.args, " "), err, out)
+		}
+		if !strings.Contains(string(out), tt.want) || strings.Contains(string(out), "secret") {
+			t.Errorf("birthday-app %s: output lacks %q or shows the password:\n%s", strings.Join(tt.args, " "), tt.want, out)
+		}
 	}
 }
