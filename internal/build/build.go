@@ -198,7 +198,8 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 		return v1.Hash{}, false, fmt.Errorf("make work directory: %w", err)
 	}
 	defer os.RemoveAll(work)
-	checkout := filepath.Join(work, "src")
+	checkout, unlock := b.checkoutDir(work)
+	defer unlock()
 	logPath := filepath.Join(b.DataDir, "logs", "builds", fmt.Sprintf("%d-%s.log", row.ID, commit))
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return v1.Hash{}, false, fmt.Errorf("make log directory: %w", err)
@@ -286,6 +287,26 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	b.addEvent(ctx, *row, ledger.OutcomeSucceeded, "pushed "+row.Reference())
 	b.progress("%s: pushed %s (tags %s, latest, %s)", short, row.Reference(), short, shaTag)
 	return digest, false, nil
+}
+
+// checkoutDir returns where to check the commit out: the app's stable
+// directory (same path every build, so the Go caches recognise unchanged
+// packages and test results), locked for this build; or, while another
+// build holds it, a directory inside work.
+func (b *Builder) checkoutDir(work string) (string, func()) {
+	dir := filepath.Join(b.workRoot(), b.App+".src")
+	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return filepath.Join(work, "src"), func() {}
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return filepath.Join(work, "src"), func() {}
+	}
+	return dir, func() {
+		syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		lock.Close()
+	}
 }
 
 func (b *Builder) workRoot() string {

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -253,8 +255,8 @@ func TestBuildBirthdayApp(t *testing.T) {
 			t.Errorf("build log lacks %q:\n%s", want, log)
 		}
 	}
-	if entries, _ := os.ReadDir(filepath.Join(e.dataDir, "work")); len(entries) != 0 {
-		t.Errorf("work directory not cleaned up: %v", entries)
+	if entries, _ := os.ReadDir(filepath.Join(e.dataDir, "work")); len(entries) != 2 {
+		t.Errorf("work directory holds %v, want only the app's checkout and its lock", entries)
 	}
 
 	// A second build of the commit does no work.
@@ -529,5 +531,46 @@ func TestRegistryFaults(t *testing.T) {
 			}
 			t.Logf("reason: %s", res.Build.Reason)
 		})
+	}
+}
+
+// TestPushRefused builds against a registry that answers reads but refuses
+// every upload: the build fails after retries with the reason, and the
+// registry holds no tag of the commit.
+func TestPushRefused(t *testing.T) {
+	ctx := context.Background()
+	repo, commit := appRepo(t)
+	realAddr := startRegistry(t)
+	target, _ := url.Parse("http://" + realAddr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var refused int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		refused++
+		http.Error(w, "quota exceeded", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	e := newEnv(t, repo, strings.TrimPrefix(srv.URL, "http://"), "true")
+	res, err := e.b.Run(ctx, Request{})
+	if !errors.Is(err, ErrPush) {
+		t.Fatalf("Run = %v, want ErrPush", err)
+	}
+	if refused < 2 {
+		t.Errorf("%d uploads refused, want retries", refused)
+	}
+	for _, want := range []string{"push failed", "gave up after 3 attempts", "quota exceeded"} {
+		if !strings.Contains(res.Build.Reason, want) {
+			t.Errorf("reason lacks %q: %s", want, res.Build.Reason)
+		}
+	}
+	tags, err := registry.NewClient().Tags(ctx, realAddr+"/"+appName)
+	if err != nil || len(tags) != 0 {
+		t.Errorf("tags after a refused push = %v, %v; want none", tags, err)
+	}
+	if res.Build.State != ledger.BuildFailed || res.Build.Commit != commit {
+		t.Errorf("row = %+v", res.Build)
 	}
 }

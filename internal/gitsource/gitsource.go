@@ -123,17 +123,21 @@ func (s *Source) CommitTime(ctx context.Context, commit string) (time.Time, erro
 	return time.Unix(sec, 0).UTC(), nil
 }
 
-// Checkout makes dir (which must not exist or be empty) a git work tree
-// holding exactly commit, detached, with nothing else in it. The work tree
-// borrows the mirror's objects, so the mirror must outlive it.
+// Checkout makes dir a git work tree holding exactly commit, detached, with
+// nothing else in it. dir may be missing or empty, or a work tree an
+// earlier Checkout made: reusing one keeps paths stable, so the Go build
+// cache recognises unchanged packages. The work tree borrows the mirror's
+// objects, so the mirror must outlive it.
 func (s *Source) Checkout(ctx context.Context, commit, dir string) error {
-	if _, err := run(ctx, "", "clone", "--quiet", "--shared", "--no-checkout", s.dir, dir); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
+		if _, err := run(ctx, "", "clone", "--quiet", "--shared", "--no-checkout", s.dir, dir); err != nil {
+			return fmt.Errorf("check out %s: %w", commit, err)
+		}
+	}
+	if _, err := run(ctx, dir, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--force", "--detach", commit, "--"); err != nil {
 		return fmt.Errorf("check out %s: %w", commit, err)
 	}
-	if _, err := run(ctx, dir, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit, "--"); err != nil {
-		return fmt.Errorf("check out %s: %w", commit, err)
-	}
-	return nil
+	return Clean(ctx, dir)
 }
 
 // Clean puts a checkout back to exactly its commit: files changed or left

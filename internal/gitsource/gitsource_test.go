@@ -99,6 +99,18 @@ func TestFetchResolveCheckout(t *testing.T) {
 	if st := gitIn(t, work, "status", "--porcelain", "--ignored"); st != "" {
 		t.Errorf("status after Clean = %q, want clean", st)
 	}
+
+	// The same directory takes another commit, left exactly as committed.
+	os.WriteFile(filepath.Join(work, "junk"), nil, 0o644)
+	if err := s.Checkout(ctx, second, work); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(work, "a.txt")); string(b) != "two\n" {
+		t.Errorf("reused checkout a.txt = %q, want the second commit's", b)
+	}
+	if st := gitIn(t, work, "status", "--porcelain", "--ignored"); st != "" {
+		t.Errorf("status of reused checkout = %q, want clean", st)
+	}
 }
 
 func TestUnknownRevision(t *testing.T) {
