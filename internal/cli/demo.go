@@ -124,7 +124,7 @@ Try it (in another terminal, from %s or below it, so the CLI finds the API token
   curl %s/hello/alice
 
   cd %s
-  grep -rl 'Hello, ' --include='*.go' . | xargs sed -i 's/Hello, /Hi, /'
+  grep -rl 'Hello, ' --include='*.go' . | xargs sed -i 's/\([^A-Za-z]\)Hello, /\1Hi, /'
   git commit -qam "Say hi" && git push      # dev runs it in seconds: slipway status%s
   slipway release%s                          # the same image, proven on dev, to prod
   slipway rollback%s                         # and back

@@ -148,7 +148,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	builder.Logger = log.With("component", "build")
 
 	backend, err := local.New(local.Options{
-		Dir:      filepath.Join(dataDir, "runtime"),
+		Dir:      filepath.Join(dataDir, runtimeDir),
 		Store:    store,
 		Insecure: cfg.Registry.Insecure,
 		Logger:   log.With("component", "runtime"),
@@ -221,3 +221,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	log.Info("controller stopped")
 	return err
 }
+
+// runtimeDir is the local runtime's directory in the data directory; short,
+// because the runtime's unix sockets live below it.
+const runtimeDir = "run"
