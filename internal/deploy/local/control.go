@@ -104,6 +104,9 @@ func runSupervisor(ctx context.Context, dir string, logger *slog.Logger) error {
 	})
 	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
 		s.shutdown()
+		// No new requests from here on: a caller that asks next finds no
+		// supervisor.
+		ln.Close()
 		writeJSON(w, http.StatusOK, struct{}{})
 		stopOnce.Do(func() { close(stopped) })
 	})

@@ -130,6 +130,14 @@ func newTestBackend(t testing.TB, dir string, store StateStore) *Backend {
 			if err := b.Stop(ctx, e.Name()); err != nil && !errors.Is(err, deploy.ErrNotDeployed) {
 				t.Errorf("stop %s: %v", e.Name(), err)
 			}
+			// A supervisor is this test binary too: what went wrong in it
+			// (a data race under -race, a panic) is in its log.
+			log, _ := os.ReadFile(filepath.Join(dir, "envs", e.Name(), "supervisor.log"))
+			for _, bad := range []string{"WARNING: DATA RACE", "panic:"} {
+				if i := strings.Index(string(log), bad); i >= 0 {
+					t.Errorf("supervisor of %s: %s", e.Name(), log[i:min(len(log), i+4000)])
+				}
+			}
 		}
 	})
 	return b

@@ -98,6 +98,8 @@ type supervisor struct {
 	probe     *http.Client
 	lb        *balancer
 
+	// applyMu serializes rollouts and guards the listener fields; lbLn
+	// is also written under mu, for status.
 	applyMu sync.Mutex
 	lbLn    net.Listener
 	lbAddr  string
@@ -170,7 +172,10 @@ func (s *supervisor) listen(addr string) error {
 	srv := &http.Server{Handler: s.lb, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	go srv.Serve(ln)
 	old := s.lbSrv
-	s.lbLn, s.lbAddr, s.lbSrv = ln, addr, srv
+	s.mu.Lock()
+	s.lbLn = ln
+	s.mu.Unlock()
+	s.lbAddr, s.lbSrv = addr, srv
 	if old != nil {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
