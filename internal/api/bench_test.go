@@ -73,7 +73,7 @@ func BenchmarkStatus(b *testing.B) {
 			{Name: "prod", Branch: "release", URL: "http://127.0.0.1:8080", Replicas: 4},
 		},
 		PollInterval: time.Hour,
-	}, pipeline.Deps{Repo: pipeline.GitRepo{Source: src}, Deployer: steadyRuntime{}, Store: store.Deployments()})
+	}, pipeline.Deps{Repo: &pipeline.GitRepo{Source: src}, Deployer: steadyRuntime{}, Store: store.Deployments()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -173,7 +173,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 
 	ctl, err := pipeline.New(pipeline.Config{Envs: controllerEnvs(cfg), PollInterval: cfg.PollInterval()}, pipeline.Deps{
-		Repo:     pipeline.GitRepo{Source: src},
+		Repo:     &pipeline.GitRepo{Source: src},
 		Builder:  pipeline.ImageBuilder{Builder: builder},
 		Tagger:   pipeline.RegistryTagger{Client: regClient, Repository: repository},
 		Deployer: pipeline.Runtime{Backend: backend, Config: cfg},

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,13 +26,39 @@ import (
 // This file fits slipway's real parts to the interfaces the controller
 // declares.
 
-// GitRepo is the app's repository through its mirror.
-type GitRepo struct{ *gitsource.Source }
+// GitRepo is the app's repository through its mirror. Operations that
+// change the mirror (fetch, branch moves, tags) take turns: a fetch prunes
+// tags the repository does not have yet, and git locks refs it updates.
+type GitRepo struct {
+	*gitsource.Source
+	mu sync.Mutex
+}
 
-var _ Repo = GitRepo{}
+var _ Repo = (*GitRepo)(nil)
+
+// Fetch updates the mirror.
+func (g *GitRepo) Fetch(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.Source.Fetch(ctx)
+}
+
+// MoveBranch moves a branch of the repository.
+func (g *GitRepo) MoveBranch(ctx context.Context, branch, from, to string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.Source.MoveBranch(ctx, branch, from, to)
+}
+
+// TagRelease tags a release in the repository.
+func (g *GitRepo) TagRelease(ctx context.Context, name, commit, message string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.Source.TagRelease(ctx, name, commit, message)
+}
 
 // Commits lists commits through git log.
-func (g GitRepo) Commits(ctx context.Context, exclude, include string, limit int) ([]Commit, error) {
+func (g *GitRepo) Commits(ctx context.Context, exclude, include string, limit int) ([]Commit, error) {
 	entries, err := g.Log(ctx, exclude, include, limit)
 	if err != nil {
 		return nil, err

@@ -30,6 +30,7 @@ import (
 	"slipway.dev/slipway/internal/demo"
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/deploy/local"
+	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/pipeline"
 	"slipway.dev/slipway/internal/registry"
 	"slipway.dev/slipway/internal/testenv"
@@ -397,6 +398,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	e.checkTruth(c0, rc0)
 
 	// A push to master reaches dev.
+	pushed := time.Now()
 	c1 := e.push("Say hi", func(dir string) {
 		out, err := exec.Command("sh", "-c", `cd "$0" && grep -rl 'Hello, ' --include='*.go' . | xargs sed -i 's/\([^A-Za-z]\)Hello, /\1Hi, /'`, dir).CombinedOutput()
 		if err != nil {
@@ -404,6 +406,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		}
 	})
 	e.waitFor("c1 on dev", func() bool { return version(e.devURL) == c1 })
+	e.logPushToDev(c1, time.Since(pushed))
 	e.waitFor("c1 verified", func() bool {
 		d := envOf(e.status(), "dev")
 		return d.Commit != nil && *d.Commit == c1
@@ -414,7 +417,9 @@ func TestDemoEndToEnd(t *testing.T) {
 
 	// slipway release takes it to prod, without dropping a request.
 	l := startLoad(e.prodURL, 4)
+	started := time.Now()
 	out, errOut, code := e.slipway("release")
+	t.Logf("measured: slipway release → 4 prod replicas serving c1: %s", time.Since(started).Round(time.Millisecond))
 	l.finish(t, "release")
 	if code != 0 {
 		t.Fatalf("release: exit %d\n%s%s", code, out, errOut)
@@ -470,7 +475,9 @@ func TestDemoEndToEnd(t *testing.T) {
 
 	// slipway rollback restores the previous release.
 	l = startLoad(e.prodURL, 4)
+	started = time.Now()
 	out, errOut, code = e.slipway("rollback")
+	t.Logf("measured: slipway rollback → 4 prod replicas serving c0: %s", time.Since(started).Round(time.Millisecond))
 	l.finish(t, "rollback")
 	if code != 0 {
 		t.Fatalf("rollback: exit %d\n%s%s", code, out, errOut)
@@ -527,6 +534,25 @@ func TestDemoEndToEnd(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+// logPushToDev reports how long commit took from push to dev serving it,
+// and how much of that was the app's own test and build.
+func (e *env) logPushToDev(commit string, took time.Duration) {
+	store, err := ledger.Open(context.Background(), filepath.Join(e.ws.DataDir, ledger.FileName))
+	if err != nil {
+		e.t.Log(err)
+		return
+	}
+	defer store.Close()
+	b, err := store.LatestBuild(context.Background(), commit)
+	if err != nil {
+		e.t.Log(err)
+		return
+	}
+	e.t.Logf("measured: push → dev serving %s: %s, of which the app's go test %s and go build %s; the rest (fetch, image, rollout of 2 replicas): %s",
+		commit[:7], took.Round(time.Millisecond), b.TestDuration.Round(time.Millisecond), b.BuildDuration.Round(time.Millisecond),
+		(took - b.TestDuration - b.BuildDuration).Round(time.Millisecond))
 }
 
 // stopEnvironments stops what serve left running.
