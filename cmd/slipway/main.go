@@ -9,9 +9,15 @@ import (
 	"syscall"
 
 	"slipway.dev/slipway/internal/cli"
+	"slipway.dev/slipway/internal/deploy/local"
 )
 
-func main() { os.Exit(run()) }
+func main() {
+	// The local runtime starts this program again as an environment's
+	// supervisor; in that case this call runs it and exits.
+	local.SupervisorMain()
+	os.Exit(run())
+}
 
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
