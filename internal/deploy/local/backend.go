@@ -162,9 +162,15 @@ func (b *Backend) apply(ctx context.Context, spec deploy.Spec) error {
 	if err := b.store.SaveDesired(ctx, spec); err != nil {
 		return fmt.Errorf("record desired state of %s: %w", env, err)
 	}
-	err = b.rollOut(ctx, spec)
+	sent, err := b.rollOut(ctx, spec)
 	if err == nil {
 		return nil
+	}
+	var re *deploy.RolloutError
+	if sent && !errors.As(err, &re) && ctx.Err() != nil {
+		// The caller gave up waiting, but the supervisor goes on with the
+		// rollout: the recorded intent stands.
+		return err
 	}
 	// Put the record back to what serves.
 	ctx = context.WithoutCancel(ctx)
@@ -190,23 +196,25 @@ func (b *Backend) apply(ctx context.Context, spec deploy.Spec) error {
 	return err
 }
 
-func (b *Backend) rollOut(ctx context.Context, spec deploy.Spec) error {
+// rollOut unpacks the image and has the supervisor roll it out; sent
+// reports whether the supervisor got the request.
+func (b *Backend) rollOut(ctx context.Context, spec deploy.Spec) (sent bool, err error) {
 	img, err := b.images.unpack(ctx, spec.Image)
 	if err != nil {
-		return fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
+		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
 	ctl, err := b.supervisor(ctx, spec.Environment)
 	if err != nil {
-		return fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
+		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
 	if err := ctl.do(ctx, "POST", "/apply", applyRequest{Spec: spec, Image: img}, nil); err != nil {
 		var re *deploy.RolloutError
 		if errors.As(err, &re) {
-			return re
+			return true, re
 		}
-		return fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
+		return true, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
-	return nil
+	return true, nil
 }
 
 // supervisor returns the control of env's supervisor, starting one when

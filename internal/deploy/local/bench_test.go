@@ -59,8 +59,11 @@ func TestBalancerVersusNginx(t *testing.T) {
 	nginx := testenv.LookPath(t, "nginx")
 	wrk := testenv.LookPath(t, "wrk")
 	replicas, _ := strconv.Atoi(envOr("BENCH_REPLICAS", "2"))
-	duration := envOr("BENCH_DURATION", "10s")
+	duration := envOr("BENCH_DURATION", "3s")
 	path := envOr("BENCH_PATH", "/healthz")
+	// Throughput with many connections; latency with few, so that the
+	// figures are the proxies' own and not queueing.
+	thrConns, latConns := envOr("BENCH_CONNS", "64"), envOr("BENCH_LAT_CONNS", "2")
 
 	v1r, _, _ := builtBirthdayApp(t)
 	dir := shortTempDir(t)
@@ -133,29 +136,36 @@ http {
 		time.Sleep(25 * time.Millisecond)
 	}
 	run := func(url, conns string) wrkResult {
-		out, err := exec.Command(wrk, "-t2", "-c"+conns, "-d"+duration, "--latency", url+path).CombinedOutput()
+		threads := "-t2"
+		if conns == latConns {
+			threads = "-t1"
+		}
+		out, err := exec.Command(wrk, threads, "-c"+conns, "-d"+duration, "--latency", url+path).CombinedOutput()
 		if err != nil {
 			t.Fatalf("wrk %s: %v\n%s", url, err, out)
 		}
 		return parseWrk(t, string(out))
 	}
 	direct := "http://" + st.Instances[0].Address
-	t.Logf("%d birthday-app replicas, GET %s, wrk -t2 -d%s", replicas, path, duration)
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("%d birthday-app replicas, GET %s, wrk -d%s (-t2 -c%s for throughput, -t1 -c%s for latency); load average %s",
+		replicas, path, duration, thrConns, latConns, strings.Join(strings.Fields(string(load))[:3], " "))
 	t.Logf("%-32s %12s %10s %10s", "target", "requests/s", "p50", "p99")
-	rounds, _ := strconv.Atoi(envOr("BENCH_ROUNDS", "3"))
+	rounds, _ := strconv.Atoi(envOr("BENCH_ROUNDS", "9"))
 	var ratios, addedLB, addedNginx, addedLB50, addedNginx50 []float64
 	for round := 1; round <= rounds; round++ {
-		thrNginx := run(nginxURL, "64")
-		thrLB := run(st.URL, "64")
-		latDirect := run(direct, "4")
-		latNginx := run(nginxURL, "4")
-		latLB := run(st.URL, "4")
+		thrNginx := run(nginxURL, thrConns)
+		thrLB := run(st.URL, thrConns)
+		latDirect := run(direct, latConns)
+		latNginx := run(nginxURL, latConns)
+		latLB := run(st.URL, latConns)
 		for _, r := range []struct {
 			name string
 			w    wrkResult
 		}{
-			{"nginx, 64 connections", thrNginx}, {"slipway, 64 connections", thrLB},
-			{"one replica direct, 4 conns", latDirect}, {"nginx, 4 connections", latNginx}, {"slipway, 4 connections", latLB},
+			{"nginx, " + thrConns + " connections", thrNginx}, {"slipway, " + thrConns + " connections", thrLB},
+			{"one replica direct, " + latConns + " conns", latDirect}, {"nginx, " + latConns + " connections", latNginx},
+			{"slipway, " + latConns + " connections", latLB},
 		} {
 			t.Logf("%-32s %12.0f %10s %10s", r.name, r.w.rps, r.w.p50, r.w.p99)
 		}
