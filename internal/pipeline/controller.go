@@ -487,6 +487,11 @@ func (c *Controller) checkReleaseBranch(ctx context.Context, masterHead string) 
 		return
 	}
 	if head == cur.Commit {
+		// The branch tells the truth again: a commit refused before may
+		// be pushed again later (verified by then).
+		c.mu.Lock()
+		clear(c.refused)
+		c.mu.Unlock()
 		return
 	}
 	c.mu.Lock()

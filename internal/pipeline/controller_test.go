@@ -253,14 +253,26 @@ func TestGitPushToRelease(t *testing.T) {
 	}
 	checkTruth(t, h, c2, rel.ReleaseName)
 
+	// Once it passes on dev, the same commit pushed again is released.
+	h.smoker.fail[c3] = false
+	c4 := h.repo.commit("c4", c3)
+	h.pushMaster(c4)
+	h.repo.setBranch("release", c4)
+	h.waitFor("c4 released", func() bool {
+		d, err := h.store.Current(context.Background(), "prod")
+		return err == nil && d.Commit == c4 && h.c.envs["prod"].inFlight() == nil
+	})
+	rel, _ = h.store.Current(context.Background(), "prod")
+	checkTruth(t, h, c4, rel.ReleaseName)
+
 	// A non-fast-forward push is refused and pointed back.
 	h.repo.setBranch("release", c1)
-	h.waitFor("release pointed back", func() bool { return h.repo.branch("release") == c2 })
+	h.waitFor("release pointed back", func() bool { return h.repo.branch("release") == c4 })
 	last, _ = h.store.Latest(context.Background(), "prod", 1)
 	if last[0].State != ledger.StateRefused || !strings.Contains(last[0].Reason, "not a fast-forward") {
 		t.Errorf("latest prod row %+v, want a non-fast-forward refusal", last[0])
 	}
-	checkTruth(t, h, c2, rel.ReleaseName)
+	checkTruth(t, h, c4, rel.ReleaseName)
 }
 
 func TestFailedReleaseRollsBackByItself(t *testing.T) {
