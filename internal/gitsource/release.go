@@ -83,7 +83,7 @@ func (s *Source) Log(ctx context.Context, exclude, include string, limit int) ([
 func (s *Source) MoveBranch(ctx context.Context, branch, from, to string) error {
 	ref := "refs/heads/" + branch
 	lease := "--force-with-lease=" + ref + ":" + from
-	if _, err := s.Git(ctx, "push", "--quiet", "--porcelain", lease, "origin", to+":"+ref); err != nil {
+	if _, err := s.Git(ctx, "push", "--quiet", lease, "origin", to+":"+ref); err != nil {
 		var ge *Error
 		if errors.As(err, &ge) && (strings.Contains(ge.Stderr, "stale info") || strings.Contains(ge.Stderr, "rejected")) {
 			return fmt.Errorf("point %s at %s: %w (it is no longer at %s): %w", branch, short(to), ErrBranchMoved, short(from), err)

@@ -1,0 +1,85 @@
+package gitsource
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestReleaseOperations(t *testing.T) {
+	ctx := context.Background()
+	work, c1 := newRepo(t)
+	if err := os.WriteFile(filepath.Join(work, "a.txt"), []byte("two\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(t, work, "commit", "-q", "-am", "two")
+	c2 := gitIn(t, work, "rev-parse", "HEAD")
+	bare := filepath.Join(t.TempDir(), "app.git")
+	gitIn(t, work, "clone", "-q", "--bare", work, bare)
+	s := New(bare, filepath.Join(t.TempDir(), MirrorDir))
+	if err := s.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if h, err := s.Head(ctx, "release"); err != nil || h != "" {
+		t.Errorf("Head(release) before it exists = %q, %v; want empty", h, err)
+	}
+	if h, err := s.Head(ctx, "master"); err != nil || h != c2 {
+		t.Errorf("Head(master) = %q, %v; want %s", h, err, c2)
+	}
+	for _, tt := range []struct {
+		a, d string
+		want bool
+	}{{c1, c2, true}, {c2, c1, false}, {c2, c2, true}} {
+		if got, err := s.IsAncestor(ctx, tt.a, tt.d); err != nil || got != tt.want {
+			t.Errorf("IsAncestor(%s, %s) = %v, %v; want %v", tt.a[:7], tt.d[:7], got, err, tt.want)
+		}
+	}
+	log, err := s.Log(ctx, c1, c2, 10)
+	if err != nil || len(log) != 1 || log[0].Hash != c2 || log[0].Subject != "two" {
+		t.Errorf("Log(c1..c2) = %+v, %v", log, err)
+	}
+	if log, err := s.Log(ctx, "", c2, 10); err != nil || len(log) != 2 {
+		t.Errorf("Log(c2) = %+v, %v; want 2 commits", log, err)
+	}
+
+	// Create, move forwards and back, with a lease.
+	if err := s.MoveBranch(ctx, "release", "", c2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MoveBranch(ctx, "release", c2, c1); err != nil {
+		t.Fatal(err)
+	}
+	if got := gitIn(t, bare, "rev-parse", "release"); got != c1 {
+		t.Errorf("release in the repository at %s, want %s", got, c1)
+	}
+	err = s.MoveBranch(ctx, "release", c2, c2)
+	if !errors.Is(err, ErrBranchMoved) {
+		t.Errorf("MoveBranch with a stale lease: %v, want ErrBranchMoved", err)
+	}
+
+	// Annotated tags, idempotent, refused on another commit.
+	for range 2 {
+		if err := s.TagRelease(ctx, "RC20261127_0930", c1, "RC20261127_0930: release of c1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := gitIn(t, bare, "cat-file", "-t", "RC20261127_0930"); got != "tag" {
+		t.Errorf("tag object type %s, want an annotated tag", got)
+	}
+	if got := gitIn(t, bare, "rev-parse", "RC20261127_0930^{commit}"); got != c1 {
+		t.Errorf("tag on %s, want %s", got, c1)
+	}
+	if err := s.TagRelease(ctx, "RC20261127_0930", c2, "again"); err == nil {
+		t.Error("tagging another commit with an existing release name succeeded")
+	}
+	// A fetch keeps the pushed tag.
+	if err := s.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Resolve(ctx, "RC20261127_0930"); err != nil || got != c1 {
+		t.Errorf("after fetch: tag resolves to %s, %v", got, err)
+	}
+}
