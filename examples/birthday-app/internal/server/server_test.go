@@ -50,7 +50,7 @@ func newFixture(t *testing.T, st Store, now time.Time, zone string) *fixture {
 	return &fixture{srv: srv, reg: reg, logs: logs}
 }
 
-func sqliteStore(t *testing.T) *store.Store {
+func sqliteStore(t testing.TB) *store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), dbtest.SQLite(t))
 	if err != nil {
