@@ -107,9 +107,14 @@ func waitForProd(ctx context.Context, ctl *pipeline.Controller) (pipeline.Status
 }
 
 func printNextSteps(w io.Writer, ws demo.Workspace, apiURL string, o demoOptions) {
-	rel, err := filepath.Rel(mustGetwd(), ws.Clone)
+	wd := mustGetwd()
+	rel, err := filepath.Rel(wd, ws.Clone)
 	if err != nil {
 		rel = ws.Clone
+	}
+	relDir, err := filepath.Rel(wd, ws.Dir)
+	if err != nil {
+		relDir = ws.Dir
 	}
 	server := ""
 	if "http://"+api.DefaultAddr != apiURL {
@@ -117,21 +122,27 @@ func printNextSteps(w io.Writer, ws demo.Workspace, apiURL string, o demoOptions
 	}
 	devURL := "http://" + o.devAddr
 	fmt.Fprintf(w, `
-slipway demo is running: dev on %s, prod on %s, the API on %s.
+slipway demo is running: dev on %[1]s, prod on %[2]s, the API on %[3]s.
 
-Try it (in another terminal, from %s or below it, so the CLI finds the API token):
-  curl -X PUT -d '{"dateOfBirth":"2000-01-02"}' %s/hello/alice
-  curl %s/hello/alice
+Try it, in another terminal (from %[4]s or below it, so that the CLI finds the API token):
 
-  cd %s
+  # the sample service, on prod
+  curl -X PUT -d '{"dateOfBirth":"2000-01-02"}' %[2]s/hello/alice
+  curl %[2]s/hello/alice
+
+  # change the greeting and push: dev runs it within seconds of its tests passing
+  cd %[5]s
   grep -rl 'Hello, ' --include='*.go' . | xargs sed -i 's/\([^A-Za-z]\)Hello, /\1Hi, /'
-  git commit -qam "Say hi" && git push      # dev runs it in seconds: slipway status%s
-  slipway release%s                          # the same image, proven on dev, to prod
-  slipway rollback%s                         # and back
-  slipway history%s
+  git commit -qam "Say hi" && git push
+  slipway status%[6]s
+
+  # release the same image, proven on dev, to prod; then roll it back
+  slipway release%[6]s
+  slipway rollback%[6]s
+  slipway history%[6]s
 
 Ctrl-C stops everything; run the demo again to resume.
-`, devURL, hostURL(o.prodAddr), apiURL, ws.Dir, devURL, devURL, rel, server, server, server, server)
+`, devURL, hostURL(o.prodAddr), apiURL, relDir, rel, server)
 }
 
 func hostURL(addr string) string {

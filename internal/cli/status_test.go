@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"slipway.dev/slipway/internal/demo"
 	"slipway.dev/slipway/internal/pipeline"
 )
 
@@ -75,4 +76,15 @@ func TestRenderStatus(t *testing.T) {
 			golden(t, tt.name, buf.Bytes())
 		})
 	}
+}
+
+func TestDemoNextSteps(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := demo.Workspace{Dir: filepath.Join(wd, "slipway-demo"), Clone: filepath.Join(wd, "slipway-demo", "app")}
+	var buf bytes.Buffer
+	printNextSteps(&buf, ws, "http://127.0.0.1:8400", demoOptions{devAddr: "127.0.0.1:8081", prodAddr: ":8080"})
+	golden(t, "demo-next-steps.golden", buf.Bytes())
 }
