@@ -209,6 +209,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.ready != nil {
 		go o.ready(runCtx, ctl, apiURL)
 	}
+	go watchRefs(runCtx, src, ctl)
 	select {
 	case err = <-runErr:
 	case err = <-serveErr:
@@ -220,6 +221,29 @@ func runServe(ctx context.Context, o serveOptions) error {
 	srv.Shutdown(sctx)
 	log.Info("controller stopped")
 	return err
+}
+
+// watchRefs makes the controller look at a repository on this machine as
+// soon as a push changes its refs, rather than at the next poll.
+func watchRefs(ctx context.Context, src *gitsource.Source, ctl *pipeline.Controller) {
+	last, ok, _ := src.RefsStamp()
+	if !ok {
+		return
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		stamp, _, err := src.RefsStamp()
+		if err == nil && stamp != last {
+			last = stamp
+			ctl.Poll()
+		}
+	}
 }
 
 // runtimeDir is the local runtime's directory in the data directory; short,

@@ -130,6 +130,8 @@ func Config(devAddr, prodAddr string) *config.Config {
 			e.Listen = devAddr
 			e.Replicas = 2
 			e.Smoke.Command = SmokeCommand
+			// Both new replicas start at once: dev takes a push sooner.
+			e.Rollout.MaxSurge = 2
 		case "prod":
 			e.Listen = prodAddr
 			e.Replicas = 4

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -125,4 +128,56 @@ func short(commit string) string {
 		return "(none)"
 	}
 	return commit
+}
+
+// RefsStamp summarises the refs of a repository on this machine (a local
+// path or file:// URL) from file metadata alone, without running git: it
+// changes whenever a push moves a branch or a tag. ok is false for remote
+// repositories, which must be polled with Fetch.
+func (s *Source) RefsStamp() (stamp string, ok bool, err error) {
+	dir, ok := s.localDir()
+	if !ok {
+		return "", false, nil
+	}
+	var b strings.Builder
+	for _, p := range []string{"packed-refs", "HEAD"} {
+		if fi, err := os.Stat(filepath.Join(dir, p)); err == nil {
+			fmt.Fprintf(&b, "%s %d %d;", p, fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	err = filepath.WalkDir(filepath.Join(dir, "refs"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil // removed while walking: the next stamp shows it
+		}
+		fmt.Fprintf(&b, "%s %d %d;", path, fi.Size(), fi.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		return "", true, fmt.Errorf("read refs of %s: %w", dir, err)
+	}
+	return b.String(), true, nil
+}
+
+// localDir is the repository's git directory when it is on this machine.
+func (s *Source) localDir() (string, bool) {
+	u := s.url
+	if strings.HasPrefix(u, "file://") {
+		u = strings.TrimPrefix(u, "file://")
+	} else if !isLocalPath(u) {
+		return "", false
+	}
+	if fi, err := os.Stat(filepath.Join(u, ".git")); err == nil && fi.IsDir() {
+		return filepath.Join(u, ".git"), true
+	}
+	return u, true
 }

@@ -45,9 +45,20 @@ func TestReleaseOperations(t *testing.T) {
 		t.Errorf("Log(c2) = %+v, %v; want 2 commits", log, err)
 	}
 
-	// Create, move forwards and back, with a lease.
+	// Create, move forwards and back, with a lease; each move changes the
+	// refs' stamp.
+	stamp, ok, err := s.RefsStamp()
+	if err != nil || !ok {
+		t.Fatalf("RefsStamp of a local repository: %v, %v", ok, err)
+	}
 	if err := s.MoveBranch(ctx, "release", "", c2); err != nil {
 		t.Fatal(err)
+	}
+	if again, _, _ := s.RefsStamp(); again == stamp {
+		t.Errorf("RefsStamp unchanged after a push")
+	}
+	if _, ok, _ := New("https://example.com/app.git", t.TempDir()).RefsStamp(); ok {
+		t.Errorf("RefsStamp of a remote repository: ok")
 	}
 	if err := s.MoveBranch(ctx, "release", c2, c1); err != nil {
 		t.Fatal(err)
