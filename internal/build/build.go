@@ -309,6 +309,27 @@ func (b *Builder) checkoutDir(work string) (string, func()) {
 	}
 }
 
+// Reconcile finishes the ledger rows of builds that were in flight when
+// slipway stopped: each is marked failed, with the step it was in, so that
+// the next build of its commit starts afresh (nothing was tagged: tags are
+// written only after a complete push). Call it once at start-up, before
+// any build of this data directory runs.
+func (b *Builder) Reconcile(ctx context.Context) ([]ledger.Build, error) {
+	rows, err := b.Ledger.UnfinishedBuilds(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range rows {
+		rows[i].Reason = fmt.Sprintf("interrupted: slipway stopped while the build was %s; build the commit again", rows[i].State)
+		rows[i].State = ledger.BuildFailed
+		if err := b.Ledger.UpdateBuild(ctx, &rows[i]); err != nil {
+			return nil, err
+		}
+		b.addEvent(ctx, rows[i], ledger.OutcomeFailed, rows[i].Reason)
+	}
+	return rows, nil
+}
+
 func (b *Builder) workRoot() string {
 	dir := filepath.Join(b.DataDir, "work")
 	os.MkdirAll(dir, 0o755)

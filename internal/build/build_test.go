@@ -306,3 +306,31 @@ func TestRegistryFaults(t *testing.T) {
 }
 
 func copyCount(r io.Reader) (int64, error) { return io.Copy(io.Discard, r) }
+
+// TestReconcile marks builds a crash interrupted as failed.
+func TestReconcile(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, t.TempDir(), "127.0.0.1:1", "true")
+	running, err := e.store.CreateBuild(ctx, ledger.Build{App: appName, Commit: strings.Repeat("a", 40), State: ledger.BuildTesting})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := e.store.CreateBuild(ctx, ledger.Build{App: appName, Commit: strings.Repeat("b", 40), State: ledger.BuildPushed, Digest: "sha256:x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.b.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != running.ID {
+		t.Fatalf("Reconcile = %+v, want the testing build only", got)
+	}
+	row, _ := e.store.GetBuild(ctx, running.ID)
+	if row.State != ledger.BuildFailed || row.Reason != "interrupted: slipway stopped while the build was testing; build the commit again" {
+		t.Errorf("interrupted row = %+v", row)
+	}
+	if row, _ := e.store.GetBuild(ctx, done.ID); row.State != ledger.BuildPushed {
+		t.Errorf("finished build changed: %+v", row)
+	}
+}
