@@ -31,7 +31,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		case d.Kind == ledger.KindDeploy:
 			d.State = ledger.StateFailed
 			d.Reason = fmt.Sprintf("interrupted by a restart at step %s; %s is checked again", d.Step, shortHash(d.Commit))
-			d.Note = "undone after restart"
+			d.Note = "checked again after restart"
 			if err := c.save(ctx, d); err != nil {
 				return err
 			}
