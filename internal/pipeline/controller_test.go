@@ -444,3 +444,30 @@ func TestUniqueName(t *testing.T) {
 		t.Errorf("ReleaseName in CET = %s, want the UTC name RC20260101_2305", got)
 	}
 }
+
+func TestRestartChecksSourceDeployAgain(t *testing.T) {
+	h := newHarness(t)
+	c1 := h.repo.commit("c1")
+	h.builder.gate = make(chan struct{}) // the build hangs
+	h.start()
+	h.repo.setBranch("master", c1)
+	h.c.Poll()
+	h.waitFor("the build to start", func() bool {
+		d, err := h.store.LatestForCommit(context.Background(), "dev", ledger.KindDeploy, c1)
+		return err == nil && d.Step == "build"
+	})
+	h.stop()
+	h.builder.gate = nil
+	h.start()
+	h.waitFor("c1 verified", func() bool {
+		v, err := h.store.Verified(context.Background(), "dev")
+		return err == nil && v.Commit == c1
+	})
+	rows, err := h.store.Latest(context.Background(), "dev", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[1].State != ledger.StateFailed || rows[1].Note != "checked again after restart" || rows[0].State != ledger.StateSucceeded {
+		t.Errorf("dev rows after a restart mid-build: %+v", rows)
+	}
+}
