@@ -406,7 +406,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		}
 	})
 	e.waitFor("c1 on dev", func() bool { return version(e.devURL) == c1 })
-	e.logPushToDev(c1, time.Since(pushed))
+	e.logPushToDev(c1, pushed, time.Now())
 	e.waitFor("c1 verified", func() bool {
 		d := envOf(e.status(), "dev")
 		return d.Commit != nil && *d.Commit == c1
@@ -537,22 +537,31 @@ func TestDemoEndToEnd(t *testing.T) {
 }
 
 // logPushToDev reports how long commit took from push to dev serving it,
-// and how much of that was the app's own test and build.
-func (e *env) logPushToDev(commit string, took time.Duration) {
-	store, err := ledger.Open(context.Background(), filepath.Join(e.ws.DataDir, ledger.FileName))
+// and where the time went.
+func (e *env) logPushToDev(commit string, pushed, serving time.Time) {
+	ctx := context.Background()
+	store, err := ledger.Open(ctx, filepath.Join(e.ws.DataDir, ledger.FileName))
 	if err != nil {
 		e.t.Log(err)
 		return
 	}
 	defer store.Close()
-	b, err := store.LatestBuild(context.Background(), commit)
+	b, err := store.LatestBuild(ctx, commit)
 	if err != nil {
 		e.t.Log(err)
 		return
 	}
-	e.t.Logf("measured: push → dev serving %s: %s, of which the app's go test %s and go build %s; the rest (fetch, image, rollout of 2 replicas): %s",
+	d, err := store.Deployments().LatestForCommit(ctx, "dev", ledger.KindDeploy, commit)
+	if err != nil {
+		e.t.Log(err)
+		return
+	}
+	took := serving.Sub(pushed)
+	own := b.TestDuration + b.BuildDuration
+	e.t.Logf("measured: push → dev serving %s: %s = the app's go test %s + go build %s + %s more: noticed after %s, build's own work (checkout, image, push) %s, rollout of 2 replicas %s",
 		commit[:7], took.Round(time.Millisecond), b.TestDuration.Round(time.Millisecond), b.BuildDuration.Round(time.Millisecond),
-		(took - b.TestDuration - b.BuildDuration).Round(time.Millisecond))
+		(took - own).Round(time.Millisecond), d.CreatedAt.Sub(pushed).Round(time.Millisecond),
+		(b.Finished.Sub(b.Created) - own).Round(time.Millisecond), serving.Sub(b.Finished).Round(time.Millisecond))
 }
 
 // stopEnvironments stops what serve left running.
