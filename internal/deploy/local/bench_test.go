@@ -152,10 +152,21 @@ http {
 		replicas, path, duration, thrConns, latConns, strings.Join(strings.Fields(string(load))[:3], " "))
 	t.Logf("%-32s %12s %10s %10s", "target", "requests/s", "p50", "p99")
 	rounds, _ := strconv.Atoi(envOr("BENCH_ROUNDS", "9"))
-	var ratios, addedLB, addedNginx, addedLB50, addedNginx50 []float64
+	var ratios, addedLB, addedNginx, addedLB50, addedNginx50, cpuLBs, cpuNginxs []float64
+	// The CPU time each proxy spends per request does not depend on what
+	// else runs on the machine: capacity on a machine of its own is in
+	// inverse proportion.
+	lbPID := readPID(t, filepath.Join(dir, "envs", "bench", "supervisor.pid"))
+	nginxPIDs := append([]int{cmd.Process.Pid}, childrenOf(cmd.Process.Pid)...)
 	for round := 1; round <= rounds; round++ {
+		cpu0 := cpuTime(t, nginxPIDs...)
 		thrNginx := run(nginxURL, thrConns)
+		cpuNginx := cpuTime(t, nginxPIDs...) - cpu0
+		cpu0 = cpuTime(t, lbPID)
 		thrLB := run(st.URL, thrConns)
+		cpuLB := cpuTime(t, lbPID) - cpu0
+		perNginx := cpuNginx / time.Duration(thrNginx.requests)
+		perLB := cpuLB / time.Duration(thrLB.requests)
 		latDirect := run(direct, latConns)
 		latNginx := run(nginxURL, latConns)
 		latLB := run(st.URL, latConns)
@@ -169,17 +180,20 @@ http {
 		} {
 			t.Logf("%-32s %12.0f %10s %10s", r.name, r.w.rps, r.w.p50, r.w.p99)
 		}
-		t.Logf("round %d: slipway/nginx throughput %.2f; p99 added over direct: slipway %s, nginx %s", round,
-			thrLB.rps/thrNginx.rps, latLB.p99-latDirect.p99, latNginx.p99-latDirect.p99)
+		t.Logf("round %d: slipway/nginx throughput %.2f; CPU per request slipway %s, nginx %s; p99 added over direct: slipway %s, nginx %s",
+			round, thrLB.rps/thrNginx.rps, perLB, perNginx, latLB.p99-latDirect.p99, latNginx.p99-latDirect.p99)
 		ratios = append(ratios, thrLB.rps/thrNginx.rps)
+		cpuLBs = append(cpuLBs, float64(perLB))
+		cpuNginxs = append(cpuNginxs, float64(perNginx))
 		addedLB = append(addedLB, float64(latLB.p99-latDirect.p99))
 		addedNginx = append(addedNginx, float64(latNginx.p99-latDirect.p99))
 		addedLB50 = append(addedLB50, float64(latLB.p50-latDirect.p50))
 		addedNginx50 = append(addedNginx50, float64(latNginx.p50-latDirect.p50))
 	}
-	ms := func(v float64) time.Duration { return time.Duration(v).Round(time.Microsecond) }
-	t.Logf("median of %d rounds: slipway/nginx throughput %.2f; added over direct: p50 slipway %s, nginx %s; p99 slipway %s, nginx %s",
-		rounds, median(ratios), ms(median(addedLB50)), ms(median(addedNginx50)), ms(median(addedLB)), ms(median(addedNginx)))
+	ms := func(v float64) time.Duration { return time.Duration(v).Round(100 * time.Nanosecond) }
+	t.Logf("median of %d rounds: slipway/nginx throughput %.2f; CPU per request slipway %s, nginx %s (capacity ratio %.2f); added over direct: p50 slipway %s, nginx %s; p99 slipway %s, nginx %s",
+		rounds, median(ratios), ms(median(cpuLBs)), ms(median(cpuNginxs)), median(cpuNginxs)/median(cpuLBs),
+		ms(median(addedLB50)), ms(median(addedNginx50)), ms(median(addedLB)), ms(median(addedNginx)))
 }
 
 func median(v []float64) float64 {
@@ -188,16 +202,61 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
+// cpuTime is the user+system CPU time the processes used so far.
+func cpuTime(t *testing.T, pids ...int) time.Duration {
+	t.Helper()
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatalf("CPU time of %d: %v", pid, err)
+		}
+		// Fields after the command name (which ends with ")"): utime
+		// and stime are the 12th and 13th.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * (time.Second / 100) // USER_HZ
+}
+
+func readPID(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return pid
+}
+
+func childrenOf(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var kids []int
+	for _, f := range strings.Fields(string(b)) {
+		if k, err := strconv.Atoi(f); err == nil {
+			kids = append(kids, k)
+		}
+	}
+	return kids
+}
+
 type wrkResult struct {
+	requests int64
 	rps      float64
 	p50, p99 time.Duration
 }
 
 var (
-	wrkRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	wrkP50 = regexp.MustCompile(`\s50%\s+([0-9.]+[a-z]+)`)
-	wrkP99 = regexp.MustCompile(`\s99%\s+([0-9.]+[a-z]+)`)
-	wrkErr = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: .*`)
+	wrkRPS   = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkTotal = regexp.MustCompile(`(\d+) requests in`)
+	wrkP50   = regexp.MustCompile(`\s50%\s+([0-9.]+[a-z]+)`)
+	wrkP99   = regexp.MustCompile(`\s99%\s+([0-9.]+[a-z]+)`)
+	wrkErr   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: .*`)
 )
 
 func parseWrk(t *testing.T, out string) wrkResult {
@@ -206,6 +265,12 @@ func parseWrk(t *testing.T, out string) wrkResult {
 		t.Errorf("wrk saw errors: %s", m)
 	}
 	var r wrkResult
+	if m := wrkTotal.FindStringSubmatch(out); m != nil {
+		r.requests, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	if r.requests == 0 {
+		t.Fatalf("no request count in wrk output:\n%s", out)
+	}
 	m := wrkRPS.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no Requests/sec in wrk output:\n%s", out)

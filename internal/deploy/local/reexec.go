@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 )
@@ -42,6 +43,11 @@ func SupervisorMain() {
 		return
 	}
 	os.Unsetenv(envSupervisor)
+	if os.Getenv("GOMAXPROCS") == "" {
+		// The replicas need the machine too; fewer threads also mean
+		// fewer hand-offs between them per proxied request.
+		runtime.GOMAXPROCS(max(1, runtime.NumCPU()/2))
+	}
 	if os.Getenv("GOGC") == "" {
 		// The load balancer allocates per request and the heap is small:
 		// collect less often, for throughput and tail latency.

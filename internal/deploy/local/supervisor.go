@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -595,6 +596,7 @@ func (s *supervisor) get(url string) error {
 	if err != nil {
 		return errors.Unwrap(err) // drop the URL: the replica is known
 	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
 		return fmt.Errorf("GET %s answered %s", path.Base(url), resp.Status)
