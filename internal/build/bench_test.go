@@ -6,9 +6,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
+
+// cpuTime is the CPU time (user + system) this process and its waited-for
+// children have used: unlike wall time, it hardly depends on what else
+// the machine is doing.
+func cpuTime() time.Duration {
+	var total time.Duration
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(who, &ru); err == nil {
+			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return total
+}
 
 // BenchmarkBuildNewCommit measures `slipway build` of a new commit of the
 // sample app against the app's own `go test ./...` + `go build` of another
@@ -27,9 +42,11 @@ func BenchmarkBuildNewCommit(b *testing.B) {
 	// The team's own checkout, where they would run go test and go build.
 	own := filepath.Join(b.TempDir(), "own")
 	git(b, filepath.Dir(own), "clone", "-q", repo, own)
+	var ownCPU, slipwayCPU time.Duration
 	ownBuild := func() time.Duration {
 		git(b, own, "pull", "-q", "--ff-only")
-		start := time.Now()
+		start, cpuStart := time.Now(), cpuTime()
+		defer func() { ownCPU += cpuTime() - cpuStart }()
 		for _, args := range [][]string{{"test", "./..."}, {"build", "-trimpath", "-o", filepath.Join(b.TempDir(), "app"), "."}} {
 			cmd := exec.Command("go", args...)
 			cmd.Dir = own
@@ -50,6 +67,7 @@ func BenchmarkBuildNewCommit(b *testing.B) {
 		b.Fatal(err)
 	}
 
+	ownCPU = 0
 	var ownTotal, slipwayTotal time.Duration
 	var imageBytes, tarBytes, binaryBytes int64
 	b.ResetTimer()
@@ -58,12 +76,13 @@ func BenchmarkBuildNewCommit(b *testing.B) {
 		ownTotal += ownBuild()
 
 		change(fmt.Sprintf("slipway-%d-%d", i, time.Now().UnixNano()))
-		start := time.Now()
+		start, cpuStart := time.Now(), cpuTime()
 		res, err := e.b.Run(ctx, Request{})
 		if err != nil {
 			b.Fatal(err)
 		}
 		slipwayTotal += time.Since(start)
+		slipwayCPU += cpuTime() - cpuStart
 		if res.Skipped {
 			b.Fatal("a new commit was not built")
 		}
@@ -97,6 +116,9 @@ func BenchmarkBuildNewCommit(b *testing.B) {
 	b.ReportMetric(ownTotal.Seconds()/n, "own-test+build-s/op")
 	b.ReportMetric(slipwayTotal.Seconds()/n, "slipway-build-s/op")
 	b.ReportMetric((slipwayTotal-ownTotal).Seconds()/n, "added-s/op")
+	b.ReportMetric(ownCPU.Seconds()/n, "own-cpu-s/op")
+	b.ReportMetric(slipwayCPU.Seconds()/n, "slipway-cpu-s/op")
+	b.ReportMetric((slipwayCPU-ownCPU).Seconds()/n, "added-cpu-s/op")
 	b.ReportMetric(float64(binaryBytes)/(1<<20), "binary-MiB")
 	b.ReportMetric(float64(tarBytes)/(1<<20), "image-uncompressed-MiB")
 	b.ReportMetric(float64(imageBytes)/(1<<20), "image-pushed-MiB")
@@ -131,10 +153,13 @@ func BenchmarkSteps(b *testing.B) {
 
 	b.Run("fetch+checkout", func(b *testing.B) {
 		dir := filepath.Join(b.TempDir(), "src")
+		var cpu time.Duration
+		defer func() { b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op") }()
 		for i := range b.N {
 			b.StopTimer()
 			commit := commitFile(b, repo, "zz_bench.txt", fmt.Sprint(i, time.Now().UnixNano()))
 			b.StartTimer()
+			c0 := cpuTime()
 			if err := e.b.Source.Fetch(ctx); err != nil {
 				b.Fatal(err)
 			}
@@ -144,9 +169,12 @@ func BenchmarkSteps(b *testing.B) {
 			if err := e.b.Source.Checkout(ctx, commit, dir); err != nil {
 				b.Fatal(err)
 			}
+			cpu += cpuTime() - c0
 		}
 	})
 	b.Run("image+push", func(b *testing.B) {
+		var cpu time.Duration
+		defer func() { b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op") }()
 		for i := range b.N {
 			b.StopTimer()
 			// A binary that differs from every earlier one, like a new build.
@@ -155,6 +183,7 @@ func BenchmarkSteps(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StartTimer()
+			c0 := cpuTime()
 			img, err := buildImage(p, imageSpec{App: appName, Commit: fmt.Sprintf("%040d", i), CommitTime: time.Now(), Source: repo, Port: 8080, Arch: "amd64"})
 			if err != nil {
 				b.Fatal(err)
@@ -162,6 +191,7 @@ func BenchmarkSteps(b *testing.B) {
 			if _, err := e.client.Push(ctx, e.repo, img, fmt.Sprintf("s%d", i), "latest", fmt.Sprintf("sha-%d", i)); err != nil {
 				b.Fatal(err)
 			}
+			cpu += cpuTime() - c0
 		}
 	})
 }
