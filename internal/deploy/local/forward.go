@@ -177,6 +177,9 @@ func (b *balancer) forward(w http.ResponseWriter, req *http.Request, r *replica,
 	for k := range resp.Trailer {
 		h.Add("Trailer", k)
 	}
+	if resp.ContentLength >= 0 && !bodyless(req.Method, resp.StatusCode) {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
 	h.Set("Slipway-Environment", b.env)
 	h.Set("Slipway-Commit", r.rev.spec.Commit)
 	w.WriteHeader(resp.StatusCode)
@@ -221,6 +224,10 @@ func (b *balancer) forward(w http.ResponseWriter, req *http.Request, r *replica,
 		r.conns.put(c)
 	}
 	return true, nil
+}
+
+func bodyless(method string, code int) bool {
+	return method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
 }
 
 // writerOnly hides the ResponseWriter's ReadFrom, which would not use the

@@ -104,7 +104,7 @@ type supervisor struct {
 	applyMu sync.Mutex
 	lbLn    net.Listener
 	lbAddr  string
-	lbSrv   *http.Server
+	lbSrv   *frontend
 
 	mu       sync.Mutex
 	replicas []*replica
@@ -170,8 +170,7 @@ func (s *supervisor) listen(addr string) error {
 	if err != nil {
 		return fmt.Errorf("load balancer: listen on %s: %w (choose another listen address, or stop what uses it)", addr, err)
 	}
-	srv := &http.Server{Handler: s.lb, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	go srv.Serve(ln)
+	srv := newFrontend(ln, s.lb)
 	old := s.lbSrv
 	s.mu.Lock()
 	s.lbLn = ln
