@@ -141,6 +141,7 @@ func (o *buildOptions) run(ctx context.Context, stdout, stderr io.Writer) error 
 		defer stop()
 		repository = o.cfg.ImageRepository(addr)
 	}
+	defer client.Close() // before stop: the registry need not wait for idle connections
 
 	src := gitsource.New(o.cfg.Repo.URL, filepath.Join(dataDir, gitsource.MirrorDir))
 	b := build.New(o.cfg, src, client, repository, store, dataDir)

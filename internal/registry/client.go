@@ -101,6 +101,14 @@ func NewClient(opts ...Option) *Client {
 	return c
 }
 
+// Close closes the client's idle connections, so that a server stopping
+// right after does not wait for them.
+func (c *Client) Close() {
+	if t, ok := c.rt.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
+
 // retryable is go-containerregistry's default predicate plus refused
 // connections: a registry that is restarting refuses for a moment.
 func retryable(err error) bool {

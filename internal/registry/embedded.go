@@ -153,6 +153,16 @@ func routeLogrus(logger *slog.Logger) {
 
 func (logrusHook) Levels() []logrus.Level { return logrus.AllLevels }
 
+// clientError reports whether a log entry is about a request answered
+// with a 4xx status.
+func clientError(en *logrus.Entry) bool {
+	switch st := en.Data["http.response.status"].(type) {
+	case int:
+		return st >= 400 && st < 500
+	}
+	return false
+}
+
 func (logrusHook) Fire(en *logrus.Entry) error {
 	l := hookLogger.Load()
 	if l == nil {
@@ -160,6 +170,9 @@ func (logrusHook) Fire(en *logrus.Entry) error {
 	}
 	level := slog.LevelDebug
 	switch {
+	case clientError(en):
+		// A 404 for a tag or blob that is not there yet is how clients
+		// ask whether it is: not a problem of the registry.
 	case en.Level <= logrus.ErrorLevel:
 		level = slog.LevelError
 	case en.Level == logrus.WarnLevel:
