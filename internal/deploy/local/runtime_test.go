@@ -156,6 +156,49 @@ func TestBalancerPassesThrough(t *testing.T) {
 		}
 	})
 
+	t.Run("raw HTTP/1.x", func(t *testing.T) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(st.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		// Two pipelined requests, one with a body sent after 100 Continue,
+		// then an HTTP/1.0 request, which ends the connection.
+		fmt.Fprintf(conn, "GET /version HTTP/1.1\r\nHost: x\r\n\r\n"+
+			"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc"+
+			"GET /version HTTP/1.0\r\n\r\n")
+		for i, want := range []string{d.spec.Commit + "\n", "POST 3 abc", d.spec.Commit + "\n"} {
+			req := &http.Request{Method: "GET"}
+			resp, err := http.ReadResponse(br, req)
+			if err != nil {
+				t.Fatalf("response %d: %v", i, err)
+			}
+			if resp.StatusCode == http.StatusContinue {
+				if resp, err = http.ReadResponse(br, req); err != nil {
+					t.Fatalf("response %d after 100 Continue: %v", i, err)
+				}
+			}
+			b, err := io.ReadAll(resp.Body)
+			if err != nil || string(b) != want || resp.StatusCode != 200 {
+				t.Errorf("response %d = %s %q, %v; want 200 %q", i, resp.Status, b, err, want)
+			}
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Errorf("after an HTTP/1.0 request the connection stays open (%v)", err)
+		}
+		bad, err := net.Dial("tcp", strings.TrimPrefix(st.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bad.Close()
+		fmt.Fprintf(bad, "NOT HTTP\r\n\r\n")
+		if resp, err := http.ReadResponse(bufio.NewReader(bad), nil); err != nil || resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("a malformed request got %v, %v; want 400", resp, err)
+		}
+	})
+
 	t.Run("spread over replicas", func(t *testing.T) {
 		seen := map[string]int{}
 		for range 20 {
