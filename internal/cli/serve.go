@@ -197,6 +197,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 	}
 	srv := api.NewServer(ctl, backend, token, log.With("component", "api"))
+	if name := cfg.Repo.WebhookSecretEnv; name != "" {
+		secret := os.Getenv(name)
+		if secret == "" {
+			l.Close()
+			return usageErrorf("%s: repo.webhookSecretEnv names %s, which is empty: set it to the secret the forge signs its webhooks with", o.configPath, name)
+		}
+		srv.EnableWebhooks([]byte(secret), ctl)
+		log.Info("push webhooks accepted", "url", "http://"+l.Addr().String()+"/api/v1/webhooks/{github,gitlab,gitea}")
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
 	apiURL := "http://" + l.Addr().String()
