@@ -94,8 +94,9 @@ func (c *Client) Status(ctx context.Context) (pipeline.Status, error) {
 	return st, err
 }
 
-// History returns the newest deployments of env (all when empty).
-func (c *Client) History(ctx context.Context, env string, limit int) ([]ledger.Deployment, error) {
+// History returns the newest deployments of env (of all environments, and
+// the builds, when env is empty).
+func (c *Client) History(ctx context.Context, env string, limit int) (History, error) {
 	q := url.Values{}
 	if env != "" {
 		q.Set("env", env)
@@ -105,7 +106,7 @@ func (c *Client) History(ctx context.Context, env string, limit int) ([]ledger.D
 	}
 	var h History
 	err := c.do(ctx, http.MethodGet, "/api/v1/history?"+q.Encode(), nil, &h)
-	return h.Deployments, err
+	return h, err
 }
 
 // Diff returns the commits from runs and to does not.

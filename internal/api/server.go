@@ -46,10 +46,16 @@ type Controller interface {
 	Scale(ctx context.Context, env string, replicas int) (ledger.Deployment, error)
 }
 
+// BuildLister lists the builds the ledger recorded.
+type BuildLister interface {
+	ListBuilds(ctx context.Context, f ledger.BuildFilter) ([]ledger.Build, error)
+}
+
 // Server is the API's HTTP server.
 type Server struct {
-	ctl   Controller
-	logs  deploy.LogSource // nil: no logs
+	ctl    Controller
+	builds BuildLister      // nil: history has no builds
+	logs   deploy.LogSource // nil: no logs
 	token string
 	log   *slog.Logger
 	mux   *http.ServeMux
@@ -76,6 +82,9 @@ func NewServer(ctl Controller, logs deploy.LogSource, token string, logger *slog
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
 }
+
+// IncludeBuilds adds the ledger's builds to the history of all environments.
+func (s *Server) IncludeBuilds(b BuildLister) { s.builds = b }
 
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -246,9 +255,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// History is the answer of GET /api/v1/history.
+// History is the answer of GET /api/v1/history: the deployments, newest
+// first, and, when no environment is asked for, the builds too.
 type History struct {
 	Deployments []ledger.Deployment `json:"deployments"`
+	Builds      []ledger.Build      `json:"builds,omitempty"`
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
@@ -260,14 +271,21 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	list, err := s.ctl.History(r.Context(), r.URL.Query().Get("env"), limit)
+	env := r.URL.Query().Get("env")
+	list, err := s.ctl.History(r.Context(), env, limit)
 	if err != nil {
 		return err
 	}
 	if list == nil {
 		list = []ledger.Deployment{}
 	}
-	writeJSON(w, http.StatusOK, History{Deployments: list})
+	h := History{Deployments: list}
+	if env == "" && s.builds != nil {
+		if h.Builds, err = s.builds.ListBuilds(r.Context(), ledger.BuildFilter{Limit: limit}); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, h)
 	return nil
 }
 

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -203,14 +205,14 @@ newest first, with commit, release, digest, trigger, time and outcome.`,
 			if len(args) == 1 {
 				env = args[0]
 			}
-			list, err := f.client(cmd).History(cmd.Context(), env, limit)
+			h, err := f.client(cmd).History(cmd.Context(), env, limit)
 			if err != nil {
 				return err
 			}
 			if f.json() {
-				return writeJSONTo(cmd.OutOrStdout(), api.History{Deployments: list})
+				return writeJSONTo(cmd.OutOrStdout(), h)
 			}
-			return renderHistory(cmd.OutOrStdout(), list)
+			return renderHistory(cmd.OutOrStdout(), h, limit)
 		},
 	}
 	f.register(cmd, true)
@@ -218,17 +220,18 @@ newest first, with commit, release, digest, trigger, time and outcome.`,
 	return cmd
 }
 
-func renderHistory(w io.Writer, list []ledger.Deployment) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tENV\tKIND\tCOMMIT\tRELEASE\tDIGEST\tTRIGGER\tOUTCOME")
-	for _, d := range list {
+// renderHistory writes deployments and builds as one table, newest first,
+// at most limit rows.
+func renderHistory(w io.Writer, h api.History, limit int) error {
+	type row struct {
+		at    time.Time
+		cells []string
+	}
+	var rows []row
+	for _, d := range h.Deployments {
 		rel := d.ReleaseName
 		if rel == "" {
 			rel = "-"
-		}
-		digest := shortDigest(d.Digest)
-		if digest == "" {
-			digest = "-"
 		}
 		out := string(d.State)
 		if d.Reason != "" {
@@ -240,10 +243,34 @@ func renderHistory(w io.Writer, list []ledger.Deployment) error {
 		if d.Note != "" {
 			out += " [" + d.Note + "]"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.CreatedAt.UTC().Format("2006-01-02 15:04:05"),
-			d.Env, d.Kind, short(d.Commit), rel, digest, d.Trigger, out)
+		rows = append(rows, row{d.CreatedAt, []string{strconv.FormatInt(d.ID, 10), d.CreatedAt.UTC().Format("2006-01-02 15:04:05"),
+			d.Env, string(d.Kind), short(d.Commit), rel, orDash(shortDigest(d.Digest)), d.Trigger, out}})
+	}
+	for _, b := range h.Builds {
+		out := string(b.State)
+		if b.Reason != "" {
+			out += ": " + firstLineOf(b.Reason)
+		}
+		rows = append(rows, row{b.Created, []string{"b" + strconv.FormatInt(b.ID, 10), b.Created.UTC().Format("2006-01-02 15:04:05"),
+			"-", "build", short(b.Commit), "-", orDash(shortDigest(b.Digest)), orDash(b.Trigger), out}})
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].at.After(rows[j].at) })
+	if limit > 0 && len(rows) > limit {
+		rows = rows[:limit]
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTIME\tENV\tKIND\tCOMMIT\tRELEASE\tDIGEST\tTRIGGER\tOUTCOME")
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r.cells, "\t"))
 	}
 	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func newDiffCommand() *cobra.Command {

@@ -197,6 +197,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 	}
 	srv := api.NewServer(ctl, backend, token, log.With("component", "api"))
+	srv.IncludeBuilds(store)
 	if name := cfg.Repo.WebhookSecretEnv; name != "" {
 		secret := os.Getenv(name)
 		if secret == "" {

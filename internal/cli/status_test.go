@@ -11,7 +11,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"slipway.dev/slipway/internal/api"
 	"slipway.dev/slipway/internal/demo"
+	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/pipeline"
 )
 
@@ -87,4 +89,28 @@ func TestDemoNextSteps(t *testing.T) {
 	var buf bytes.Buffer
 	printNextSteps(&buf, ws, "http://127.0.0.1:8400", demoOptions{devAddr: "127.0.0.1:8081", prodAddr: ":8080"})
 	golden(t, "demo-next-steps.golden", buf.Bytes())
+}
+
+func TestRenderHistory(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	c1, c2 := strings.Repeat("1a2b3c4d", 5), strings.Repeat("9f8e7d6c", 5)
+	d1, d2 := "sha256:"+strings.Repeat("ab", 32), "sha256:"+strings.Repeat("cd", 32)
+	h := api.History{
+		Deployments: []ledger.Deployment{
+			{ID: 4, Env: "prod", Kind: ledger.KindRelease, Trigger: "release command", Commit: c2, Digest: d2, ReleaseName: "RC20261127_0930",
+				State: ledger.StateRolledBack, Reason: "prod did not become healthy: replica 1 exited\nmore; rolled back to RC20261127_0900", CreatedAt: t0.Add(30 * time.Minute)},
+			{ID: 3, Env: "dev", Kind: ledger.KindDeploy, Trigger: "push to master", Commit: c2, Digest: d2, State: ledger.StateSucceeded, CreatedAt: t0.Add(20 * time.Minute)},
+			{ID: 2, Env: "prod", Kind: ledger.KindRelease, Trigger: "release command", Commit: c1, Digest: d1, ReleaseName: "RC20261127_0900",
+				State: ledger.StateSucceeded, Forced: true, ForceReason: "hotfix", Note: "finished after restart", CreatedAt: t0},
+		},
+		Builds: []ledger.Build{
+			{ID: 2, Commit: c2, State: ledger.BuildPushed, Digest: d2, Trigger: "controller", Created: t0.Add(19 * time.Minute)},
+			{ID: 1, Commit: c1, State: ledger.BuildFailed, Reason: "tests failed (exit status 1)", Trigger: "cli", Created: t0.Add(-time.Hour)},
+		},
+	}
+	var buf bytes.Buffer
+	if err := renderHistory(&buf, h, 50); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "history.golden", buf.Bytes())
 }
