@@ -56,10 +56,10 @@ type Server struct {
 	ctl    Controller
 	builds BuildLister      // nil: history has no builds
 	logs   deploy.LogSource // nil: no logs
-	token string
-	log   *slog.Logger
-	mux   *http.ServeMux
-	srv   *http.Server
+	token  string
+	log    *slog.Logger
+	mux    *http.ServeMux
+	srv    *http.Server
 }
 
 // NewServer returns the API over ctl. logs may be nil. token guards changes.
