@@ -175,3 +175,23 @@ func TestLoadOrCreateToken(t *testing.T) {
 		t.Errorf("second load: %q, %v; want the same token", again, err)
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	s := NewServer(&fakeController{}, nil, "secret", nil)
+	s.EnableMetrics(nil)
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	req.RemoteAddr = "127.0.0.1:5555"
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	body := w.Body.String()
+	for _, want := range []string{
+		`slipway_status_up 1`,
+		`slipway_environment_info{commit="` + commit + `",digest="",env="dev",release=""} 1`,
+		`slipway_environment_replicas_ready{env="dev"} 0`,
+		`slipway_pending_commits 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%s", want, body)
+		}
+	}
+}

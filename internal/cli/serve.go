@@ -198,6 +198,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	srv := api.NewServer(ctl, backend, token, log.With("component", "api"))
 	srv.IncludeBuilds(store)
+	srv.EnableMetrics(store.Deployments())
 	if name := cfg.Repo.WebhookSecretEnv; name != "" {
 		secret := os.Getenv(name)
 		if secret == "" {

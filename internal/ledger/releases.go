@@ -269,3 +269,35 @@ func deployShort(commit string) string {
 	}
 	return commit
 }
+
+// DeploymentCount is how many deployments share an environment, kind and
+// state.
+type DeploymentCount struct {
+	Env   string
+	Kind  DeploymentKind
+	State DeploymentState
+	N     int
+}
+
+// Counts counts the deployments by environment, kind and state.
+func (l *Deployments) Counts(ctx context.Context) ([]DeploymentCount, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT env, kind, state, COUNT(*) FROM deployments GROUP BY env, kind, state ORDER BY env, kind, state`)
+	if err != nil {
+		return nil, fmt.Errorf("count deployments: %w", err)
+	}
+	defer rows.Close()
+	var out []DeploymentCount
+	for rows.Next() {
+		var c DeploymentCount
+		var kind, state string
+		if err := rows.Scan(&c.Env, &kind, &state, &c.N); err != nil {
+			return nil, fmt.Errorf("count deployments: %w", err)
+		}
+		c.Kind, c.State = DeploymentKind(kind), DeploymentState(state)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count deployments: %w", err)
+	}
+	return out, nil
+}
