@@ -1,6 +1,11 @@
 package build
 
 import (
+	"bytes"
+	stdgzip "compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -113,4 +118,55 @@ func TestImageConfigAndFiles(t *testing.T) {
 			t.Errorf("no %s in the image", f)
 		}
 	}
+}
+
+// TestLayerMembers checks that a layer compressed in several gzip members
+// reads back whole with a standard gzip reader, and that its digests are
+// those of its bytes.
+func TestLayerMembers(t *testing.T) {
+	data := make([]byte, 2*memberSize+12345)
+	for i := range data {
+		data[i] = byte(i * 7 / 5)
+	}
+	l, err := layerFromBytes(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := stdgzip.NewReader(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("decompressed %d bytes, want the %d written", len(got), len(data))
+	}
+	comp, _ := io.ReadAll(mustReader(t, l.Compressed))
+	wantDigest := sha256.Sum256(comp)
+	wantDiff := sha256.Sum256(data)
+	d, _ := l.Digest()
+	diff, _ := l.DiffID()
+	if d.Hex != hex.EncodeToString(wantDigest[:]) || diff.Hex != hex.EncodeToString(wantDiff[:]) {
+		t.Errorf("digest %s diffID %s do not match the bytes", d, diff)
+	}
+	again, _ := layerFromBytes(data)
+	if d2, _ := again.Digest(); d2 != d {
+		t.Errorf("compressing twice: %s then %s", d, d2)
+	}
+}
+
+func mustReader(t *testing.T, open func() (io.ReadCloser, error)) io.Reader {
+	t.Helper()
+	rc, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	return rc
 }
