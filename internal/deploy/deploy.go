@@ -99,6 +99,9 @@ type Spec struct {
 	Strategy      Strategy `json:"strategy"`
 	// Cause says why this deployment happens (recorded in history).
 	Cause string `json:"cause,omitempty"`
+	// Annotations are metadata for each replica: the kubernetes backend
+	// puts them on the pod template; the local backend has no use for them.
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 var (

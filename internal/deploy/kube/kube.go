@@ -1,0 +1,277 @@
+// Package kube is the kubernetes runtime: each environment is a namespace
+// holding a Deployment pinned to the image digest, a Service and what the
+// configuration asks for (autoscaling, disruption budget, network policy,
+// quota), applied with server-side apply under the field manager "slipway".
+// A rollout is followed with a watch on the Deployment; one that exceeds its
+// progress deadline is rolled back to the previous release by re-applying
+// it.
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"slipway.dev/slipway/internal/config"
+	"slipway.dev/slipway/internal/deploy"
+)
+
+// Backend deploys environments to a Kubernetes cluster.
+type Backend struct {
+	cs     kubernetes.Interface
+	cfg    *config.Config
+	log    *slog.Logger
+	client map[string]restTarget
+}
+
+var (
+	_ deploy.Backend   = (*Backend)(nil)
+	_ deploy.LogSource = (*Backend)(nil)
+)
+
+// Options configure a Backend.
+type Options struct {
+	// Config gives each environment's namespace and kubernetes settings,
+	// and the kubeconfig and context to use.
+	Config *config.Config
+	// Logger receives what the backend does; nil discards it.
+	Logger *slog.Logger
+}
+
+// RESTConfig finds the cluster: the kubeconfig file and context of the
+// configuration, else the KUBECONFIG rules (the KUBECONFIG variable, then
+// ~/.kube/config), else the credentials of the pod slipway runs in.
+func RESTConfig(k config.Kubernetes) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if k.Kubeconfig != "" {
+		rules.ExplicitPath = k.Kubeconfig
+	}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: k.Context}
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("find the Kubernetes cluster (set kubernetes.kubeconfig and kubernetes.context in slipway.yaml, or KUBECONFIG): %w", err)
+	}
+	return rc, nil
+}
+
+// New returns a backend for the cluster rc reaches.
+func New(rc *rest.Config, o Options) (*Backend, error) {
+	if o.Config == nil {
+		return nil, errors.New("kubernetes runtime: no configuration")
+	}
+	rc = rest.CopyConfig(rc)
+	if rc.UserAgent == "" {
+		rc.UserAgent = "slipway"
+	}
+	if rc.QPS == 0 {
+		rc.QPS, rc.Burst = 50, 100
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Backend{cs: cs, cfg: o.Config, log: log}
+	b.client = map[string]restTarget{
+		"Namespace":               {cs.CoreV1().RESTClient(), "namespaces", false},
+		"ResourceQuota":           {cs.CoreV1().RESTClient(), "resourcequotas", true},
+		"Service":                 {cs.CoreV1().RESTClient(), "services", true},
+		"NetworkPolicy":           {cs.NetworkingV1().RESTClient(), "networkpolicies", true},
+		"Deployment":              {cs.AppsV1().RESTClient(), "deployments", true},
+		"HorizontalPodAutoscaler": {cs.AutoscalingV2().RESTClient(), "horizontalpodautoscalers", true},
+		"PodDisruptionBudget":     {cs.PolicyV1().RESTClient(), "poddisruptionbudgets", true},
+	}
+	return b, nil
+}
+
+type restTarget struct {
+	c          rest.Interface
+	resource   string
+	namespaced bool
+}
+
+// Settings returns the settings of environment env.
+func (b *Backend) Settings(env string) (Settings, error) {
+	s, err := SettingsFor(b.cfg, env)
+	if err != nil {
+		return Settings{}, fmt.Errorf("%w: %w", deploy.ErrInvalidSpec, err)
+	}
+	return s, nil
+}
+
+// Apply brings the environment to spec: it applies the rendered objects
+// and watches the Deployment until the rollout completes. A rollout that
+// runs into its progress deadline is rolled back to the previous release,
+// and a *deploy.RolloutError names the pods that failed and their events.
+func (b *Backend) Apply(ctx context.Context, spec deploy.Spec) error {
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	s, err := b.Settings(spec.Environment)
+	if err != nil {
+		return err
+	}
+	objs, err := Render(spec, s)
+	if err != nil {
+		return err
+	}
+	prev, prevSpec, err := b.current(ctx, s.Namespace, spec.App)
+	if err != nil {
+		return err
+	}
+	dep, err := b.applyAll(ctx, objs, prev)
+	if err != nil {
+		return err
+	}
+	failure, err := b.waitRollout(ctx, dep)
+	if err != nil {
+		return fmt.Errorf("roll out %s to %s: %w", spec.Version, spec.Environment, err)
+	}
+	if failure == nil {
+		b.log.Info("rolled out", "env", spec.Environment, "version", spec.Version, "namespace", s.Namespace)
+		return nil
+	}
+	failure.Environment, failure.Version = spec.Environment, spec.Version
+	if prevSpec == nil {
+		// Nothing served before: remove what this rollout made.
+		if err := b.Stop(context.WithoutCancel(ctx), spec.Environment); err != nil {
+			failure.Reason += fmt.Sprintf("; removing the failed deployment also failed: %v", err)
+		}
+		return failure
+	}
+	back := *prevSpec
+	back.Cause = fmt.Sprintf("automatic rollback to %s after %s failed: %s", back.Version, spec.Version, firstLine(failure.Reason))
+	b.log.Warn("rollout failed, rolling back", "env", spec.Environment, "version", spec.Version, "to", back.Version, "reason", failure.Reason)
+	if err := b.rollBack(context.WithoutCancel(ctx), back, s); err != nil {
+		failure.Reason += fmt.Sprintf("; rolling back to %s also failed: %v", back.Version, err)
+		return failure
+	}
+	failure.Reason += fmt.Sprintf("; rolled back to %s (%s)", back.Version, back.Image)
+	return failure
+}
+
+func (b *Backend) rollBack(ctx context.Context, spec deploy.Spec, s Settings) error {
+	objs, err := Render(spec, s)
+	if err != nil {
+		return err
+	}
+	prev, _, err := b.current(ctx, s.Namespace, spec.App)
+	if err != nil {
+		return err
+	}
+	dep, err := b.applyAll(ctx, objs, prev)
+	if err != nil {
+		return err
+	}
+	failure, err := b.waitRollout(ctx, dep)
+	if err != nil {
+		return err
+	}
+	if failure != nil {
+		return errors.New(failure.Reason)
+	}
+	return nil
+}
+
+// current reads the environment's Deployment and the spec slipway last
+// applied to it; both nil when there is none.
+func (b *Backend) current(ctx context.Context, ns, name string) (*appsv1.Deployment, *deploy.Spec, error) {
+	d, err := b.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read deployment %s/%s: %w", ns, name, err)
+	}
+	raw, ok := d.Annotations[AnnotationSpec]
+	if !ok {
+		return d, nil, nil
+	}
+	var spec deploy.Spec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		return d, nil, fmt.Errorf("deployment %s/%s: annotation %s: %w", ns, name, AnnotationSpec, err)
+	}
+	return d, &spec, nil
+}
+
+// applyAll applies objs in order, removes the optional objects prev had
+// that objs no longer have, and returns the applied Deployment.
+func (b *Backend) applyAll(ctx context.Context, objs []Object, prev *appsv1.Deployment) (*appsv1.Deployment, error) {
+	var dep *appsv1.Deployment
+	have := map[string]bool{}
+	for _, o := range objs {
+		have[o.Kind] = true
+		raw, err := b.apply(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		if o.Kind == "Deployment" {
+			dep = &appsv1.Deployment{}
+			if err := json.Unmarshal(raw, dep); err != nil {
+				return nil, fmt.Errorf("apply deployment %s/%s: decode answer: %w", o.Namespace, o.Name, err)
+			}
+		}
+	}
+	if prev != nil {
+		for _, kind := range strings.Split(prev.Annotations[AnnotationObjects], ",") {
+			if kind == "" || have[kind] {
+				continue
+			}
+			t, ok := b.client[kind]
+			if !ok {
+				continue
+			}
+			err := t.c.Delete().Namespace(prev.Namespace).Resource(t.resource).Name(prev.Name).Do(ctx).Error()
+			if err != nil && !apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("remove %s %s/%s, no longer configured: %w", kind, prev.Namespace, prev.Name, err)
+			}
+		}
+	}
+	return dep, nil
+}
+
+// apply server-side applies one object and returns the answer's body.
+func (b *Backend) apply(ctx context.Context, o Object) ([]byte, error) {
+	t, ok := b.client[o.Kind]
+	if !ok {
+		return nil, fmt.Errorf("apply %s %s: kind unknown to slipway", o.Kind, o.Name)
+	}
+	body, err := json.Marshal(o.Body)
+	if err != nil {
+		return nil, fmt.Errorf("apply %s %s: %w", o.Kind, o.Name, err)
+	}
+	req := t.c.Patch(types.ApplyPatchType).Resource(t.resource).Name(o.Name).
+		Param("fieldManager", FieldManager).Param("force", "true").Body(body)
+	if t.namespaced {
+		req = req.Namespace(o.Namespace)
+	}
+	raw, err := req.Do(ctx).Raw()
+	if err != nil {
+		return nil, fmt.Errorf("apply %s %s/%s: %w", o.Kind, o.Namespace, o.Name, err)
+	}
+	return raw, nil
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// since is how long ago t was, for messages.
+func since(t time.Time) string { return time.Since(t).Round(time.Second).String() }

@@ -1,0 +1,275 @@
+package kube
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"slipway.dev/slipway/internal/deploy"
+)
+
+// Status reports the environment as the cluster has it: the Deployment's
+// image, replicas and rollout, its pods, and any drift from what slipway
+// applied (an image or replica count changed by hand).
+func (b *Backend) Status(ctx context.Context, env string) (deploy.Status, error) {
+	s, err := b.Settings(env)
+	if err != nil {
+		return deploy.Status{}, err
+	}
+	d, applied, err := b.current(ctx, s.Namespace, b.cfg.App)
+	if err != nil {
+		return deploy.Status{}, err
+	}
+	if d == nil {
+		return deploy.Status{}, fmt.Errorf("%s (no deployment %s in namespace %s): %w", env, b.cfg.App, s.Namespace, deploy.ErrNotDeployed)
+	}
+	pods, err := b.cs.CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: labels.SelectorFromSet(d.Spec.Selector.MatchLabels).String(),
+	})
+	if err != nil {
+		return deploy.Status{}, fmt.Errorf("status of %s: list pods in %s: %w", env, s.Namespace, err)
+	}
+	return statusOf(env, s, d, applied, pods.Items), nil
+}
+
+func statusOf(env string, s Settings, d *appsv1.Deployment, applied *deploy.Spec, pods []corev1.Pod) deploy.Status {
+	image := ""
+	if len(d.Spec.Template.Spec.Containers) > 0 {
+		image = d.Spec.Template.Spec.Containers[0].Image
+	}
+	tl := d.Spec.Template.Labels
+	st := deploy.Status{
+		Environment: env,
+		Image:       image,
+		Digest:      digestOf(image),
+		Commit:      tl[LabelCommit],
+		Version:     tl[LabelVersion],
+		URL:         s.URL,
+		Isolation:   deploy.IsolationContainer,
+		Since:       d.CreationTimestamp.Time,
+	}
+	if st.URL == "" {
+		st.URL = fmt.Sprintf("http://%s.%s.svc.cluster.local", d.Name, d.Namespace)
+	}
+	desired := int32(1)
+	if d.Spec.Replicas != nil {
+		desired = *d.Spec.Replicas
+	}
+	st.Replicas = deploy.Replicas{Desired: int(desired), Ready: int(d.Status.ReadyReplicas), Updated: int(d.Status.UpdatedReplicas)}
+	done, failed := rolloutState(d)
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Reason == "NewReplicaSetAvailable" {
+			st.Since = c.LastTransitionTime.Time
+		}
+	}
+	var msgs []string
+	if applied != nil {
+		st.Version = applied.Version
+		if applied.Image != image {
+			msgs = append(msgs, fmt.Sprintf("drift: the Deployment runs image %s, but slipway applied %s (%s, commit %s); changed outside slipway, the next deploy puts it back", image, applied.Image, applied.Version, applied.Commit))
+			st.Commit, st.Version = "", ""
+		}
+		if !s.Kube.Autoscaling.Enabled() && applied.Replicas != int(desired) {
+			msgs = append(msgs, fmt.Sprintf("drift: the Deployment wants %d replicas, but slipway applied %d; changed outside slipway", desired, applied.Replicas))
+		}
+	} else {
+		msgs = append(msgs, fmt.Sprintf("drift: deployment %s/%s has no %s annotation: it was not applied by slipway", d.Namespace, d.Name, AnnotationSpec))
+	}
+	switch {
+	case failed:
+		msgs = append(msgs, "rollout failed: progress deadline exceeded")
+	case !done:
+		msgs = append(msgs, fmt.Sprintf("rollout in progress: %d of %d replicas updated, %d available", d.Status.UpdatedReplicas, desired, d.Status.AvailableReplicas))
+	}
+	slices.SortFunc(pods, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		r := deploy.Replica{
+			Name:    p.Name,
+			Version: p.Labels[LabelVersion],
+			Commit:  p.Labels[LabelCommit],
+			Ready:   podReady(&p),
+			Address: p.Status.PodIP,
+			Since:   p.CreationTimestamp.Time,
+		}
+		if p.Status.StartTime != nil {
+			r.Since = p.Status.StartTime.Time
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			r.Restarts += int(cs.RestartCount)
+			if cs.State.Waiting != nil && cs.State.Waiting.Reason == "CrashLoopBackOff" {
+				r.State = "crash-looping"
+			}
+		}
+		switch {
+		case r.State != "":
+		case r.Ready:
+			r.State = "ready"
+		case p.Status.Phase == corev1.PodPending:
+			r.State = "starting"
+		default:
+			r.State = "unready"
+		}
+		if !r.Ready {
+			r.Message = podState(&p)
+		}
+		st.Instances = append(st.Instances, r)
+	}
+	st.Healthy = done && len(msgs) == 0
+	st.Message = strings.Join(msgs, "; ")
+	return st
+}
+
+func digestOf(image string) string {
+	if i := strings.LastIndex(image, "@"); i >= 0 {
+		return image[i+1:]
+	}
+	return ""
+}
+
+// Stop deletes what slipway applied to the environment (Deployment,
+// Service and the optional objects); the namespace, its Secrets and
+// anything else in it stay.
+func (b *Backend) Stop(ctx context.Context, env string) error {
+	s, err := b.Settings(env)
+	if err != nil {
+		return err
+	}
+	d, _, err := b.current(ctx, s.Namespace, b.cfg.App)
+	if err != nil {
+		return err
+	}
+	if d == nil {
+		return fmt.Errorf("stop %s: %w", env, deploy.ErrNotDeployed)
+	}
+	if d.Labels[LabelManagedBy] != managedBy {
+		return fmt.Errorf("stop %s: deployment %s/%s is not managed by slipway (label %s); delete it yourself", env, d.Namespace, d.Name, LabelManagedBy)
+	}
+	bg := metav1.DeletePropagationBackground
+	for _, kind := range []string{"Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "NetworkPolicy", "ResourceQuota"} {
+		t := b.client[kind]
+		err := t.c.Delete().Namespace(s.Namespace).Resource(t.resource).Name(d.Name).
+			Body(&metav1.DeleteOptions{PropagationPolicy: &bg}).Do(ctx).Error()
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("stop %s: delete %s %s/%s: %w", env, kind, s.Namespace, d.Name, err)
+		}
+	}
+	b.log.Info("stopped", "env", env, "namespace", s.Namespace)
+	return nil
+}
+
+// Logs writes the output of the environment's pods, each line prefixed by
+// "[pod] ". With follow it keeps streaming until ctx ends.
+func (b *Backend) Logs(ctx context.Context, env string, follow bool, w io.Writer) error {
+	s, err := b.Settings(env)
+	if err != nil {
+		return err
+	}
+	d, _, err := b.current(ctx, s.Namespace, b.cfg.App)
+	if err != nil {
+		return err
+	}
+	if d == nil {
+		return fmt.Errorf("logs of %s: %w", env, deploy.ErrNotDeployed)
+	}
+	pods, err := b.cs.CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: labels.SelectorFromSet(d.Spec.Selector.MatchLabels).String(),
+	})
+	if err != nil {
+		return fmt.Errorf("logs of %s: list pods: %w", env, err)
+	}
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs = make([]error, len(pods.Items))
+	)
+	for i, p := range pods.Items {
+		wg.Go(func() {
+			rc, err := b.cs.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{Container: container, Follow: follow}).Stream(ctx)
+			if err != nil {
+				errs[i] = fmt.Errorf("logs of pod %s: %w", p.Name, err)
+				return
+			}
+			defer rc.Close()
+			sc := bufio.NewScanner(rc)
+			sc.Buffer(make([]byte, 64*1024), 1024*1024)
+			for sc.Scan() {
+				mu.Lock()
+				_, err := fmt.Fprintf(w, "[%s] %s\n", p.Name, sc.Bytes())
+				mu.Unlock()
+				if err != nil {
+					errs[i] = err
+					return
+				}
+			}
+			if err := sc.Err(); err != nil && ctx.Err() == nil {
+				errs[i] = fmt.Errorf("logs of pod %s: %w", p.Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	if follow && ctx.Err() != nil {
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+// History is the Deployment's rollout history, oldest first: each
+// ReplicaSet's revision, image and change cause, as `kubectl rollout
+// history` shows them.
+func (b *Backend) History(ctx context.Context, env string) ([]Revision, error) {
+	s, err := b.Settings(env)
+	if err != nil {
+		return nil, err
+	}
+	d, _, err := b.current(ctx, s.Namespace, b.cfg.App)
+	if err != nil {
+		return nil, err
+	}
+	if d == nil {
+		return nil, fmt.Errorf("history of %s: %w", env, deploy.ErrNotDeployed)
+	}
+	rss, err := b.cs.AppsV1().ReplicaSets(s.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: labels.SelectorFromSet(d.Spec.Selector.MatchLabels).String(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", env, err)
+	}
+	var out []Revision
+	for _, rs := range rss.Items {
+		var r Revision
+		if _, err := fmt.Sscan(rs.Annotations["deployment.kubernetes.io/revision"], &r.Number); err != nil {
+			continue
+		}
+		r.Cause = rs.Annotations[AnnotationChangeCause]
+		if len(rs.Spec.Template.Spec.Containers) > 0 {
+			r.Image = rs.Spec.Template.Spec.Containers[0].Image
+		}
+		r.Created = rs.CreationTimestamp.Time
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Revision) int { return a.Number - b.Number })
+	return out, nil
+}
+
+// Revision is one entry of a Deployment's rollout history.
+type Revision struct {
+	Number  int       `json:"revision"`
+	Image   string    `json:"image"`
+	Cause   string    `json:"cause"`
+	Created time.Time `json:"created"`
+}
