@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,9 +61,10 @@ type env struct {
 	prodURL string
 	apiURL  string
 	regAddr string
+	bin     string   // the slipway binary
 	args    []string // serve's arguments
 
-	stop func()
+	stop, kill func()
 }
 
 func freeAddr(t *testing.T) string {
@@ -93,31 +95,41 @@ func gitErr(dir string, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// startServe runs `slipway serve` in this process until e.stop.
+// buildSlipway builds the slipway binary into dir.
+func buildSlipway(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "slipway")
+	cmd := exec.Command("go", "build", "-o", bin, "slipway.dev/slipway/cmd/slipway")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build slipway: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startServe runs `slipway serve` as a process of its own. e.stop stops it
+// with SIGTERM, e.kill with SIGKILL.
 func (e *env) startServe() {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	var out bytes.Buffer
 	var mu sync.Mutex
-	go func() {
-		root := newRoot()
-		root.SetArgs(e.args)
-		w := &lockedWriter{mu: &mu, w: &out}
-		root.SetOut(w)
-		root.SetErr(w)
-		done <- root.ExecuteContext(ctx)
-	}()
-	e.stop = func() {
-		cancel()
-		if err := <-done; err != nil {
-			e.t.Errorf("serve: %v", err)
-		}
-		mu.Lock()
-		e.t.Logf("serve's log:\n%s", lastLines(out.String(), 40))
-		mu.Unlock()
-		e.stop = nil
+	cmd := exec.Command(e.bin, e.args...)
+	w := &lockedWriter{mu: &mu, w: &out}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
 	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	end := func(sig os.Signal) {
+		cmd.Process.Signal(sig)
+		err := <-done
+		mu.Lock()
+		e.t.Logf("serve (%v: %v), its log:\n%s", sig, err, lastLines(out.String(), 40))
+		mu.Unlock()
+		e.stop, e.kill = nil, nil
+	}
+	e.stop = func() { end(syscall.SIGTERM) }
+	e.kill = func() { end(syscall.SIGKILL) }
 	e.waitFor("the API", func() bool {
 		select {
 		case err := <-done:
@@ -369,6 +381,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	cfg = bytes.Replace(cfg, []byte("- name: prod\n"), []byte("- name: prod\n    env:\n      E2E_PROD: \"1\"\n"), 1)
 	writeFile(t, ws.Config, string(cfg))
+	e.bin = buildSlipway(t, short)
 	e.args = []string{"serve", "--config", ws.Config, "--data-dir", ws.DataDir, "--api-addr", apiAddr, "--registry-addr", e.regAddr}
 	t.Cleanup(func() {
 		if e.stop != nil {
@@ -484,8 +497,8 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	e.checkTruth(c0, rc0)
 
-	// A restart of serve in the middle of a prod rollout ends with prod on
-	// one version, recorded.
+	// serve killed (SIGKILL) in the middle of a prod rollout and started
+	// again ends with prod on one version, recorded.
 	c4 := e.push("Work on prod again", func(dir string) { os.Remove(filepath.Join(dir, "zz_prod_only.go")) })
 	e.waitFor("c4 verified on dev", func() bool {
 		d := envOf(e.status(), "dev")
@@ -507,7 +520,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		d, err := c.Deployment(context.Background(), rel.ID)
 		return err == nil && d.Step == "deploy"
 	})
-	e.stop()
+	e.kill()
 	e.startServe()
 	d, err := c.Wait(context.Background(), rel.ID, nil)
 	if err != nil {
