@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,13 +280,13 @@ func TestPushRefused(t *testing.T) {
 	realAddr := startRegistry(t)
 	target, _ := url.Parse("http://" + realAddr)
 	proxy := httputil.NewSingleHostReverseProxy(target)
-	var refused int
+	var refused atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			proxy.ServeHTTP(w, r)
 			return
 		}
-		refused++
+		refused.Add(1)
 		http.Error(w, "quota exceeded", http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
@@ -294,8 +295,8 @@ func TestPushRefused(t *testing.T) {
 	if !errors.Is(err, ErrPush) {
 		t.Fatalf("Run = %v, want ErrPush", err)
 	}
-	if refused < 2 {
-		t.Errorf("%d uploads refused, want retries", refused)
+	if n := refused.Load(); n < 2 {
+		t.Errorf("%d uploads refused, want retries", n)
 	}
 	for _, want := range []string{"push failed", "gave up after 3 attempts", "quota exceeded"} {
 		if !strings.Contains(res.Build.Reason, want) {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,16 +287,16 @@ func TestRegistryFaults(t *testing.T) {
 	}
 	for name, h := range faults {
 		t.Run(name, func(t *testing.T) {
-			var requests int
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { requests++; h(w, r) }))
+			var requests atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { requests.Add(1); h(w, r) }))
 			defer srv.Close()
 			e := newEnv(t, repo, strings.TrimPrefix(srv.URL, "http://"), "true")
 			res, err := e.b.Run(context.Background(), Request{})
 			if !errors.Is(err, ErrPush) {
 				t.Fatalf("Run = %v, want ErrPush", err)
 			}
-			if requests < 2 {
-				t.Errorf("%d requests, want retries", requests)
+			if n := requests.Load(); n < 2 {
+				t.Errorf("%d requests, want retries", n)
 			}
 			if res.Build.State != ledger.BuildFailed || !strings.Contains(res.Build.Reason, "push failed") {
 				t.Errorf("row = %+v", res.Build)
