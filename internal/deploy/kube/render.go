@@ -164,14 +164,20 @@ func Render(spec deploy.Spec, s Settings) ([]Object, error) {
 			if err != nil {
 				return nil, err
 			}
-			hard[corev1.ResourceLimitsCPU], hard[corev1.ResourceRequestsCPU] = q, q
+			if k.Resources.Requests.CPU == "" {
+				return nil, fmt.Errorf("%w: kubernetes.quota.cpu admits only pods that request CPU: set kubernetes.resources.requests.cpu too", deploy.ErrInvalidSpec)
+			}
+			hard[corev1.ResourceRequestsCPU] = q
 		}
 		if k.Quota.Memory != "" {
 			q, err := quantity("quota.memory", k.Quota.Memory)
 			if err != nil {
 				return nil, err
 			}
-			hard[corev1.ResourceLimitsMemory], hard[corev1.ResourceRequestsMemory] = q, q
+			if k.Resources.Requests.Memory == "" {
+				return nil, fmt.Errorf("%w: kubernetes.quota.memory admits only pods that request memory: set kubernetes.resources.requests.memory too", deploy.ErrInvalidSpec)
+			}
+			hard[corev1.ResourceRequestsMemory] = q
 		}
 		if k.Quota.Pods > 0 {
 			hard[corev1.ResourcePods] = *resource.NewQuantity(int64(k.Quota.Pods), resource.DecimalSI)
@@ -447,6 +453,11 @@ func toMap(o any) (map[string]any, error) {
 		return nil, fmt.Errorf("encode object: %w", err)
 	}
 	prune(m)
+	// Status is the cluster's to write; an empty spec says nothing.
+	delete(m, "status")
+	if spec, ok := m["spec"].(map[string]any); ok && len(spec) == 0 {
+		delete(m, "spec")
+	}
 	return m, nil
 }
 
