@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -411,4 +412,56 @@ func TestLogFileRotatesAndFollows(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestLivenessFailureRestartsReplica(t *testing.T) {
+	d := deployFixture(t, "live", 2)
+	st := d.status(t)
+	sick := st.Instances[0]
+	resp, err := http.Post("http://"+sick.Address+"/control/sick", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	d.waitFor(t, sick.Name+" to be restarted", func(st deploy.Status) bool {
+		for _, r := range st.Instances {
+			if r.Name == sick.Name {
+				return r.Restarts == 1 && r.Ready && r.PID != sick.PID
+			}
+		}
+		return false
+	})
+}
+
+func TestStopKillsReplicaIgnoringSIGTERM(t *testing.T) {
+	v1r, _, _ := fixtureReleases(t)
+	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	spec := baseSpec("stubborn")
+	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, 2
+	spec.Env = map[string]string{"FIXTURE_IGNORE_TERM": "1"}
+	spec.Strategy.TerminationGracePeriod = 300 * time.Millisecond
+	if err := b.Apply(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.Status(t.Context(), "stubborn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Replicas = 1
+	if err := b.Apply(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	after, err := b.Status(t.Context(), "stubborn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range st.Instances {
+		if !slices.ContainsFunc(after.Instances, func(x deploy.Replica) bool { return x.Name == r.Name }) {
+			if err := syscall.Kill(r.PID, 0); err == nil {
+				t.Errorf("replica %s (pid %d) ignores SIGTERM and still runs after the scale-down", r.Name, r.PID)
+			}
+			return
+		}
+	}
+	t.Fatalf("scaling 2 -> 1 removed no replica: %+v", after.Instances)
 }
