@@ -508,6 +508,13 @@ func (c *Controller) checkReleaseBranch(ctx context.Context, masterHead string) 
 		return
 	}
 	d, err := c.prepareRelease(ctx, env, cur, head, "git push to "+env.Branch, false, "")
+	var refused *RefusedError
+	if err != nil && !errors.As(err, &refused) {
+		// Not a verdict on the commit (git or the ledger failed): the next
+		// poll tries again.
+		c.log.Warn("check the release branch", "env", env.Name, "commit", shortHash(head), "err", err)
+		return
+	}
 	if err != nil {
 		c.mu.Lock()
 		c.refused[head] = true
