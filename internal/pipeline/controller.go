@@ -579,27 +579,32 @@ func (c *Controller) Release(ctx context.Context, req ReleaseRequest) (ledger.De
 		commit = full
 	}
 	st := c.envs[env.Name]
+	// Hold the environment for the preflight, which may have to build a
+	// forced commit: nothing else may roll it out meanwhile, and status
+	// stays answerable.
+	hold := &ledger.Deployment{Env: env.Name, Kind: ledger.KindRelease, Commit: commit, State: ledger.StatePending, Step: "preflight"}
 	st.mu.Lock()
-	if st.busy != nil {
-		err := st.tryAcquireLocked(nil)
-		st.mu.Unlock()
+	err := st.tryAcquireLocked(hold)
+	st.mu.Unlock()
+	if err != nil {
 		return ledger.Deployment{}, err
 	}
 	cur, err := c.deps.Store.Current(ctx, env.Name)
 	if err != nil && !errors.Is(err, ledger.ErrNoDeployment) {
-		st.mu.Unlock()
+		st.releaseLock()
 		return ledger.Deployment{}, err
 	}
 	if cur.ID != 0 && cur.Commit == commit {
-		st.mu.Unlock()
+		st.releaseLock()
 		return ledger.Deployment{}, fmt.Errorf("release %s: %s already runs it (%s): %w", shortHash(commit), env.Name, cur.ReleaseName, ErrAlreadyLive)
 	}
 	d, err := c.prepareRelease(ctx, env, cur, commit, req.Trigger, req.Force, req.Reason)
 	if err != nil {
-		st.mu.Unlock()
+		st.releaseLock()
 		return ledger.Deployment{}, err
 	}
-	_ = st.tryAcquireLocked(d)
+	st.mu.Lock()
+	st.busy, st.snap = d, *d
 	st.mu.Unlock()
 	out := *d
 	c.goPromote(d, cur)
