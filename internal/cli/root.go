@@ -46,7 +46,7 @@ rolls back with one command. Configuration is one file, slipway.yaml
 	pf.String("registry-addr", registry.DefaultAddr, "where the embedded registry listens")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
 
-	root.AddCommand(newBuildCommand(), newValidateCommand(), newLogsCommand())
+	root.AddCommand(newBuildCommand(), newValidateCommand(), newLogsCommand(), newRenderCommand())
 	AddControllerCommands(root)
 	usageArgs(root)
 	return root

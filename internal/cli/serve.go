@@ -16,6 +16,8 @@ import (
 	"slipway.dev/slipway/internal/api"
 	"slipway.dev/slipway/internal/build"
 	"slipway.dev/slipway/internal/config"
+	"slipway.dev/slipway/internal/deploy"
+	"slipway.dev/slipway/internal/deploy/kube"
 	"slipway.dev/slipway/internal/deploy/local"
 	"slipway.dev/slipway/internal/gitsource"
 	"slipway.dev/slipway/internal/ledger"
@@ -112,9 +114,6 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := cfg.Validate(); err != nil {
 		return &UsageError{Err: err}
 	}
-	if cfg.Runtime != config.RuntimeLocal {
-		return usageErrorf("%s: runtime %q: slipway serve drives the local runtime; set runtime: local", o.configPath, cfg.Runtime)
-	}
 	dataDir, err := filepath.Abs(o.dataDir)
 	if err != nil {
 		return err
@@ -147,17 +146,34 @@ func runServe(ctx context.Context, o serveOptions) error {
 	builder := build.New(cfg, src, regClient, repository, store, dataDir)
 	builder.Logger = log.With("component", "build")
 
-	backend, err := local.New(local.Options{
-		Dir:      filepath.Join(dataDir, runtimeDir),
-		Store:    store,
-		Insecure: cfg.Registry.Insecure,
-		Logger:   log.With("component", "runtime"),
-	})
-	if err != nil {
-		return err
+	var backend interface {
+		deploy.Backend
+		deploy.LogSource
 	}
-	if err := backend.Restore(ctx); err != nil {
-		log.Warn("restore environments", "err", err)
+	switch cfg.Runtime {
+	case config.RuntimeKubernetes:
+		rc, err := kube.RESTConfig(cfg.Kubernetes)
+		if err != nil {
+			return &UsageError{Err: fmt.Errorf("%s: %w", o.configPath, err)}
+		}
+		backend, err = kube.New(rc, kube.Options{Config: cfg, Logger: log.With("component", "runtime")})
+		if err != nil {
+			return err
+		}
+	default:
+		lb, err := local.New(local.Options{
+			Dir:      filepath.Join(dataDir, runtimeDir),
+			Store:    store,
+			Insecure: cfg.Registry.Insecure,
+			Logger:   log.With("component", "runtime"),
+		})
+		if err != nil {
+			return err
+		}
+		if err := lb.Restore(ctx); err != nil {
+			log.Warn("restore environments", "err", err)
+		}
+		backend = lb
 	}
 	if o.stopEnvironments {
 		defer func() {
