@@ -213,12 +213,18 @@ func (c *Controller) poll(ctx context.Context) {
 	c.lastMaster = head
 	c.mu.Unlock()
 	if moved {
-		_, err := c.deps.Store.LatestForCommit(ctx, c.source.Name, ledger.KindDeploy, head)
+		last, err := c.deps.Store.LatestForCommit(ctx, c.source.Name, ledger.KindDeploy, head)
 		switch {
 		case errors.Is(err, ledger.ErrNoDeployment):
 			c.enqueue(head)
 		case err != nil:
 			c.log.Warn("read the ledger", "err", err)
+		case last.State == ledger.StateSucceeded:
+			// The branch went back to a commit verified before: deploy it
+			// again (its image exists) unless it is what runs.
+			if cur, err := c.deps.Store.Current(ctx, c.source.Name); err == nil && cur.Commit != head {
+				c.enqueue(head)
+			}
 		}
 	}
 	if c.release != nil {

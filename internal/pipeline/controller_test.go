@@ -471,3 +471,20 @@ func TestRestartChecksSourceDeployAgain(t *testing.T) {
 		t.Errorf("dev rows after a restart mid-build: %+v", rows)
 	}
 }
+
+func TestMasterMovedBackIsDeployedAgain(t *testing.T) {
+	h := newHarness(t)
+	c1 := h.repo.commit("c1")
+	c2 := h.repo.commit("c2", c1)
+	h.start()
+	h.pushMaster(c1)
+	h.pushMaster(c2)
+	h.repo.setBranch("master", c1) // a force-push back
+	h.waitFor("dev back on c1", func() bool {
+		cur, err := h.store.Current(context.Background(), "dev")
+		return err == nil && cur.Commit == c1
+	})
+	if got := h.deployer.running("dev").digest; got != digestOf(c1) {
+		t.Errorf("dev runs %s, want c1's image", got)
+	}
+}
