@@ -56,15 +56,19 @@ type Options struct {
 	Executable string
 	// Logger gets the backend's own events; default: discarded.
 	Logger *slog.Logger
+	// NoSandbox runs replicas as plain processes even where namespaces
+	// and chroot are available.
+	NoSandbox bool
 }
 
 // Backend runs environments on this machine.
 type Backend struct {
-	dir    string
-	store  StateStore
-	images *unpacker
-	exe    string
-	logger *slog.Logger
+	dir       string
+	store     StateStore
+	images    *unpacker
+	exe       string
+	logger    *slog.Logger
+	noSandbox bool
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
@@ -104,12 +108,13 @@ func New(opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("local runtime: data directory %s is too long for unix sockets (%d bytes with an environment): choose a shorter one", dir, len(sock))
 	}
 	return &Backend{
-		dir:    dir,
-		store:  opts.Store,
-		images: &unpacker{dir: filepath.Join(dir, "images"), opts: opts.RemoteOptions, insecure: opts.Insecure},
-		exe:    exe,
-		logger: logger,
-		locks:  map[string]*sync.Mutex{},
+		dir:       dir,
+		store:     opts.Store,
+		images:    &unpacker{dir: filepath.Join(dir, "images"), opts: opts.RemoteOptions, insecure: opts.Insecure},
+		exe:       exe,
+		logger:    logger,
+		noSandbox: opts.NoSandbox,
+		locks:     map[string]*sync.Mutex{},
 	}, nil
 }
 
@@ -236,6 +241,9 @@ func (b *Backend) supervisor(ctx context.Context, env string) (*control, error) 
 	defer out.Close()
 	cmd := exec.Command(b.exe, SupervisorCommand, env)
 	cmd.Env = append(os.Environ(), envSupervisor+"="+dir)
+	if b.noSandbox {
+		cmd.Env = append(cmd.Env, envNoSandbox+"=1")
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -46,7 +46,9 @@ func runSupervisor(ctx context.Context, dir string, logger *slog.Logger) error {
 	}
 	s := newSupervisor(dir, exe, logger)
 	s.isolation = deploy.IsolationProcess
-	if os.Geteuid() == 0 {
+	noSandbox := os.Getenv(envNoSandbox) == "1"
+	os.Unsetenv(envNoSandbox)
+	if os.Geteuid() == 0 && !noSandbox {
 		scratch := filepath.Join(dir, ".sandbox-probe")
 		if err := probeSandbox(exe, scratch); err != nil {
 			logger.Warn("replicas run as plain processes: namespaces and chroot are not available", "err", err)

@@ -19,6 +19,8 @@ const (
 	envSupervisor = "SLIPWAY_LOCAL_SUPERVISOR"
 	// envSandbox holds the JSON sandboxConfig of a replica to start.
 	envSandbox = "SLIPWAY_LOCAL_SANDBOX"
+	// envNoSandbox=1 tells a supervisor to run replicas as plain processes.
+	envNoSandbox = "SLIPWAY_LOCAL_NO_SANDBOX"
 )
 
 // SupervisorCommand is the argument the backend starts this program with

@@ -96,6 +96,32 @@ func TestIsolation(t *testing.T) {
 	}
 }
 
+func TestPlainProcess(t *testing.T) {
+	v1r, _, _ := fixtureReleases(t)
+	dir := shortTempDir(t)
+	b, err := New(Options{Dir: dir, Store: &memStore{}, NoSandbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Stop(context.Background(), "plain") })
+	spec := baseSpec("plain")
+	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, 1
+	if err := b.Apply(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.Status(t.Context(), "plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Isolation != deploy.IsolationProcess {
+		t.Errorf("isolation = %q, want %q", st.Isolation, deploy.IsolationProcess)
+	}
+	_, body := httpGet(t, st.URL+"/env")
+	if want := "DATA_DIR=" + b.envDir("plain") + "/data\n"; !strings.Contains(body, want) {
+		t.Errorf("replica's /env = %q, want %q (the host's directory)", body, want)
+	}
+}
+
 func TestBalancerPassesThrough(t *testing.T) {
 	d := deployFixture(t, "lb", 2)
 	st := d.status(t)

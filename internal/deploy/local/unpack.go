@@ -119,6 +119,10 @@ func (u *unpacker) unpack(ctx context.Context, image string) (imageFiles, error)
 		return imageFiles{}, fmt.Errorf("unpack %s: %w", image, err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
+		// Another slipway process may have unpacked it meanwhile.
+		if files, rerr := readImageFiles(dir); rerr == nil {
+			return files, nil
+		}
 		return imageFiles{}, fmt.Errorf("unpack %s: %w", image, err)
 	}
 	return files, nil
