@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -78,7 +79,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 				return
 			}
 			_ = renderStatus(stdout, st, time.Now())
-			printNextSteps(stdout, ws, apiURL, o)
+			exe, _ := os.Executable()
+			printNextSteps(stdout, ws, apiURL, o, strings.Contains(exe, string(filepath.Separator)+"go-build"))
 		},
 	})
 }
@@ -106,7 +108,9 @@ func waitForProd(ctx context.Context, ctl *pipeline.Controller) (pipeline.Status
 	}
 }
 
-func printNextSteps(w io.Writer, ws demo.Workspace, apiURL string, o demoOptions) {
+// printNextSteps tells what to try; viaGoRun says this program was started
+// by `go run` (so that slipway is not on the PATH).
+func printNextSteps(w io.Writer, ws demo.Workspace, apiURL string, o demoOptions, viaGoRun bool) {
 	wd := mustGetwd()
 	rel, err := filepath.Rel(wd, ws.Clone)
 	if err != nil {
@@ -143,6 +147,9 @@ Try it, in another terminal (from %[4]s or below it, so that the CLI finds the A
 
 Ctrl-C stops everything; run the demo again to resume.
 `, devURL, hostURL(o.prodAddr), apiURL, relDir, rel, server)
+	if viaGoRun {
+		fmt.Fprintln(w, "(This slipway runs from `go run`: `go install ./cmd/slipway` puts the slipway command on your PATH.)")
+	}
 }
 
 func hostURL(addr string) string {

@@ -87,7 +87,7 @@ func TestDemoNextSteps(t *testing.T) {
 	}
 	ws := demo.Workspace{Dir: filepath.Join(wd, "slipway-demo"), Clone: filepath.Join(wd, "slipway-demo", "app")}
 	var buf bytes.Buffer
-	printNextSteps(&buf, ws, "http://127.0.0.1:8400", demoOptions{devAddr: "127.0.0.1:8081", prodAddr: ":8080"})
+	printNextSteps(&buf, ws, "http://127.0.0.1:8400", demoOptions{devAddr: "127.0.0.1:8081", prodAddr: ":8080"}, true)
 	golden(t, "demo-next-steps.golden", buf.Bytes())
 }
 
