@@ -286,6 +286,26 @@ func (e *env) checkTruth(commit, rc string) {
 	}
 }
 
+// checkLatest checks that the registry's latest tag is on commit's image
+// (the newest build) and that dev runs that image.
+func (e *env) checkLatest(commit string) {
+	e.t.Helper()
+	ctx := context.Background()
+	repo := e.regAddr + "/" + demo.AppName
+	reg := registry.NewClient()
+	want, err := reg.Digest(ctx, repo, "sha-"+commit)
+	if err != nil {
+		e.t.Fatalf("registry tag sha-%s: %v", commit, err)
+	}
+	if got, err := reg.Digest(ctx, repo, "latest"); err != nil || got != want {
+		e.t.Errorf("registry: latest on %v (%v), want %s (sha-%s)", got, err, want, commit[:7])
+	}
+	dev := envOf(e.status(), "dev")
+	if dev.Digest == nil || *dev.Digest != want.String() {
+		e.t.Errorf("status: dev runs %s, want %s", deref(dev.Digest), want)
+	}
+}
+
 func deref(s *string) string {
 	if s == nil {
 		return "<null>"
@@ -424,6 +444,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		d := envOf(e.status(), "dev")
 		return d.Commit != nil && *d.Commit == c1
 	})
+	e.checkLatest(c1)
 	if st := e.status(); len(st.Pending) != 1 || st.Pending[0].Hash != c1 {
 		t.Errorf("pending = %+v, want c1", st.Pending)
 	}
@@ -504,6 +525,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		d := envOf(e.status(), "dev")
 		return d.Commit != nil && *d.Commit == c4
 	})
+	e.checkLatest(c4)
 	out, errOut, code = e.slipway("release", "--no-wait", "-o", "json", c4)
 	if code != 0 {
 		t.Fatalf("release --no-wait: exit %d\n%s%s", code, out, errOut)
