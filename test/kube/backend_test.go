@@ -40,7 +40,7 @@ func fakeRelease(name string) deploytest.Release {
 
 // testApp is an app name of its own for each test, so its namespaces
 // ({{.App}}-{{.Environment}}) are too.
-func testApp(t *testing.T) string {
+func testApp(t testing.TB) string {
 	b := make([]byte, 3)
 	rand.Read(b)
 	return "sw" + hex.EncodeToString(b)

@@ -116,6 +116,10 @@ func (b *Backend) explain(ctx context.Context, d *appsv1.Deployment) *deploy.Rol
 		if podReady(&p) {
 			continue
 		}
+		if len(lines) == maxPodsNamed {
+			lines = append(lines, "and more pods of the new version, not ready either")
+			break
+		}
 		line := fmt.Sprintf("pod %s: %s", p.Name, podState(&p))
 		if evs := b.podEvents(ctx, &p); len(evs) > 0 {
 			line += "; events: " + strings.Join(evs, "; ")
@@ -132,6 +136,9 @@ func (b *Backend) explain(ctx context.Context, d *appsv1.Deployment) *deploy.Rol
 	re.Reason += ":\n  " + strings.Join(lines, "\n  ")
 	return re
 }
+
+// maxPodsNamed bounds the pods a RolloutError describes.
+const maxPodsNamed = 5
 
 // newPods are the pods of the Deployment's newest ReplicaSet.
 func (b *Backend) newPods(ctx context.Context, d *appsv1.Deployment) ([]corev1.Pod, error) {
