@@ -255,6 +255,7 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 		row.BuildDuration = time.Since(start)
 		return v1.Hash{}, false, b.stepError(ErrCompile, "go build", b.Build.Timeout, "build.timeout", logPath, err)
 	}
+	compiled := time.Since(start)
 	when, err := b.Source.CommitTime(ctx, commit)
 	if err != nil {
 		return v1.Hash{}, false, err
@@ -271,21 +272,24 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	}
 	row.BuildDuration = time.Since(start)
 	row.Digest = digest.String()
-	b.progress("%s: built %s in %s", short, digest, row.BuildDuration.Round(10*time.Millisecond))
+	fmt.Fprintf(logFile, "# compiled in %s, image %s assembled in %s\n", compiled.Round(time.Millisecond), digest, (row.BuildDuration - compiled).Round(time.Millisecond))
+	b.progress("%s: built %s in %s (go build %s)", short, digest, row.BuildDuration.Round(10*time.Millisecond), compiled.Round(10*time.Millisecond))
 
 	// Push by digest, then the tags; sha-<commit> last, since its presence
 	// means "built" (see above).
+	pushStart := time.Now()
 	if _, err := b.Registry.Push(ctx, b.Repository, img, short, "latest", shaTag); err != nil {
 		return v1.Hash{}, false, fmt.Errorf("%w: %w", ErrPush, err)
 	}
+	pushed := time.Since(pushStart)
 	row.State = ledger.BuildPushed
 	row.Reason = ""
 	if err := b.Ledger.UpdateBuild(ctx, row); err != nil {
 		return v1.Hash{}, false, err
 	}
-	fmt.Fprintf(logFile, "# pushed %s, tagged %s, latest, %s\n", row.Reference(), short, shaTag)
+	fmt.Fprintf(logFile, "# pushed %s in %s, tagged %s, latest, %s\n", row.Reference(), pushed.Round(time.Millisecond), short, shaTag)
 	b.addEvent(ctx, *row, ledger.OutcomeSucceeded, "pushed "+row.Reference())
-	b.progress("%s: pushed %s (tags %s, latest, %s)", short, row.Reference(), short, shaTag)
+	b.progress("%s: pushed %s in %s (tags %s, latest, %s)", short, row.Reference(), pushed.Round(10*time.Millisecond), short, shaTag)
 	return digest, false, nil
 }
 
