@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -16,6 +17,9 @@ import (
 // block the writer, and BEGIN IMMEDIATE so a transaction takes the write lock
 // up front instead of failing when it upgrades.
 const sqliteParams = "_busy_timeout=10000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"
+
+// sqliteBusyTimeout is the _busy_timeout above.
+const sqliteBusyTimeout = 10 * time.Second
 
 func openSQLite(rawURL string) (*Store, error) {
 	_, path, _ := strings.Cut(rawURL, ":")
@@ -60,7 +64,36 @@ func openSQLite(rawURL string) (*Store, error) {
 
 // migrateSQLite applies the migrations in one BEGIN IMMEDIATE transaction:
 // other processes sharing the file wait for it and then find them applied.
+//
+// SQLite's busy handler does not cover every lock taken while a fresh file
+// is first switched to WAL by several processes at once: then it answers
+// SQLITE_BUSY at once. Such an attempt changed nothing, so it is retried
+// with a growing pause, for as long as the busy timeout allows.
 func migrateSQLite(ctx context.Context, s *Store, ms []migration) error {
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	pause := 10 * time.Millisecond
+	for {
+		err := migrateSQLiteOnce(ctx, s, ms)
+		if err == nil || !isSQLiteBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 500*time.Millisecond)
+	}
+}
+
+// isSQLiteBusy reports whether err is SQLITE_BUSY (5) or one of its
+// extended codes.
+func isSQLiteBusy(err error) bool {
+	var coded interface{ Code() int }
+	return errors.As(err, &coded) && coded.Code()&0xff == 5
+}
+
+func migrateSQLiteOnce(ctx context.Context, s *Store, ms []migration) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("lock for migrations: %w", err)
