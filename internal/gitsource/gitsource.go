@@ -81,15 +81,50 @@ func (s *Source) Fetch(ctx context.Context) error {
 			return fmt.Errorf("create mirror %s: %w", s.dir, err)
 		}
 	}
+	// Another slipway process (serve, a build on the command line) may be
+	// fetching into the same mirror: take turns, or git fails to lock refs.
+	unlock, err := lockFile(ctx, s.dir+".lock")
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", Redact(s.url), err)
+	}
+	defer unlock()
 	if _, err := s.Git(ctx, "config", "remote.origin.url", s.url); err != nil {
 		return fmt.Errorf("configure mirror: %w", err)
 	}
-	_, err := s.Git(ctx, "fetch", "--quiet", "--prune", "--prune-tags", "--force", "--no-write-fetch-head", "origin",
+	_, err = s.Git(ctx, "fetch", "--quiet", "--prune", "--prune-tags", "--force", "--no-write-fetch-head", "origin",
 		"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w: %w", Redact(s.url), ErrUnreachable, err)
 	}
 	return nil
+}
+
+// lockFile takes an exclusive lock on path (created if needed), waiting
+// for other processes that hold it until ctx ends.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("wait for the lock %s: %w", path, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Resolve returns the full commit hash that rev (a branch, tag, full or

@@ -3,6 +3,7 @@ package gitsource
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,6 +172,30 @@ func TestRedact(t *testing.T) {
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestConcurrentFetch fetches into one mirror from several sources at once
+// (as slipway serve and slipway build may): every fetch succeeds.
+func TestConcurrentFetch(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	mirror := filepath.Join(t.TempDir(), MirrorDir)
+	if err := New(repo, mirror).Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		os.WriteFile(filepath.Join(repo, "a.txt"), []byte(fmt.Sprint(i)), 0o644)
+		gitIn(t, repo, "commit", "-q", "-am", fmt.Sprint(i))
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { errs <- New(repo, mirror).Fetch(ctx) }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
 		}
 	}
 }
