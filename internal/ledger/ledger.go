@@ -2,8 +2,11 @@
 // released: an embedded SQLite database (WAL, busy timeout) with versioned
 // migrations. Intent is written here before it is acted on.
 //
-// The SQL is kept portable (plain types, times as fixed-width UTC text, ids
-// through RETURNING) so that a PostgreSQL store can share it.
+// The SQL is kept portable so that a PostgreSQL store can share it: plain
+// types (INTEGER, BIGINT, TEXT), times as fixed-width UTC text, ids through
+// RETURNING, and ? placeholders, which a PostgreSQL Store rewrites to $1,
+// $2, … (PostgreSQL's migrations would live in their own directory, as
+// their id columns are identities rather than INTEGER PRIMARY KEY).
 package ledger
 
 import (
