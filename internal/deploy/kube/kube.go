@@ -14,7 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -215,15 +215,33 @@ func (b *Backend) current(ctx context.Context, ns, name string) (*appsv1.Deploym
 func (b *Backend) applyAll(ctx context.Context, objs []Object, prev *appsv1.Deployment) (*appsv1.Deployment, error) {
 	var dep *appsv1.Deployment
 	have := map[string]bool{}
-	for _, o := range objs {
-		have[o.Kind] = true
-		raw, err := b.apply(ctx, o)
-		if err != nil {
+	raws := make([][]byte, len(objs))
+	if prev == nil {
+		// The namespace first, then what lives in it, in order.
+		for i, o := range objs {
+			raw, err := b.apply(ctx, o)
+			if err != nil {
+				return nil, err
+			}
+			raws[i] = raw
+		}
+	} else {
+		// The namespace exists: one round trip for all.
+		errs := make([]error, len(objs))
+		var wg sync.WaitGroup
+		for i, o := range objs {
+			wg.Go(func() { raws[i], errs[i] = b.apply(ctx, o) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
 			return nil, err
 		}
+	}
+	for i, o := range objs {
+		have[o.Kind] = true
 		if o.Kind == "Deployment" {
 			dep = &appsv1.Deployment{}
-			if err := json.Unmarshal(raw, dep); err != nil {
+			if err := json.Unmarshal(raws[i], dep); err != nil {
 				return nil, fmt.Errorf("apply deployment %s/%s: decode answer: %w", o.Namespace, o.Name, err)
 			}
 		}
@@ -272,6 +290,3 @@ func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
 }
-
-// since is how long ago t was, for messages.
-func since(t time.Time) string { return time.Since(t).Round(time.Second).String() }
