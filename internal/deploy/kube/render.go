@@ -56,7 +56,8 @@ const (
 // Settings are the kubernetes runtime's settings for one environment.
 type Settings struct {
 	Namespace string
-	// ProgressDeadline is used when the spec sets no ready timeout.
+	// ProgressDeadline bounds the Deployment's progressDeadlineSeconds
+	// together with the spec's ready timeout: the shorter wins.
 	ProgressDeadline time.Duration
 	// URL is where users reach the environment; empty: the Service's
 	// cluster DNS name.
@@ -349,8 +350,10 @@ func deployment(spec deploy.Spec, s Settings, meta metav1.ObjectMeta, selector, 
 	for _, n := range k.ImagePullSecrets {
 		pull = append(pull, corev1.LocalObjectReference{Name: n})
 	}
+	// The rollout fails at whichever comes first: a new replica not ready
+	// within the ready timeout, or the cluster-wide progress deadline.
 	deadline := spec.Strategy.ReadyTimeout
-	if deadline <= 0 {
+	if deadline <= 0 || s.ProgressDeadline > 0 && s.ProgressDeadline < deadline {
 		deadline = s.ProgressDeadline
 	}
 	grace := int64(spec.Strategy.TerminationGracePeriod.Round(time.Second) / time.Second)
