@@ -145,6 +145,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 	src := gitsource.New(cfg.Repo.URL, filepath.Join(dataDir, gitsource.MirrorDir))
 	builder := build.New(cfg, src, regClient, repository, store, dataDir)
 	builder.Logger = log.With("component", "build")
+	interrupted, err := builder.Reconcile(ctx)
+	if err != nil {
+		return fmt.Errorf("mark builds interrupted by the last stop as failed: %w", err)
+	}
+	for _, b := range interrupted {
+		log.Warn("build interrupted by the last stop: marked failed; its commit is built again when needed", "build", b.ID, "commit", b.Commit)
+	}
 
 	var backend interface {
 		deploy.Backend
