@@ -145,6 +145,17 @@ func TestKubernetesFlow(t *testing.T) {
 		t.Errorf("git: tag %s on %s, want %s", rc1, got, c1)
 	}
 
+	// slipway scale changes the Deployment's replicas only.
+	out, errOut, code = e.slipway("scale", "prod=6")
+	if code != 0 {
+		t.Fatalf("scale prod=6: exit %d\n%s%s", code, out, errOut)
+	}
+	e.waitFor("6 prod replicas", func() bool {
+		p := envOf(e.status(), "prod")
+		return p.Replicas.Desired == 6 && p.Replicas.Ready == 6 && p.Healthy && p.Rollout == nil
+	})
+	onCluster("prod", c1)
+
 	out, errOut, code = e.slipway("rollback")
 	if code != 0 {
 		t.Fatalf("rollback: exit %d\n%s%s", code, out, errOut)

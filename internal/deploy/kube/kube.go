@@ -135,6 +135,17 @@ func (b *Backend) Apply(ctx context.Context, spec deploy.Spec) error {
 	if err != nil {
 		return err
 	}
+	if prev != nil && prevSpec != nil && onlyReplicas(*prevSpec, spec) {
+		// A scale makes no new revision: the revision keeps the change
+		// cause of the rollout that made it.
+		if cause, ok := prev.Annotations[AnnotationChangeCause]; ok {
+			for _, o := range objs {
+				if o.Kind == "Deployment" {
+					o.Body["metadata"].(map[string]any)["annotations"].(map[string]any)[AnnotationChangeCause] = cause
+				}
+			}
+		}
+	}
 	dep, err := b.applyAll(ctx, objs, prev)
 	if err != nil {
 		return err
@@ -284,6 +295,15 @@ func (b *Backend) apply(ctx context.Context, o Object) ([]byte, error) {
 		return nil, fmt.Errorf("apply %s %s/%s: %w", o.Kind, o.Namespace, o.Name, err)
 	}
 	return raw, nil
+}
+
+// onlyReplicas reports whether b differs from a in nothing but the replica
+// count (and the cause).
+func onlyReplicas(a, b deploy.Spec) bool {
+	a.Replicas, a.Cause, b.Replicas, b.Cause = 0, "", 0, ""
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(ja) == string(jb)
 }
 
 func firstLine(s string) string {
