@@ -79,11 +79,17 @@ func newLogger(w io.Writer) *slog.Logger {
 func controllerEnvs(cfg *config.Config) []pipeline.Env {
 	var envs []pipeline.Env
 	for _, e := range cfg.Environments {
+		url := e.EnvironmentURL()
+		if cfg.Runtime == config.RuntimeKubernetes {
+			if u, err := kube.URL(cfg, e.Name); err == nil {
+				url = u
+			}
+		}
 		envs = append(envs, pipeline.Env{
 			Name:            e.Name,
 			Branch:          e.Branch,
 			Automatic:       e.Mode == config.ModeAutomatic,
-			URL:             e.EnvironmentURL(),
+			URL:             url,
 			Replicas:        e.Replicas,
 			MinTimeOnSource: e.MinTimeVerified,
 		})

@@ -119,6 +119,9 @@ func TestKubernetesFlow(t *testing.T) {
 	})
 	rc0 := *envOf(e.status(), "prod").Release
 	onCluster("prod", c0)
+	if got, want := envOf(e.status(), "prod").URL, "http://"+demo.AppName+"."+prefix+"-prod.svc.cluster.local"; got != want {
+		t.Errorf("prod's URL = %s, want its Service's cluster DNS name %s", got, want)
+	}
 
 	c1 := e.push("Say hi", func(dir string) {
 		out, err := exec.Command("sh", "-c", `cd "$0" && grep -rl 'Hello, ' --include='*.go' . | xargs sed -i 's/\([^A-Za-z]\)Hello, /\1Hi, /'`, dir).CombinedOutput()

@@ -141,3 +141,17 @@ func TestRenderRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestURL(t *testing.T) {
+	cfg := config.Default()
+	cfg.App = "birthday-app"
+	cfg.Environments[1].URL = "https://birthday.example.com"
+	for env, want := range map[string]string{
+		"dev":  "http://birthday-app.birthday-app-dev.svc.cluster.local",
+		"prod": "https://birthday.example.com",
+	} {
+		if got, err := URL(cfg, env); err != nil || got != want {
+			t.Errorf("URL(%s) = %q, %v; want %q", env, got, err, want)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/deploy"
 )
 
@@ -61,7 +62,7 @@ func statusOf(env string, s Settings, d *appsv1.Deployment, applied *deploy.Spec
 		Since:       d.CreationTimestamp.Time,
 	}
 	if st.URL == "" {
-		st.URL = fmt.Sprintf("http://%s.%s.svc.cluster.local", d.Name, d.Namespace)
+		st.URL = serviceURL(d.Name, d.Namespace)
 	}
 	desired := int32(1)
 	if d.Spec.Replicas != nil {
@@ -132,6 +133,23 @@ func statusOf(env string, s Settings, d *appsv1.Deployment, applied *deploy.Spec
 	st.Healthy = done && len(msgs) == 0
 	st.Message = strings.Join(msgs, "; ")
 	return st
+}
+
+func serviceURL(name, ns string) string {
+	return fmt.Sprintf("http://%s.%s.svc.cluster.local", name, ns)
+}
+
+// URL is where environment env of cfg is reached: its configured url, else
+// its Service's cluster DNS name (reachable from inside the cluster).
+func URL(cfg *config.Config, env string) (string, error) {
+	s, err := SettingsFor(cfg, env)
+	if err != nil {
+		return "", err
+	}
+	if s.URL != "" {
+		return s.URL, nil
+	}
+	return serviceURL(cfg.App, s.Namespace), nil
 }
 
 func digestOf(image string) string {
