@@ -152,46 +152,16 @@ func (s *Store) ListBuilds(ctx context.Context, f BuildFilter) ([]Build, error) 
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list builds: %w", err)
-	}
-	defer rows.Close()
-	var bs []Build
-	for rows.Next() {
-		b, err := scanBuild(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list builds: %w", err)
-		}
-		bs = append(bs, b)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list builds: %w", err)
-	}
-	return bs, nil
+	return queryAll(ctx, s.db, "list builds", scanBuild, q, args...)
 }
 
 // UnfinishedBuilds returns builds not in a final state, oldest first: after
 // a crash these were interrupted.
 func (s *Store) UnfinishedBuilds(ctx context.Context) ([]Build, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE state NOT IN (?, ?) ORDER BY id`,
+	return queryAll(ctx, s.db, "list unfinished builds", scanBuild,
+		`SELECT `+buildColumns+` FROM builds WHERE state NOT IN (?, ?) ORDER BY id`,
 		string(BuildPushed), string(BuildFailed))
-	if err != nil {
-		return nil, fmt.Errorf("list unfinished builds: %w", err)
-	}
-	defer rows.Close()
-	var bs []Build
-	for rows.Next() {
-		b, err := scanBuild(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list unfinished builds: %w", err)
-		}
-		bs = append(bs, b)
-	}
-	return bs, rows.Err()
 }
-
-type rowScanner interface{ Scan(dest ...any) error }
 
 func scanBuild(r rowScanner) (Build, error) {
 	var b Build

@@ -34,25 +34,15 @@ func (s *Store) DeleteDesired(ctx context.Context, env string) error {
 
 // LoadDesired returns the desired state of every environment, by name.
 func (s *Store) LoadDesired(ctx context.Context) ([]deploy.Spec, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT environment, spec FROM environments ORDER BY environment`)
-	if err != nil {
-		return nil, fmt.Errorf("load desired states: %w", err)
-	}
-	defer rows.Close()
-	var specs []deploy.Spec
-	for rows.Next() {
+	return queryAll(ctx, s.db, "load desired states", func(r rowScanner) (deploy.Spec, error) {
 		var env, raw string
-		if err := rows.Scan(&env, &raw); err != nil {
-			return nil, fmt.Errorf("load desired states: %w", err)
-		}
 		var spec deploy.Spec
-		if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-			return nil, fmt.Errorf("load desired state of %s: %w", env, err)
+		if err := r.Scan(&env, &raw); err != nil {
+			return spec, err
 		}
-		specs = append(specs, spec)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load desired states: %w", err)
-	}
-	return specs, nil
+		if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+			return spec, fmt.Errorf("desired state of %s: %w", env, err)
+		}
+		return spec, nil
+	}, `SELECT environment, spec FROM environments ORDER BY environment`)
 }

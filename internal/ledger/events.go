@@ -96,25 +96,12 @@ func (s *Store) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
-	}
-	defer rows.Close()
-	var es []Event
-	for rows.Next() {
-		var e Event
+	return queryAll(ctx, s.db, "list events", func(r rowScanner) (e Event, err error) {
 		var at string
-		if err := rows.Scan(&e.ID, &at, &e.Kind, &e.Commit, &e.Digest, &e.Env, &e.Release, &e.Trigger, &e.Outcome, &e.Message); err != nil {
-			return nil, fmt.Errorf("list events: %w", err)
+		if err := r.Scan(&e.ID, &at, &e.Kind, &e.Commit, &e.Digest, &e.Env, &e.Release, &e.Trigger, &e.Outcome, &e.Message); err != nil {
+			return e, err
 		}
-		if e.Time, err = parseTime(at); err != nil {
-			return nil, fmt.Errorf("list events: %w", err)
-		}
-		es = append(es, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
-	}
-	return es, nil
+		e.Time, err = parseTime(at)
+		return e, err
+	}, q, args...)
 }

@@ -212,18 +212,32 @@ func (s *Store) apply(ctx context.Context, m Migration) error {
 
 // AppliedMigrations lists the versions applied to this ledger, in order.
 func (s *Store) AppliedMigrations(ctx context.Context) ([]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+	return queryAll(ctx, s.db, "read schema_migrations", func(r rowScanner) (v int, err error) {
+		err = r.Scan(&v)
+		return v, err
+	}, `SELECT version FROM schema_migrations ORDER BY version`)
+}
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+// queryAll runs query and returns every row as scan reads it. what says
+// what was being done, for errors.
+func queryAll[T any](ctx context.Context, db *sql.DB, what string, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read schema_migrations: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
-	var vs []int
+	var out []T
 	for rows.Next() {
-		var v int
-		if err := rows.Scan(&v); err != nil {
-			return nil, fmt.Errorf("read schema_migrations: %w", err)
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		vs = append(vs, v)
+		out = append(out, v)
 	}
-	return vs, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
 }

@@ -189,24 +189,11 @@ func (l *Deployments) ReleaseByCommit(ctx context.Context, env, commit string) (
 // ReleaseNames returns the release names that start with prefix, used or
 // reserved by any deployment.
 func (l *Deployments) ReleaseNames(ctx context.Context, prefix string) ([]string, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT DISTINCT release_name FROM deployments
+	return queryAll(ctx, l.db, "list release names "+prefix+"*", func(r rowScanner) (n string, err error) {
+		err = r.Scan(&n)
+		return n, err
+	}, `SELECT DISTINCT release_name FROM deployments
 		WHERE release_name >= ? AND release_name < ?`, prefix, prefix+"\uffff")
-	if err != nil {
-		return nil, fmt.Errorf("list release names %s*: %w", prefix, err)
-	}
-	defer rows.Close()
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, fmt.Errorf("list release names %s*: %w", prefix, err)
-		}
-		names = append(names, n)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list release names %s*: %w", prefix, err)
-	}
-	return names, nil
 }
 
 func (l *Deployments) one(ctx context.Context, where string, args ...any) (Deployment, error) {
@@ -222,23 +209,8 @@ func (l *Deployments) one(ctx context.Context, where string, args ...any) (Deplo
 }
 
 func (l *Deployments) many(ctx context.Context, where string, args ...any) ([]Deployment, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT `+deploymentColumns+` FROM deployments `+where, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read deployments: %w", err)
-	}
-	defer rows.Close()
-	var out []Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read deployments: %w", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read deployments: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, l.db, "read deployments", scanDeployment,
+		`SELECT `+deploymentColumns+` FROM deployments `+where, args...)
 }
 
 func scanDeployment(s rowScanner) (Deployment, error) {
@@ -281,23 +253,10 @@ type DeploymentCount struct {
 
 // Counts counts the deployments by environment, kind and state.
 func (l *Deployments) Counts(ctx context.Context) ([]DeploymentCount, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT env, kind, state, COUNT(*) FROM deployments GROUP BY env, kind, state ORDER BY env, kind, state`)
-	if err != nil {
-		return nil, fmt.Errorf("count deployments: %w", err)
-	}
-	defer rows.Close()
-	var out []DeploymentCount
-	for rows.Next() {
-		var c DeploymentCount
+	return queryAll(ctx, l.db, "count deployments", func(r rowScanner) (c DeploymentCount, err error) {
 		var kind, state string
-		if err := rows.Scan(&c.Env, &kind, &state, &c.N); err != nil {
-			return nil, fmt.Errorf("count deployments: %w", err)
-		}
+		err = r.Scan(&c.Env, &kind, &state, &c.N)
 		c.Kind, c.State = DeploymentKind(kind), DeploymentState(state)
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("count deployments: %w", err)
-	}
-	return out, nil
+		return c, err
+	}, `SELECT env, kind, state, COUNT(*) FROM deployments GROUP BY env, kind, state ORDER BY env, kind, state`)
 }
