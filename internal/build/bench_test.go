@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"slipway.dev/slipway/internal/testenv"
 )
 
 // cpuTime is the CPU time (user + system) this process and its waited-for
@@ -35,16 +37,16 @@ func cpuTime() time.Duration {
 //	go test -run '^$' -bench BuildNewCommit -benchtime 5x ./internal/build
 func BenchmarkBuildNewCommit(b *testing.B) {
 	ctx := context.Background()
-	repo, _ := appRepo(b)
+	repo, _ := testenv.SampleAppRepo(b)
 	e := newEnv(b, repo, startRegistry(b), "go test ./...")
 	e.b.Progress = nil
 
 	// The team's own checkout, where they would run go test and go build.
 	own := filepath.Join(b.TempDir(), "own")
-	git(b, filepath.Dir(own), "clone", "-q", repo, own)
+	testenv.Git(b, filepath.Dir(own), "clone", "-q", repo, own)
 	var ownCPU, slipwayCPU time.Duration
 	ownBuild := func() time.Duration {
-		git(b, own, "pull", "-q", "--ff-only")
+		testenv.Git(b, own, "pull", "-q", "--ff-only")
 		start, cpuStart := time.Now(), cpuTime()
 		defer func() { ownCPU += cpuTime() - cpuStart }()
 		for _, args := range [][]string{{"test", "./..."}, {"build", "-trimpath", "-o", filepath.Join(b.TempDir(), "app"), "."}} {
@@ -147,7 +149,7 @@ func BenchmarkBuildNewCommit(b *testing.B) {
 //	go test -run '^$' -bench Steps -benchtime 5x ./internal/build
 func BenchmarkSteps(b *testing.B) {
 	ctx := context.Background()
-	repo, _ := appRepo(b)
+	repo, _ := testenv.SampleAppRepo(b)
 	e := newEnv(b, repo, startRegistry(b), "true")
 	e.b.Progress = nil
 	if _, err := e.b.Run(ctx, Request{}); err != nil { // warm: mirror, checkout, base layer blobs

@@ -27,6 +27,7 @@ import (
 
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/registry"
+	"slipway.dev/slipway/internal/testenv"
 )
 
 // These tests compile and test the sample app for real (several seconds
@@ -37,7 +38,7 @@ import (
 // binary reports the commit; a second build of the commit does no work.
 func TestBuildBirthdayApp(t *testing.T) {
 	ctx := context.Background()
-	repo, commit := appRepo(t)
+	repo, commit := testenv.SampleAppRepo(t)
 	e := newEnv(t, repo, startRegistry(t), "go test ./...")
 
 	res, err := e.b.Run(ctx, Request{Trigger: "test"})
@@ -225,7 +226,7 @@ func runAndGetVersion(t *testing.T, bin string) versionInfo {
 // mirrors, two checkouts) into two registries: same digest.
 func TestReproducible(t *testing.T) {
 	ctx := context.Background()
-	repo, _ := appRepo(t)
+	repo, _ := testenv.SampleAppRepo(t)
 	var digests []v1.Hash
 	for range 2 {
 		e := newEnv(t, repo, startRegistry(t), "true")
@@ -276,7 +277,7 @@ func TestFailures(t *testing.T) {
 // registry holds no tag of the commit.
 func TestPushRefused(t *testing.T) {
 	ctx := context.Background()
-	repo, commit := appRepo(t)
+	repo, commit := testenv.SampleAppRepo(t)
 	realAddr := startRegistry(t)
 	target, _ := url.Parse("http://" + realAddr)
 	proxy := httputil.NewSingleHostReverseProxy(target)

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -29,54 +28,15 @@ import (
 
 const appName = "birthday-app"
 
-// git runs git in dir with a fixed identity and date, so commits (and so
-// images) are the same on every run.
-func git(t testing.TB, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"GIT_AUTHOR_NAME=Slipway Test", "GIT_AUTHOR_EMAIL=test@slipway.dev",
-		"GIT_COMMITTER_NAME=Slipway Test", "GIT_COMMITTER_EMAIL=test@slipway.dev",
-		"GIT_AUTHOR_DATE=2026-03-01T12:00:00Z", "GIT_COMMITTER_DATE=2026-03-01T12:00:00Z")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// appRepo copies the sample birthday-app into a new git repository with
-// one commit on master, and returns the repository and the commit.
-func appRepo(t testing.TB) (string, string) {
-	t.Helper()
-	testenv.LookPath(t, "git")
-	src, err := filepath.Abs("../../examples/birthday-app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(src, "main.go")); err != nil {
-		testenv.Missing(t, "the sample app examples/birthday-app")
-	}
-	dir := filepath.Join(t.TempDir(), "app")
-	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-	git(t, dir, "init", "-q", "-b", "master")
-	git(t, dir, "add", ".")
-	git(t, dir, "commit", "-q", "-m", "birthday-app")
-	return dir, git(t, dir, "rev-parse", "HEAD")
-}
-
 // commitFile adds a file to the repository in a new commit on master.
 func commitFile(t testing.TB, repo, name, content string) string {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(repo, name), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	git(t, repo, "add", name)
-	git(t, repo, "commit", "-q", "-m", "add "+name)
-	return git(t, repo, "rev-parse", "HEAD")
+	testenv.Git(t, repo, "add", name)
+	testenv.Git(t, repo, "commit", "-q", "-m", "add "+name)
+	return testenv.Git(t, repo, "rev-parse", "HEAD")
 }
 
 // startRegistry serves an embedded registry on 127.0.0.1:0.
@@ -150,7 +110,7 @@ type failureCase struct {
 // that it leaves no image and a failed ledger row whose reason says what
 // happened.
 func runFailures(t *testing.T, tests []failureCase) {
-	repo, _ := appRepo(t)
+	repo, _ := testenv.SampleAppRepo(t)
 	regAddr := startRegistry(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -274,7 +234,7 @@ func TestUnreachableRepository(t *testing.T) {
 // TestRegistryFaults builds against registries that refuse (503) or drop
 // every connection: the build fails with the reason after retrying.
 func TestRegistryFaults(t *testing.T) {
-	repo, _ := appRepo(t)
+	repo, _ := testenv.SampleAppRepo(t)
 	faults := map[string]http.HandlerFunc{
 		"refuses": func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "registry is read-only for maintenance", http.StatusServiceUnavailable)

@@ -7,6 +7,8 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -43,4 +45,59 @@ func Env(t testing.TB, name, what string) string {
 		Missing(t, name+" is unset: no "+what+" to test against")
 	}
 	return v
+}
+
+// Git runs git in dir with a fixed identity and date, so that the same
+// changes always make the same commits (and so the same images), and
+// returns its trimmed output. A failure stops the test.
+func Git(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"GIT_AUTHOR_NAME=Slipway Test", "GIT_AUTHOR_EMAIL=test@slipway.dev",
+		"GIT_COMMITTER_NAME=Slipway Test", "GIT_COMMITTER_EMAIL=test@slipway.dev",
+		"GIT_AUTHOR_DATE=2026-03-01T12:00:00Z", "GIT_COMMITTER_DATE=2026-03-01T12:00:00Z")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// SampleAppDir returns the directory of the sample service,
+// examples/birthday-app, found above the test's working directory.
+func SampleAppDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		app := filepath.Join(dir, "examples", "birthday-app")
+		if _, err := os.Stat(filepath.Join(app, "main.go")); err == nil {
+			return app
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			Missing(t, "the sample app examples/birthday-app (not found above the test's directory)")
+		}
+		dir = parent
+	}
+}
+
+// SampleAppRepo copies the sample service into a new git repository with
+// one commit on master, and returns the repository's directory and that
+// commit.
+func SampleAppRepo(t testing.TB) (dir, commit string) {
+	t.Helper()
+	LookPath(t, "git")
+	dir = filepath.Join(t.TempDir(), "app")
+	if err := os.CopyFS(dir, os.DirFS(SampleAppDir(t))); err != nil {
+		t.Fatal(err)
+	}
+	Git(t, dir, "init", "-q", "-b", "master")
+	Git(t, dir, "add", ".")
+	Git(t, dir, "commit", "-q", "-m", "birthday-app")
+	return dir, Git(t, dir, "rev-parse", "HEAD")
 }

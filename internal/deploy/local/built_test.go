@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,33 +30,8 @@ import (
 // unreachable).
 func builtBirthdayApp(t testing.TB) (v1r, v2r, broken deploytest.Release) {
 	t.Helper()
-	testenv.LookPath(t, "git")
 	ctx := context.Background()
-	src, err := filepath.Abs("../../../examples/birthday-app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(src, "main.go")); err != nil {
-		testenv.Missing(t, "the sample app examples/birthday-app")
-	}
-	repo := filepath.Join(t.TempDir(), "app")
-	if err := os.CopyFS(repo, os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-	git := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Slipway Test", "GIT_AUTHOR_EMAIL=test@slipway.dev",
-			"GIT_COMMITTER_NAME=Slipway Test", "GIT_COMMITTER_EMAIL=test@slipway.dev")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	git("init", "-q", "-b", "master")
-	git("add", ".")
-	git("commit", "-q", "-m", "birthday-app")
+	repo, _ := testenv.SampleAppRepo(t)
 
 	reg, err := registry.NewEmbedded(ctx, t.TempDir(), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -93,8 +67,8 @@ func builtBirthdayApp(t testing.TB) (v1r, v2r, broken deploytest.Release) {
 	if err := os.WriteFile(filepath.Join(repo, "CHANGES"), []byte("second build\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	git("add", "CHANGES")
-	git("commit", "-q", "-m", "second build")
+	testenv.Git(t, repo, "add", "CHANGES")
+	testenv.Git(t, repo, "commit", "-q", "-m", "second build")
 	v2r = release()
 	broken = v2r
 	broken.Version = "no-database"
