@@ -3,6 +3,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -49,9 +50,10 @@ func BenchmarkRollingUpdate(b *testing.B) {
 }
 
 // TestBalancerVersusNginx measures the load balancer against Debian's nginx
-// balancing the same birthday-app replicas, with wrk: throughput, and p99
-// latency compared with calling one replica directly. It prints the
-// figures and asserts nothing; bench/lb-vs-nginx runs it.
+// balancing the same birthday-app replicas, with wrk: throughput, and
+// latency compared with calling one replica directly, each target's short
+// runs taken in turn and pooled. It prints the figures and asserts nothing;
+// bench/lb-vs-nginx runs it.
 func TestBalancerVersusNginx(t *testing.T) {
 	if os.Getenv("SLIPWAY_BENCH") != "1" {
 		t.Skip("benchmark: runs with SLIPWAY_BENCH=1 (bench/lb-vs-nginx)")
@@ -59,7 +61,7 @@ func TestBalancerVersusNginx(t *testing.T) {
 	nginx := testenv.LookPath(t, "nginx")
 	wrk := testenv.LookPath(t, "wrk")
 	replicas, _ := strconv.Atoi(envOr("BENCH_REPLICAS", "2"))
-	duration := envOr("BENCH_DURATION", "3s")
+	duration := envOr("BENCH_DURATION", "1s")
 	path := envOr("BENCH_PATH", "/healthz")
 	// Throughput with many connections; latency with few, so that the
 	// figures are the proxies' own and not queueing.
@@ -135,12 +137,18 @@ http {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+	// Every wrk run writes its latency distribution as 2,000 quantiles, so
+	// that the runs of one target can be pooled.
+	script := filepath.Join(dir, "quantiles.lua")
+	if err := os.WriteFile(script, []byte(quantilesLua), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	run := func(url, conns string) wrkResult {
 		threads := "-t2"
 		if conns == latConns {
 			threads = "-t1"
 		}
-		out, err := exec.Command(wrk, threads, "-c"+conns, "-d"+duration, "--latency", url+path).CombinedOutput()
+		out, err := exec.Command(wrk, threads, "-c"+conns, "-d"+duration, "-s", script, url+path).CombinedOutput()
 		if err != nil {
 			t.Fatalf("wrk %s: %v\n%s", url, err, out)
 		}
@@ -148,53 +156,78 @@ http {
 	}
 	direct := "http://" + st.Instances[0].Address
 	load, _ := os.ReadFile("/proc/loadavg")
-	t.Logf("%d birthday-app replicas, GET %s, wrk -d%s (-t2 -c%s for throughput, -t1 -c%s for latency); load average %s",
-		replicas, path, duration, thrConns, latConns, strings.Join(strings.Fields(string(load))[:3], " "))
-	t.Logf("%-32s %12s %10s %10s", "target", "requests/s", "p50", "p99")
-	rounds, _ := strconv.Atoi(envOr("BENCH_ROUNDS", "9"))
-	var ratios, addedLB, addedNginx, addedLB50, addedNginx50, cpuLBs, cpuNginxs []float64
-	// The CPU time each proxy spends per request does not depend on what
-	// else runs on the machine: capacity on a machine of its own is in
-	// inverse proportion.
+	rounds, _ := strconv.Atoi(envOr("BENCH_ROUNDS", "30"))
+	t.Logf("%d birthday-app replicas, GET %s; %d rounds of wrk -d%s runs, targets in turn (-t2 -c%s for throughput, -t1 -c%s for latency); load average %s",
+		replicas, path, rounds, duration, thrConns, latConns, strings.Join(strings.Fields(string(load))[:3], " "))
+
+	// Short runs of each target in turn, the order rotating every round,
+	// and the runs of a target pooled: the other load on the machine comes
+	// and goes in bursts, and this spreads the bursts evenly over the
+	// targets instead of letting one run catch them.
 	lbPID := readPID(t, filepath.Join(dir, "envs", "bench", "supervisor.pid"))
 	nginxPIDs := append([]int{cmd.Process.Pid}, childrenOf(cmd.Process.Pid)...)
-	for round := 1; round <= rounds; round++ {
-		cpu0 := cpuTime(t, nginxPIDs...)
-		thrNginx := run(nginxURL, thrConns)
-		cpuNginx := cpuTime(t, nginxPIDs...) - cpu0
-		cpu0 = cpuTime(t, lbPID)
-		thrLB := run(st.URL, thrConns)
-		cpuLB := cpuTime(t, lbPID) - cpu0
-		perNginx := cpuNginx / time.Duration(thrNginx.requests)
-		perLB := cpuLB / time.Duration(thrLB.requests)
-		latDirect := run(direct, latConns)
-		latNginx := run(nginxURL, latConns)
-		latLB := run(st.URL, latConns)
-		for _, r := range []struct {
-			name string
-			w    wrkResult
-		}{
-			{"nginx, " + thrConns + " connections", thrNginx}, {"slipway, " + thrConns + " connections", thrLB},
-			{"one replica direct, " + latConns + " conns", latDirect}, {"nginx, " + latConns + " connections", latNginx},
-			{"slipway, " + latConns + " connections", latLB},
-		} {
-			t.Logf("%-32s %12.0f %10s %10s", r.name, r.w.rps, r.w.p50, r.w.p99)
-		}
-		t.Logf("round %d: slipway/nginx throughput %.2f; CPU per request slipway %s, nginx %s; p99 added over direct: slipway %s, nginx %s",
-			round, thrLB.rps/thrNginx.rps, perLB, perNginx, latLB.p99-latDirect.p99, latNginx.p99-latDirect.p99)
-		ratios = append(ratios, thrLB.rps/thrNginx.rps)
-		cpuLBs = append(cpuLBs, float64(perLB))
-		cpuNginxs = append(cpuNginxs, float64(perNginx))
-		addedLB = append(addedLB, float64(latLB.p99-latDirect.p99))
-		addedNginx = append(addedNginx, float64(latNginx.p99-latDirect.p99))
-		addedLB50 = append(addedLB50, float64(latLB.p50-latDirect.p50))
-		addedNginx50 = append(addedNginx50, float64(latNginx.p50-latDirect.p50))
+	type target struct {
+		name, url, conns string
+		pids             []int
+		runs             []wrkResult
+		cpu              time.Duration
 	}
-	ms := func(v float64) time.Duration { return time.Duration(v).Round(100 * time.Nanosecond) }
-	t.Logf("median of %d rounds: slipway/nginx throughput %.2f; CPU per request slipway %s, nginx %s (capacity ratio %.2f); added over direct: p50 slipway %s, nginx %s; p99 slipway %s, nginx %s",
-		rounds, median(ratios), ms(median(cpuLBs)), ms(median(cpuNginxs)), median(cpuNginxs)/median(cpuLBs),
-		ms(median(addedLB50)), ms(median(addedNginx50)), ms(median(addedLB)), ms(median(addedNginx)))
+	targets := []*target{
+		{name: "nginx, " + thrConns + " connections", url: nginxURL, conns: thrConns, pids: nginxPIDs},
+		{name: "slipway, " + thrConns + " connections", url: st.URL, conns: thrConns, pids: []int{lbPID}},
+		{name: "one replica direct, " + latConns + " conns", url: direct, conns: latConns},
+		{name: "nginx, " + latConns + " connections", url: nginxURL, conns: latConns},
+		{name: "slipway, " + latConns + " connections", url: st.URL, conns: latConns},
+	}
+	thr, lat := targets[:2], targets[2:]
+	for round := range rounds {
+		for _, group := range [][]*target{thr, lat} {
+			for i := range group {
+				tg := group[(round+i)%len(group)]
+				var cpu0 time.Duration
+				if tg.pids != nil {
+					cpu0 = cpuTime(t, tg.pids...)
+				}
+				tg.runs = append(tg.runs, run(tg.url, tg.conns))
+				if tg.pids != nil {
+					tg.cpu += cpuTime(t, tg.pids...) - cpu0
+				}
+			}
+		}
+	}
+	t.Logf("%-32s %12s %10s %10s %10s", "target (runs pooled)", "requests/s", "p50", "p99", "p99.9")
+	pooled := map[*target]wrkResult{}
+	for _, tg := range targets {
+		p := pool(tg.runs)
+		pooled[tg] = p
+		t.Logf("%-32s %12.0f %10s %10s %10s", tg.name, p.rps, p.quantile(0.50), p.quantile(0.99), p.quantile(0.999))
+	}
+	perReq := func(tg *target) time.Duration { return tg.cpu / time.Duration(pooled[tg].requests) }
+	d, n, s := pooled[lat[0]], pooled[lat[1]], pooled[lat[2]]
+	t.Logf("throughput slipway/nginx %.2f; CPU per request slipway %s, nginx %s (capacity ratio %.2f)",
+		pooled[thr[1]].rps/pooled[thr[0]].rps, perReq(thr[1]), perReq(thr[0]),
+		float64(perReq(thr[0]))/float64(perReq(thr[1])))
+	for _, q := range []float64{0.50, 0.99, 0.999} {
+		t.Logf("added over one replica direct at p%g: slipway %s, nginx %s", q*100,
+			s.quantile(q)-d.quantile(q), n.quantile(q)-d.quantile(q))
+	}
+	// How much the figures move: the same, from each half of the rounds.
+	for half := range 2 {
+		part := func(tg *target) wrkResult { return pool(tg.runs[half*len(tg.runs)/2 : (half+1)*len(tg.runs)/2]) }
+		d, n, s := part(lat[0]), part(lat[1]), part(lat[2])
+		t.Logf("half %d of the rounds: throughput slipway/nginx %.2f; p99 added: slipway %s, nginx %s", half+1,
+			part(thr[1]).rps/part(thr[0]).rps, s.quantile(0.99)-d.quantile(0.99), n.quantile(0.99)-d.quantile(0.99))
+	}
 }
+
+// quantilesLua makes wrk print its latency distribution as 2,000 evenly
+// spaced quantiles (µs), one "Q" line each, after its usual report.
+const quantilesLua = `done = function(summary, latency, requests)
+  for k = 0, 1999 do
+    io.write(string.format("Q %d\n", latency:percentile((k + 0.5) / 20)))
+  end
+end
+`
 
 func median(v []float64) float64 {
 	s := slices.Clone(v)
@@ -245,18 +278,53 @@ func childrenOf(pid int) []int {
 	return kids
 }
 
+// wrkResult is what one or several pooled wrk runs measured.
 type wrkResult struct {
 	requests int64
+	elapsed  time.Duration
 	rps      float64
-	p50, p99 time.Duration
+	// samples are latencies, each standing for weight requests.
+	samples []weighted
+}
+
+type weighted struct {
+	latency time.Duration
+	weight  float64
+}
+
+// quantile returns the latency below which the fraction q of requests fell.
+func (r wrkResult) quantile(q float64) time.Duration {
+	var total float64
+	for _, s := range r.samples {
+		total += s.weight
+	}
+	var sum float64
+	for _, s := range r.samples {
+		sum += s.weight
+		if sum >= q*total {
+			return s.latency
+		}
+	}
+	return r.samples[len(r.samples)-1].latency
+}
+
+// pool merges runs of the same target.
+func pool(runs []wrkResult) wrkResult {
+	var p wrkResult
+	for _, r := range runs {
+		p.requests += r.requests
+		p.elapsed += r.elapsed
+		p.samples = append(p.samples, r.samples...)
+	}
+	p.rps = float64(p.requests) / p.elapsed.Seconds()
+	slices.SortFunc(p.samples, func(a, b weighted) int { return cmp.Compare(a.latency, b.latency) })
+	return p
 }
 
 var (
-	wrkRPS   = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	wrkTotal = regexp.MustCompile(`(\d+) requests in`)
-	wrkP50   = regexp.MustCompile(`\s50%\s+([0-9.]+[a-z]+)`)
-	wrkP99   = regexp.MustCompile(`\s99%\s+([0-9.]+[a-z]+)`)
+	wrkTotal = regexp.MustCompile(`(\d+) requests in ([0-9.]+[a-z]+)`)
 	wrkErr   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: .*`)
+	wrkQ     = regexp.MustCompile(`(?m)^Q (\d+)$`)
 )
 
 func parseWrk(t *testing.T, out string) wrkResult {
@@ -265,30 +333,24 @@ func parseWrk(t *testing.T, out string) wrkResult {
 		t.Errorf("wrk saw errors: %s", m)
 	}
 	var r wrkResult
-	if m := wrkTotal.FindStringSubmatch(out); m != nil {
-		r.requests, _ = strconv.ParseInt(m[1], 10, 64)
-	}
-	if r.requests == 0 {
+	m := wrkTotal.FindStringSubmatch(out)
+	if m == nil {
 		t.Fatalf("no request count in wrk output:\n%s", out)
 	}
-	m := wrkRPS.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no Requests/sec in wrk output:\n%s", out)
+	r.requests, _ = strconv.ParseInt(m[1], 10, 64)
+	elapsed, err := time.ParseDuration(m[2])
+	if err != nil || r.requests == 0 {
+		t.Fatalf("wrk ran %q requests in %q:\n%s", m[1], m[2], out)
 	}
-	r.rps, _ = strconv.ParseFloat(m[1], 64)
-	for _, x := range []struct {
-		re *regexp.Regexp
-		d  *time.Duration
-	}{{wrkP50, &r.p50}, {wrkP99, &r.p99}} {
-		m := x.re.FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("no latency percentiles in wrk output:\n%s", out)
-		}
-		d, err := time.ParseDuration(m[1])
-		if err != nil {
-			t.Fatalf("wrk latency %q: %v", m[1], err)
-		}
-		*x.d = d
+	r.elapsed = elapsed
+	r.rps = float64(r.requests) / elapsed.Seconds()
+	qs := wrkQ.FindAllStringSubmatch(out, -1)
+	if len(qs) == 0 {
+		t.Fatalf("no latency quantiles in wrk output:\n%s", out)
+	}
+	for _, q := range qs {
+		us, _ := strconv.ParseInt(q[1], 10, 64)
+		r.samples = append(r.samples, weighted{time.Duration(us) * time.Microsecond, float64(r.requests) / float64(len(qs))})
 	}
 	return r
 }

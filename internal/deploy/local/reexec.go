@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"syscall"
 )
@@ -45,11 +44,6 @@ func SupervisorMain() {
 		return
 	}
 	os.Unsetenv(envSupervisor)
-	if os.Getenv("GOMAXPROCS") == "" {
-		// The replicas need the machine too; fewer threads also mean
-		// fewer hand-offs between them per proxied request.
-		runtime.GOMAXPROCS(max(1, runtime.NumCPU()/2))
-	}
 	if os.Getenv("GOGC") == "" {
 		// The load balancer allocates per request and the heap is small:
 		// collect less often, for throughput and tail latency.
