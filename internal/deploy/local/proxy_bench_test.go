@@ -3,7 +3,6 @@ package local
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -60,7 +59,7 @@ func BenchmarkProxy(b *testing.B) {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
-			b.Fatal(fmt.Sprint("status ", resp.StatusCode))
+			b.Fatalf("status %d", resp.StatusCode)
 		}
 	}
 }
