@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"slipway.dev/slipway/internal/config"
@@ -325,6 +327,36 @@ func TestPasswordInEnvRefused(t *testing.T) {
 	err := b.Apply(t.Context(), s)
 	if !errors.Is(err, deploy.ErrInvalidSpec) || !strings.Contains(err.Error(), "secretEnv") || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("Apply(password in env) = %v, want ErrInvalidSpec pointing at secretEnv, without the password", err)
+	}
+}
+
+// An API server's refusal reaches the user as it said it: here, a namespace
+// being deleted (held by a finalizer) takes no new objects.
+func TestRefusalIsReadable(t *testing.T) {
+	ctx := t.Context()
+	app := testApp(t)
+	b := newBackend(t, testConfig(app))
+	cs := client(t)
+	ns := app + "-dev"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: ns, Labels: map[string]string{kube.LabelName: app}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const finalizer = "slipway.dev/test-hold"
+	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+		Name: "hold", Finalizers: []string{finalizer}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		patch := []byte(`{"metadata":{"finalizers":null}}`)
+		cs.CoreV1().ConfigMaps(ns).Patch(context.Background(), "hold", types.MergePatchType, patch, metav1.PatchOptions{})
+	})
+	if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := b.Apply(ctx, withRelease(baseSpec(app, "dev"), fakeRelease("v1"), 1))
+	if err == nil || !strings.Contains(err.Error(), "being terminated") || !apierrors.IsForbidden(errors.Unwrap(err)) {
+		t.Fatalf("Apply into a namespace being deleted = %v, want the API server's Forbidden status and message", err)
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -40,6 +42,32 @@ func TestInClusterRBAC(t *testing.T) {
 		cs.RbacV1().ClusterRoles().Delete(context.Background(), "slipway-namespaces", metav1.DeleteOptions{})
 		cs.RbacV1().ClusterRoleBindings().Delete(context.Background(), "slipway-namespaces", metav1.DeleteOptions{})
 	})
+
+	// The API server's authorizer learns of new bindings through a watch:
+	// wait until it grants the service account what Apply needs first.
+	const sa = "system:serviceaccount:slipway:slipway"
+	for _, ra := range []authorizationv1.ResourceAttributes{
+		{Verb: "patch", Resource: "namespaces", Name: "birthday-app-dev"},
+		{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: "birthday-app-dev"},
+	} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			review, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+				Spec: authorizationv1.SubjectAccessReviewSpec{User: sa, ResourceAttributes: &ra},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if review.Status.Allowed {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s may not %s %s %s/%s 30 s after rbac.yaml was applied: %s", sa, ra.Verb, ra.Resource,
+					ra.Namespace, ra.Name, review.Status.Reason)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 
 	cfg := testConfig("birthday-app", config.DefaultEnvironment("dev"), config.DefaultEnvironment("staging"))
 	rc, err := kube.RESTConfig(cfg.Kubernetes)

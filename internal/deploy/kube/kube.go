@@ -290,8 +290,14 @@ func (b *Backend) apply(ctx context.Context, o Object) ([]byte, error) {
 	if t.namespaced {
 		req = req.Namespace(o.Namespace)
 	}
-	raw, err := req.Do(ctx).Raw()
+	res := req.Do(ctx)
+	raw, err := res.Raw()
 	if err != nil {
+		// Raw's error does not read the API server's Status (it says
+		// "unknown"); Error's does: "… is forbidden: …".
+		if serr := res.Error(); serr != nil {
+			err = serr
+		}
 		return nil, fmt.Errorf("apply %s %s/%s: %w", o.Kind, o.Namespace, o.Name, err)
 	}
 	return raw, nil
