@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/deploy"
@@ -191,7 +192,9 @@ func (b *Backend) Stop(ctx context.Context, env string) error {
 }
 
 // Logs writes the output of the environment's pods, each line prefixed by
-// "[pod] ". With follow it keeps streaming until ctx ends.
+// "[pod] ". With follow it keeps streaming until ctx ends, and takes up the
+// pods that start later (a rollout's new ones, a scale-up, a restarted
+// container) as they start.
 func (b *Backend) Logs(ctx context.Context, env string, follow bool, w io.Writer) error {
 	s, err := b.Settings(env)
 	if err != nil {
@@ -204,46 +207,128 @@ func (b *Backend) Logs(ctx context.Context, env string, follow bool, w io.Writer
 	if d == nil {
 		return fmt.Errorf("logs of %s: %w", env, deploy.ErrNotDeployed)
 	}
-	pods, err := b.cs.CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{
-		LabelSelector: labels.SelectorFromSet(d.Spec.Selector.MatchLabels).String(),
-	})
+	selector := labels.SelectorFromSet(d.Spec.Selector.MatchLabels).String()
+	pods, err := b.cs.CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		return fmt.Errorf("logs of %s: list pods: %w", env, err)
 	}
-	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		errs = make([]error, len(pods.Items))
-	)
-	for i, p := range pods.Items {
+	out := &prefixWriter{w: w}
+	if !follow {
+		errs := make([]error, len(pods.Items))
+		var wg sync.WaitGroup
+		for i := range pods.Items {
+			wg.Go(func() { errs[i] = b.podLogs(ctx, &pods.Items[i], false, out) })
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	streaming := map[string]bool{} // pod UID and restart count → streamed
+	take := func(p *corev1.Pod) {
+		restarts, started := containerStarted(p)
+		key := fmt.Sprintf("%s/%d", p.UID, restarts)
+		if !started || streaming[key] {
+			return
+		}
+		streaming[key] = true
 		wg.Go(func() {
-			rc, err := b.cs.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{Container: container, Follow: follow}).Stream(ctx)
-			if err != nil {
-				errs[i] = fmt.Errorf("logs of pod %s: %w", p.Name, err)
-				return
-			}
-			defer rc.Close()
-			sc := bufio.NewScanner(rc)
-			sc.Buffer(make([]byte, 64*1024), 1024*1024)
-			for sc.Scan() {
-				mu.Lock()
-				_, err := fmt.Fprintf(w, "[%s] %s\n", p.Name, sc.Bytes())
-				mu.Unlock()
-				if err != nil {
-					errs[i] = err
-					return
-				}
-			}
-			if err := sc.Err(); err != nil && ctx.Err() == nil {
-				errs[i] = fmt.Errorf("logs of pod %s: %w", p.Name, err)
+			if err := b.podLogs(ctx, p, true, out); err != nil && ctx.Err() == nil {
+				out.line(p.Name, []byte("slipway: "+err.Error()))
 			}
 		})
 	}
-	wg.Wait()
-	if follow && ctx.Err() != nil {
-		return nil
+	for i := range pods.Items {
+		take(&pods.Items[i])
 	}
-	return errors.Join(errs...)
+	rv := pods.ResourceVersion
+	for ctx.Err() == nil {
+		if rv == "" {
+			// The watch could not go on from where it was: list again.
+			if pods, err = b.cs.CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector}); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				return fmt.Errorf("logs of %s: list pods: %w", env, err)
+			}
+			for i := range pods.Items {
+				take(&pods.Items[i])
+			}
+			rv = pods.ResourceVersion
+		}
+		wi, err := b.cs.CoreV1().Pods(s.Namespace).Watch(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: rv})
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return fmt.Errorf("logs of %s: watch pods: %w", env, err)
+		}
+		for ev := range wi.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			switch {
+			case ev.Type == watch.Error:
+				rv = ""
+			case ok && (ev.Type == watch.Added || ev.Type == watch.Modified):
+				rv = p.ResourceVersion
+				take(p)
+			case ok:
+				rv = p.ResourceVersion
+			}
+			if rv == "" {
+				break
+			}
+		}
+		wi.Stop()
+	}
+	return nil
+}
+
+// containerStarted reports whether the app's container of p has started
+// (its output can be read), and how often it restarted.
+func containerStarted(p *corev1.Pod) (restarts int32, started bool) {
+	for _, c := range p.Status.ContainerStatuses {
+		if c.Name == container {
+			return c.RestartCount, c.State.Running != nil || c.State.Terminated != nil
+		}
+	}
+	return 0, false
+}
+
+// podLogs copies the output of p's app container to out.
+func (b *Backend) podLogs(ctx context.Context, p *corev1.Pod, follow bool, out *prefixWriter) error {
+	rc, err := b.cs.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{Container: container, Follow: follow}).Stream(ctx)
+	if err != nil {
+		return fmt.Errorf("logs of pod %s: %w", p.Name, err)
+	}
+	defer rc.Close()
+	sc := bufio.NewScanner(rc)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if err := out.line(p.Name, sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("logs of pod %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// prefixWriter writes whole lines from several pods, each prefixed by its
+// pod's name.
+type prefixWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (p *prefixWriter) line(pod string, text []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, err := fmt.Fprintf(p.w, "[%s] %s\n", pod, text)
+	return err
 }
 
 // History is the Deployment's rollout history, oldest first: each
