@@ -241,12 +241,6 @@ const quantilesLua = `done = function(summary, latency, requests)
 end
 `
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 // cpuTime is the user+system CPU time the processes used so far.
 func cpuTime(t *testing.T, pids ...int) time.Duration {
 	t.Helper()
