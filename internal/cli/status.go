@@ -47,7 +47,8 @@ With -o json it prints the documented, stable object described in docs/api.md.`,
 func renderStatus(w io.Writer, st pipeline.Status, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ENVIRONMENT\tCOMMIT\tRELEASE\tDIGEST\tREPLICAS\tHEALTHY\tSINCE\tURL")
-	var notes []string
+	var notes, isolations []string
+	isolated := map[string][]string{}
 	for _, e := range st.Environments {
 		commit, release, digest, since := "-", "-", "-", "-"
 		if e.Commit != nil {
@@ -81,6 +82,24 @@ func renderStatus(w io.Writer, st pipeline.Status, now time.Time) error {
 		if e.LastFailure != nil {
 			notes = append(notes, fmt.Sprintf("%s: last failure: %s", e.Name, firstLineOf(*e.LastFailure)))
 		}
+		if e.Message != nil {
+			notes = append(notes, fmt.Sprintf("%s: %s", e.Name, firstLineOf(*e.Message)))
+		}
+		if e.Isolation != nil {
+			if _, ok := isolated[*e.Isolation]; !ok {
+				isolations = append(isolations, *e.Isolation)
+			}
+			isolated[*e.Isolation] = append(isolated[*e.Isolation], e.Name)
+		}
+	}
+	// How replicas are confined, e.g. "replicas run in namespaces+chroot
+	// (dev, prod)".
+	if len(isolations) > 0 {
+		var parts []string
+		for _, iso := range isolations {
+			parts = append(parts, fmt.Sprintf("%s (%s)", iso, strings.Join(isolated[iso], ", ")))
+		}
+		notes = append(notes, "replicas run in "+strings.Join(parts, "; "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -72,6 +72,12 @@ type Health struct {
 	Ready   int
 	Desired int
 	Healthy bool
+	// Isolation says how the runtime confines the replicas.
+	Isolation string
+	// Message says what is wrong, as the runtime puts it.
+	Message string
+	// Instances are the replicas, as the runtime reports them.
+	Instances []Instance
 }
 
 // Smoker runs the smoke tests of commit against an environment's URL.

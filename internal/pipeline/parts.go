@@ -161,7 +161,13 @@ func (r Runtime) Health(ctx context.Context, env string) (Health, error) {
 	if err != nil {
 		return Health{}, err
 	}
-	return Health{Ready: st.Replicas.Ready, Desired: st.Replicas.Desired, Healthy: st.Healthy}, nil
+	h := Health{Ready: st.Replicas.Ready, Desired: st.Replicas.Desired, Healthy: st.Healthy,
+		Isolation: string(st.Isolation), Message: st.Message, Instances: []Instance{}}
+	for _, r := range st.Instances {
+		h.Instances = append(h.Instances, Instance{Name: r.Name, Commit: r.Commit, State: r.State, Ready: r.Ready,
+			Restarts: r.Restarts, Since: r.Since, Message: r.Message})
+	}
+	return h, nil
 }
 
 // CommandSmoker runs each environment's smoke-test command (through

@@ -33,6 +33,26 @@ type EnvStatus struct {
 	URL         string     `json:"url"`
 	LastFailure *string    `json:"lastFailure"`
 	Rollout     *Rollout   `json:"rollout"`
+	// Isolation is how the runtime confines replicas: namespaces+chroot
+	// or process (local), container (kubernetes); null when nothing runs.
+	Isolation *string `json:"isolation"`
+	// Message is what the runtime says is wrong (crash-looping replicas,
+	// drift from what slipway applied), or null.
+	Message   *string    `json:"message"`
+	Instances []Instance `json:"instances"`
+}
+
+// Instance is one replica of an environment, as the runtime reports it.
+type Instance struct {
+	Name   string `json:"name"`
+	Commit string `json:"commit"`
+	// State is e.g. starting, ready, unready, draining, restarting,
+	// crash-looping (local), or the pod's phase and condition (kubernetes).
+	State    string    `json:"state"`
+	Ready    bool      `json:"ready"`
+	Restarts int       `json:"restarts"`
+	Since    time.Time `json:"since"`
+	Message  string    `json:"message,omitempty"`
 }
 
 // Replicas counts an environment's replicas.
@@ -88,7 +108,7 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 }
 
 func (c *Controller) envStatus(ctx context.Context, e Env) (EnvStatus, error) {
-	es := EnvStatus{Name: e.Name, Branch: e.Branch, URL: e.URL}
+	es := EnvStatus{Name: e.Name, Branch: e.Branch, URL: e.URL, Instances: []Instance{}}
 	cur, err := c.deps.Store.Current(ctx, e.Name)
 	switch {
 	case errors.Is(err, ledger.ErrNoDeployment):
@@ -133,6 +153,15 @@ func (c *Controller) envStatus(ctx context.Context, e Env) (EnvStatus, error) {
 		} else {
 			es.Replicas = Replicas{Ready: h.Ready, Desired: h.Desired}
 			es.Healthy = h.Healthy
+			if h.Isolation != "" {
+				es.Isolation = &h.Isolation
+			}
+			if h.Message != "" {
+				es.Message = &h.Message
+			}
+			if h.Instances != nil {
+				es.Instances = h.Instances
+			}
 		}
 	}
 	return es, nil

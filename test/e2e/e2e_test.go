@@ -253,6 +253,19 @@ func (e *env) checkTruth(commit, rc string) {
 	if prod.Commit == nil || *prod.Commit != commit || prod.Release == nil || *prod.Release != rc || !prod.Healthy {
 		e.t.Errorf("status: prod runs %v %v healthy=%v; want %s %s", deref(prod.Commit), deref(prod.Release), prod.Healthy, commit[:7], rc)
 	}
+	// The runtime's own view: how replicas are confined, and each one.
+	if prod.Isolation == nil || (*prod.Isolation != "namespaces+chroot" && *prod.Isolation != "process") {
+		e.t.Errorf("status: prod's isolation = %v, want namespaces+chroot or process", deref(prod.Isolation))
+	}
+	ready := 0
+	for _, in := range prod.Instances {
+		if in.Ready && in.Commit == commit {
+			ready++
+		}
+	}
+	if ready != prod.Replicas.Desired {
+		e.t.Errorf("status: %d of prod's instances run %s and are ready, want %d: %+v", ready, commit[:7], prod.Replicas.Desired, prod.Instances)
+	}
 	if got := version(e.prodURL); got != commit {
 		e.t.Errorf("prod's /version = %s, want %s", got, commit)
 	}
