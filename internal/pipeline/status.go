@@ -46,8 +46,8 @@ type EnvStatus struct {
 type Instance struct {
 	Name   string `json:"name"`
 	Commit string `json:"commit"`
-	// State is e.g. starting, ready, unready, draining, restarting,
-	// crash-looping (local), or the pod's phase and condition (kubernetes).
+	// State is starting, ready, unready, draining, restarting or
+	// crash-looping (Kubernetes reports all but draining and restarting).
 	State    string    `json:"state"`
 	Ready    bool      `json:"ready"`
 	Restarts int       `json:"restarts"`
