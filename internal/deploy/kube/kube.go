@@ -221,6 +221,24 @@ func (b *Backend) current(ctx context.Context, ns, name string) (*appsv1.Deploym
 	return d, &spec, nil
 }
 
+// deployed returns the settings of env and the Deployment slipway applied
+// there, with the spec it carries; an error wrapping deploy.ErrNotDeployed
+// when there is none. Errors start with env.
+func (b *Backend) deployed(ctx context.Context, env string) (Settings, *appsv1.Deployment, *deploy.Spec, error) {
+	s, err := b.Settings(env)
+	if err != nil {
+		return Settings{}, nil, nil, fmt.Errorf("%s: %w", env, err)
+	}
+	d, applied, err := b.current(ctx, s.Namespace, b.cfg.App)
+	if err != nil {
+		return s, nil, nil, fmt.Errorf("%s: %w", env, err)
+	}
+	if d == nil {
+		return s, nil, nil, fmt.Errorf("%s (no deployment %s in namespace %s): %w", env, b.cfg.App, s.Namespace, deploy.ErrNotDeployed)
+	}
+	return s, d, applied, nil
+}
+
 // applyAll applies objs in order, removes the optional objects prev had
 // that objs no longer have, and returns the applied Deployment.
 func (b *Backend) applyAll(ctx context.Context, objs []Object, prev *appsv1.Deployment) (*appsv1.Deployment, error) {

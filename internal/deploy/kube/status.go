@@ -26,16 +26,9 @@ import (
 // image, replicas and rollout, its pods, and any drift from what slipway
 // applied (an image or replica count changed by hand).
 func (b *Backend) Status(ctx context.Context, env string) (deploy.Status, error) {
-	s, err := b.Settings(env)
+	s, d, applied, err := b.deployed(ctx, env)
 	if err != nil {
 		return deploy.Status{}, err
-	}
-	d, applied, err := b.current(ctx, s.Namespace, b.cfg.App)
-	if err != nil {
-		return deploy.Status{}, err
-	}
-	if d == nil {
-		return deploy.Status{}, fmt.Errorf("%s (no deployment %s in namespace %s): %w", env, b.cfg.App, s.Namespace, deploy.ErrNotDeployed)
 	}
 	pods, err := b.cs.CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: labels.SelectorFromSet(d.Spec.Selector.MatchLabels).String(),
@@ -164,16 +157,9 @@ func digestOf(image string) string {
 // Service and the optional objects); the namespace, its Secrets and
 // anything else in it stay.
 func (b *Backend) Stop(ctx context.Context, env string) error {
-	s, err := b.Settings(env)
+	s, d, _, err := b.deployed(ctx, env)
 	if err != nil {
-		return err
-	}
-	d, _, err := b.current(ctx, s.Namespace, b.cfg.App)
-	if err != nil {
-		return err
-	}
-	if d == nil {
-		return fmt.Errorf("stop %s: %w", env, deploy.ErrNotDeployed)
+		return fmt.Errorf("stop %w", err)
 	}
 	if d.Labels[LabelManagedBy] != managedBy {
 		return fmt.Errorf("stop %s: deployment %s/%s is not managed by slipway (label %s); delete it yourself", env, d.Namespace, d.Name, LabelManagedBy)
@@ -196,16 +182,9 @@ func (b *Backend) Stop(ctx context.Context, env string) error {
 // pods that start later (a rollout's new ones, a scale-up, a restarted
 // container) as they start.
 func (b *Backend) Logs(ctx context.Context, env string, follow bool, w io.Writer) error {
-	s, err := b.Settings(env)
+	s, d, _, err := b.deployed(ctx, env)
 	if err != nil {
-		return err
-	}
-	d, _, err := b.current(ctx, s.Namespace, b.cfg.App)
-	if err != nil {
-		return err
-	}
-	if d == nil {
-		return fmt.Errorf("logs of %s: %w", env, deploy.ErrNotDeployed)
+		return fmt.Errorf("logs of %w", err)
 	}
 	selector := labels.SelectorFromSet(d.Spec.Selector.MatchLabels).String()
 	pods, err := b.cs.CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
@@ -335,16 +314,9 @@ func (p *prefixWriter) line(pod string, text []byte) error {
 // ReplicaSet's revision, image and change cause, as `kubectl rollout
 // history` shows them.
 func (b *Backend) History(ctx context.Context, env string) ([]Revision, error) {
-	s, err := b.Settings(env)
+	s, d, _, err := b.deployed(ctx, env)
 	if err != nil {
-		return nil, err
-	}
-	d, _, err := b.current(ctx, s.Namespace, b.cfg.App)
-	if err != nil {
-		return nil, err
-	}
-	if d == nil {
-		return nil, fmt.Errorf("history of %s: %w", env, deploy.ErrNotDeployed)
+		return nil, fmt.Errorf("history of %w", err)
 	}
 	rss, err := b.cs.AppsV1().ReplicaSets(s.Namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: labels.SelectorFromSet(d.Spec.Selector.MatchLabels).String(),
