@@ -70,8 +70,7 @@ type Backend struct {
 	logger    *slog.Logger
 	noSandbox bool
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	locks keyedLocks // per environment
 }
 
 var (
@@ -114,20 +113,32 @@ func New(opts Options) (*Backend, error) {
 		exe:       exe,
 		logger:    logger,
 		noSandbox: opts.NoSandbox,
-		locks:     map[string]*sync.Mutex{},
 	}, nil
 }
 
 func (b *Backend) envDir(env string) string { return filepath.Join(b.dir, "envs", env) }
 
-func (b *Backend) lock(env string) func() {
-	b.mu.Lock()
-	l := b.locks[env]
+// lock serializes the changes to one environment.
+func (b *Backend) lock(env string) func() { return b.locks.lock(env) }
+
+// keyedLocks holds a mutex per key (an environment, an image digest).
+type keyedLocks struct {
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// lock locks key's mutex and returns its unlock.
+func (k *keyedLocks) lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*sync.Mutex{}
+	}
+	l := k.locks[key]
 	if l == nil {
 		l = &sync.Mutex{}
-		b.locks[env] = l
+		k.locks[key] = l
 	}
-	b.mu.Unlock()
+	k.mu.Unlock()
 	l.Lock()
 	return l.Unlock
 }

@@ -12,7 +12,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -42,23 +41,7 @@ type unpacker struct {
 	// insecure allows plain HTTP to registries other than localhost.
 	insecure bool
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
-}
-
-func (u *unpacker) lock(digest string) func() {
-	u.mu.Lock()
-	if u.locks == nil {
-		u.locks = map[string]*sync.Mutex{}
-	}
-	l := u.locks[digest]
-	if l == nil {
-		l = &sync.Mutex{}
-		u.locks[digest] = l
-	}
-	u.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	locks keyedLocks // per digest
 }
 
 // unpack returns the files of image (pinned to a digest), pulling and
@@ -74,7 +57,7 @@ func (u *unpacker) unpack(ctx context.Context, image string) (imageFiles, error)
 	}
 	digest := ref.DigestStr()
 	dir := filepath.Join(u.dir, strings.ReplaceAll(digest, ":", "-"))
-	defer u.lock(digest)()
+	defer u.locks.lock(digest)()
 
 	if files, err := readImageFiles(dir); err == nil {
 		return files, nil
