@@ -144,7 +144,7 @@ func (t *pickingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if r == nil {
 		return nil, errNoReplica
 	}
-	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	replayable := replayable(req)
 	first := req
 	if replayable && req.GetBody != nil {
 		first = req.Clone(req.Context())
@@ -158,7 +158,7 @@ func (t *pickingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		if connErr {
 			b.eject(r, err)
 		}
-		if !replayable || (!idempotent(req.Method) && !dialFailed(err)) || req.Context().Err() != nil {
+		if !mayRetry(req, replayable, err) {
 			return nil, err
 		}
 		r2 := b.pick(r)
@@ -216,6 +216,19 @@ func (c *countedConn) Close() error {
 		c.r.outstanding.Add(-1)
 	}
 	return c.ReadWriteCloser.Close()
+}
+
+// replayable reports whether req's body can be sent again: it has none, or
+// ServeHTTP kept a copy (GetBody).
+func replayable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 || req.GetBody != nil
+}
+
+// mayRetry reports whether req, which failed on one replica with err, may
+// go to another: its body can be sent again, and it is idempotent or never
+// reached the replica, and the client is still there.
+func mayRetry(req *http.Request, replayable bool, err error) bool {
+	return replayable && (idempotent(req.Method) || dialFailed(err)) && req.Context().Err() == nil
 }
 
 func idempotent(method string) bool {

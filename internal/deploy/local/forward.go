@@ -107,7 +107,7 @@ func headerHasToken(h http.Header, key, token string) bool {
 // serve forwards req to a replica, retrying once on another replica when
 // that is safe, and writes the answer to w.
 func (b *balancer) serve(w http.ResponseWriter, req *http.Request) {
-	replayable := req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 || req.GetBody != nil
+	replayable := replayable(req)
 	var tried *replica
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
@@ -135,7 +135,7 @@ func (b *balancer) serve(w http.ResponseWriter, req *http.Request) {
 		if connectionFailed(err) {
 			b.eject(r, err)
 		}
-		if !replayable || (!idempotent(req.Method) && !dialFailed(err)) || req.Context().Err() != nil {
+		if !mayRetry(req, replayable, err) {
 			break
 		}
 		tried = r
