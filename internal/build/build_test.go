@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -42,15 +41,10 @@ func commitFile(t testing.TB, repo, name, content string) string {
 // startRegistry serves an embedded registry on 127.0.0.1:0.
 func startRegistry(t testing.TB) string {
 	t.Helper()
-	reg, err := registry.NewEmbedded(context.Background(), t.TempDir(), slog.New(slog.DiscardHandler))
+	reg, l, err := registry.Listen(context.Background(), "127.0.0.1:0", t.TempDir(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go reg.Serve(l)
 	t.Cleanup(func() { reg.Close(context.Background()) })
 	return l.Addr().String()
 }

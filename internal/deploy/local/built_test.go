@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,15 +32,10 @@ func builtBirthdayApp(t testing.TB) (v1r, v2r, broken deploytest.Release) {
 	ctx := context.Background()
 	repo, _ := testenv.SampleAppRepo(t)
 
-	reg, err := registry.NewEmbedded(ctx, t.TempDir(), slog.New(slog.DiscardHandler))
+	reg, l, err := registry.Listen(ctx, "127.0.0.1:0", t.TempDir(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go reg.Serve(l)
 	t.Cleanup(func() { reg.Close(context.Background()) })
 
 	dataDir := t.TempDir()
