@@ -76,36 +76,30 @@ func uniqueName() string {
 // drops it when the test ends, and returns its URL.
 func MySQL(t testing.TB) string {
 	t.Helper()
-	u := serverURL(t, MySQLEnv)
-	admin := Open(t, u.String())
-	name := uniqueName()
-	ctx := context.Background()
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database %s on %s: %v", name, u.Redacted(), err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE "+name); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	fresh := *u
-	fresh.Path = "/" + name
-	return fresh.String()
+	return freshDatabase(t, MySQLEnv, "")
 }
 
 // Postgres creates a new database on the server named by
 // BIRTHDAY_TEST_POSTGRES_URL, drops it when the test ends, and returns its URL.
 func Postgres(t testing.TB) string {
 	t.Helper()
-	u := serverURL(t, PostgresEnv)
+	// FORCE: connections the test left open do not keep it.
+	return freshDatabase(t, PostgresEnv, " WITH (FORCE)")
+}
+
+// freshDatabase creates a database of a unique name on the server named by
+// the variable env, drops it (DROP DATABASE name dropOptions) when the test
+// ends, and returns its URL.
+func freshDatabase(t testing.TB, env, dropOptions string) string {
+	t.Helper()
+	u := serverURL(t, env)
 	admin := Open(t, u.String())
 	name := uniqueName()
-	ctx := context.Background()
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+	if _, err := admin.ExecContext(context.Background(), "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create database %s on %s: %v", name, u.Redacted(), err)
 	}
 	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE "+name+dropOptions); err != nil {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
