@@ -112,14 +112,6 @@ func Run(t *testing.T, newBackend func(t testing.TB) deploy.Backend, fx Fixture)
 		}
 		return st
 	}
-	names := func(st deploy.Status) []string {
-		var n []string
-		for _, r := range st.Instances {
-			n = append(n, r.Name)
-		}
-		slices.Sort(n)
-		return n
-	}
 
 	t.Run("status of an environment never deployed", func(t *testing.T) {
 		_, err := b.Status(ctx, "never-deployed")
@@ -147,7 +139,7 @@ func Run(t *testing.T, newBackend func(t testing.TB) deploy.Backend, fx Fixture)
 		if err := b.Apply(ctx, spec(fx.V1, 2)); err != nil {
 			t.Fatalf("Apply(V1, 2 replicas): %v", err)
 		}
-		before = names(check(t, fx.V1, 2))
+		before = InstanceNames(check(t, fx.V1, 2))
 	})
 	if t.Failed() {
 		return
@@ -157,7 +149,7 @@ func Run(t *testing.T, newBackend func(t testing.TB) deploy.Backend, fx Fixture)
 		if err := b.Apply(ctx, spec(fx.V1, 3)); err != nil {
 			t.Fatalf("Apply(V1, 3 replicas): %v", err)
 		}
-		after := names(check(t, fx.V1, 3))
+		after := InstanceNames(check(t, fx.V1, 3))
 		for _, n := range before {
 			if !slices.Contains(after, n) {
 				t.Errorf("scaling 2→3 replaced replica %s; replicas now %v", n, after)
@@ -170,7 +162,7 @@ func Run(t *testing.T, newBackend func(t testing.TB) deploy.Backend, fx Fixture)
 		if err := b.Apply(ctx, spec(fx.V1, 2)); err != nil {
 			t.Fatalf("Apply(V1, 2 replicas): %v", err)
 		}
-		after := names(check(t, fx.V1, 2))
+		after := InstanceNames(check(t, fx.V1, 2))
 		kept := 0
 		for _, n := range after {
 			if slices.Contains(before, n) {
@@ -293,4 +285,15 @@ func digestOf(image string) string {
 		return image[i+1:]
 	}
 	return fmt.Sprintf("no digest in %q", image)
+}
+
+// InstanceNames returns the names of st's replicas, sorted: a change that
+// must leave some replicas alone compares them before and after.
+func InstanceNames(st deploy.Status) []string {
+	var n []string
+	for _, r := range st.Instances {
+		n = append(n, r.Name)
+	}
+	slices.Sort(n)
+	return n
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"slipway.dev/slipway/internal/deploy"
+	"slipway.dev/slipway/internal/deploy/deploytest"
 	"slipway.dev/slipway/internal/ledger"
 )
 
@@ -74,15 +75,7 @@ func TestRestartUnderLoad(t *testing.T) {
 	if err != nil || !st.Healthy {
 		t.Fatalf("after the first controller: %+v, %v", st, err)
 	}
-	names := func(st deploy.Status) []string {
-		var n []string
-		for _, r := range st.Instances {
-			n = append(n, r.Name)
-		}
-		slices.Sort(n)
-		return n
-	}
-	before := names(st)
+	before := deploytest.InstanceNames(st)
 
 	l := startLoad(t, st.URL+"/", 300)
 	phase := func(name string, do func()) {
@@ -103,7 +96,7 @@ func TestRestartUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := names(st); !slices.Equal(got, before) {
+	if got := deploytest.InstanceNames(st); !slices.Equal(got, before) {
 		t.Errorf("after the restart the replicas are %v, want the same %v (adopted, not replaced)", got, before)
 	}
 	phase("killed after recording v2 x3", func() {
