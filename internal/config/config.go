@@ -168,6 +168,9 @@ type Environment struct {
 	Rollout Rollout `yaml:"rollout"`
 	// Smoke is the smoke test run against the environment after a rollout.
 	Smoke Smoke `yaml:"smoke"`
+	// Frontend is how the environment's load balancer faces clients (local
+	// runtime): limits, timeouts, trusted proxies and TLS.
+	Frontend Frontend `yaml:"frontend"`
 	// Kubernetes holds settings used only by the kubernetes runtime.
 	Kubernetes EnvKubernetes `yaml:"kubernetes"`
 }
@@ -196,6 +199,67 @@ type Smoke struct {
 	// Timeout stops the command. Default 2m.
 	Timeout time.Duration `yaml:"timeout"`
 }
+
+// Frontend bounds what one client may cost the local load balancer, and
+// says which proxies in front of it are trusted.
+type Frontend struct {
+	// MaxHeaderBytes bounds a request's line and headers; larger requests
+	// get 431. Default 1 MiB.
+	MaxHeaderBytes int `yaml:"maxHeaderBytes"`
+	// HeaderTimeout is how long a client has to send a request's line and
+	// headers. Default 10s.
+	HeaderTimeout time.Duration `yaml:"headerTimeout"`
+	// BodyTimeout is how long reading a request body may wait for the next
+	// bytes from the client. Default 60s.
+	BodyTimeout time.Duration `yaml:"bodyTimeout"`
+	// WriteTimeout is how long writing a response may wait for the client
+	// to take the next bytes. Default 60s.
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
+	// IdleTimeout closes a kept-alive connection with no request for this
+	// long. Default 2m.
+	IdleTimeout time.Duration `yaml:"idleTimeout"`
+	// MaxConnections is how many client connections may be open at once;
+	// beyond it new ones are closed at once. Default 10000.
+	MaxConnections int `yaml:"maxConnections"`
+	// TrustedProxies are addresses or CIDR ranges of proxies in front of
+	// the load balancer whose X-Forwarded-For, -Proto and -Host are kept.
+	// Empty: those headers from clients are replaced.
+	TrustedProxies []string `yaml:"trustedProxies,omitempty"`
+	// TLS serves the environment over HTTPS.
+	TLS TLS `yaml:"tls,omitempty"`
+}
+
+// TLS is how an environment's load balancer gets its certificate.
+type TLS struct {
+	// CertFile and KeyFile are a PEM certificate chain and its key.
+	CertFile string `yaml:"certFile,omitempty"`
+	KeyFile  string `yaml:"keyFile,omitempty"`
+	// ACME gets and renews certificates automatically instead.
+	ACME ACME `yaml:"acme,omitempty"`
+	// RedirectFrom is an address where plain HTTP is answered with a
+	// redirect to HTTPS (and ACME HTTP-01 challenges), such as :80.
+	RedirectFrom string `yaml:"redirectFrom,omitempty"`
+}
+
+// Enabled reports whether the environment serves HTTPS.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.ACME.Enabled() }
+
+// ACME is an ACME account (Let's Encrypt by default) that certificates are
+// obtained with, kept in the environment's data directory.
+type ACME struct {
+	// Domains the certificate is for. Required to use ACME.
+	Domains []string `yaml:"domains,omitempty"`
+	// Email is the account's contact address.
+	Email string `yaml:"email,omitempty"`
+	// Directory is the ACME directory URL. Default Let's Encrypt's.
+	Directory string `yaml:"directory,omitempty"`
+	// CAFile is a PEM file of CAs trusted for the directory's TLS, for a
+	// private ACME server. Empty: the system's.
+	CAFile string `yaml:"caFile,omitempty"`
+}
+
+// Enabled reports whether ACME is configured.
+func (a ACME) Enabled() bool { return len(a.Domains) > 0 }
 
 // EnvKubernetes is what the kubernetes runtime adds to an environment.
 type EnvKubernetes struct {
@@ -298,7 +362,15 @@ func DefaultEnvironment(name string) Environment {
 		LivenessPath:  "/healthz",
 		Rollout:       Rollout{MaxSurge: 1, MaxUnavailable: 0, ReadyTimeout: 60 * time.Second, GracePeriod: 30 * time.Second},
 		Smoke:         Smoke{Timeout: 2 * time.Minute},
-		Kubernetes:    EnvKubernetes{Autoscaling: Autoscaling{TargetCPUPercent: 80}},
+		Frontend: Frontend{
+			MaxHeaderBytes: 1 << 20,
+			HeaderTimeout:  10 * time.Second,
+			BodyTimeout:    60 * time.Second,
+			WriteTimeout:   60 * time.Second,
+			IdleTimeout:    2 * time.Minute,
+			MaxConnections: 10000,
+		},
+		Kubernetes: EnvKubernetes{Autoscaling: Autoscaling{TargetCPUPercent: 80}},
 	}
 	switch name {
 	case "dev":

@@ -3,10 +3,12 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -235,6 +237,7 @@ func (v *validator) environment(i int, e Environment, names map[string]int, list
 	if e.Smoke.Timeout <= 0 {
 		v.add(p+".smoke.timeout", "must be more than 0, such as 2m")
 	}
+	v.frontend(p+".frontend", e.Frontend)
 	k := e.Kubernetes
 	if k.Namespace != "" && !namespaceName.MatchString(k.Namespace) {
 		v.add(p+".kubernetes.namespace", "%q is not a valid namespace name: lowercase letters, digits and dashes", k.Namespace)
@@ -262,4 +265,42 @@ func (v *validator) environment(i int, e Environment, names map[string]int, list
 			v.add(sp, "needs secret and key: the Secret's name and the key holding the value")
 		}
 	}
+}
+
+// frontend checks an environment's load-balancer limits and trusted proxies.
+func (v *validator) frontend(p string, f Frontend) {
+	if f.MaxHeaderBytes < 4<<10 {
+		v.add(p+".maxHeaderBytes", "%d is too small for real clients: use at least 4096 (default 1048576)", f.MaxHeaderBytes)
+	}
+	for _, t := range []struct {
+		field string
+		d     time.Duration
+		eg    string
+	}{{"headerTimeout", f.HeaderTimeout, "10s"}, {"bodyTimeout", f.BodyTimeout, "60s"}, {"writeTimeout", f.WriteTimeout, "60s"}, {"idleTimeout", f.IdleTimeout, "2m"}} {
+		if t.d <= 0 {
+			v.add(p+"."+t.field, "must be more than 0, such as %s", t.eg)
+		}
+	}
+	if f.MaxConnections < 1 {
+		v.add(p+".maxConnections", "%d: allow at least 1 connection (default 10000)", f.MaxConnections)
+	}
+	for i, tp := range f.TrustedProxies {
+		if _, err := ParseTrustedProxy(tp); err != nil {
+			v.add(fmt.Sprintf("%s.trustedProxies[%d]", p, i), "%q is not an address or CIDR range: write it like 10.0.0.0/8 or 192.0.2.7", tp)
+		}
+	}
+}
+
+// ParseTrustedProxy reads an address (192.0.2.7, ::1) or a CIDR range
+// (10.0.0.0/8) as a prefix.
+func ParseTrustedProxy(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

@@ -75,6 +75,37 @@ type Strategy struct {
 	TerminationGracePeriod time.Duration `json:"terminationGracePeriod"`
 }
 
+// Frontend is how an environment's load balancer faces clients (local
+// backend).
+type Frontend struct {
+	MaxHeaderBytes int           `json:"maxHeaderBytes,omitempty"`
+	HeaderTimeout  time.Duration `json:"headerTimeout,omitempty"`
+	BodyTimeout    time.Duration `json:"bodyTimeout,omitempty"`
+	WriteTimeout   time.Duration `json:"writeTimeout,omitempty"`
+	IdleTimeout    time.Duration `json:"idleTimeout,omitempty"`
+	MaxConnections int           `json:"maxConnections,omitempty"`
+	// TrustedProxies are addresses and CIDR ranges whose X-Forwarded-*
+	// headers are kept.
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
+	// TLS, when set, serves HTTPS on ListenAddr.
+	TLS *TLS `json:"tls,omitempty"`
+}
+
+// TLS is how the local load balancer gets its certificate: from files, or
+// from an ACME directory.
+type TLS struct {
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+	// ACMEDomains, when set, has certificates obtained and renewed by ACME.
+	ACMEDomains   []string `json:"acmeDomains,omitempty"`
+	ACMEEmail     string   `json:"acmeEmail,omitempty"`
+	ACMEDirectory string   `json:"acmeDirectory,omitempty"`
+	ACMECAFile    string   `json:"acmeCAFile,omitempty"`
+	// RedirectFrom is a plain-HTTP address that redirects to HTTPS and
+	// answers ACME HTTP-01 challenges.
+	RedirectFrom string `json:"redirectFrom,omitempty"`
+}
+
 // Spec is the desired state of one environment.
 type Spec struct {
 	Environment string `json:"environment"`
@@ -93,7 +124,10 @@ type Spec struct {
 	Env map[string]string `json:"env,omitempty"`
 	// ListenAddr is where the environment's load balancer listens
 	// (local backend), e.g. 127.0.0.1:8080.
-	ListenAddr    string   `json:"listenAddr,omitempty"`
+	ListenAddr string `json:"listenAddr,omitempty"`
+	// Frontend bounds what clients may cost the load balancer (local
+	// backend); zero fields take the defaults of WithDefaults.
+	Frontend      Frontend `json:"frontend,omitzero"`
 	ReadinessPath string   `json:"readinessPath"`
 	LivenessPath  string   `json:"livenessPath,omitempty"`
 	Strategy      Strategy `json:"strategy"`
@@ -124,6 +158,25 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.ReadinessPath == "" {
 		s.ReadinessPath = "/readyz"
+	}
+	f := &s.Frontend
+	if f.MaxHeaderBytes == 0 {
+		f.MaxHeaderBytes = 1 << 20
+	}
+	if f.HeaderTimeout == 0 {
+		f.HeaderTimeout = 10 * time.Second
+	}
+	if f.BodyTimeout == 0 {
+		f.BodyTimeout = 60 * time.Second
+	}
+	if f.WriteTimeout == 0 {
+		f.WriteTimeout = 60 * time.Second
+	}
+	if f.IdleTimeout == 0 {
+		f.IdleTimeout = 2 * time.Minute
+	}
+	if f.MaxConnections == 0 {
+		f.MaxConnections = 10000
 	}
 	return s
 }

@@ -53,7 +53,9 @@ func TestValidate(t *testing.T) {
 
 func TestWithDefaults(t *testing.T) {
 	got := Spec{}.WithDefaults()
-	want := Spec{ReadinessPath: "/readyz", Strategy: Strategy{MaxSurge: 1, ReadyTimeout: time.Minute, TerminationGracePeriod: 10 * time.Second}}
+	want := Spec{ReadinessPath: "/readyz", Strategy: Strategy{MaxSurge: 1, ReadyTimeout: time.Minute, TerminationGracePeriod: 10 * time.Second},
+		Frontend: Frontend{MaxHeaderBytes: 1 << 20, HeaderTimeout: 10 * time.Second, BodyTimeout: time.Minute,
+			WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxConnections: 10000}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("WithDefaults (-want +got):\n%s", diff)
 	}

@@ -131,6 +131,7 @@ func (r Runtime) Spec(d ledger.Deployment) (deploy.Spec, error) {
 		Port:          r.Config.Build.Port,
 		Env:           env,
 		ListenAddr:    e.Listen,
+		Frontend:      frontendSpec(e.Frontend),
 		ReadinessPath: e.ReadinessPath,
 		LivenessPath:  e.LivenessPath,
 		Strategy: deploy.Strategy{
@@ -231,4 +232,29 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// frontendSpec is what the runtime needs of an environment's front end.
+func frontendSpec(f config.Frontend) deploy.Frontend {
+	out := deploy.Frontend{
+		MaxHeaderBytes: f.MaxHeaderBytes,
+		HeaderTimeout:  f.HeaderTimeout,
+		BodyTimeout:    f.BodyTimeout,
+		WriteTimeout:   f.WriteTimeout,
+		IdleTimeout:    f.IdleTimeout,
+		MaxConnections: f.MaxConnections,
+		TrustedProxies: f.TrustedProxies,
+	}
+	if t := f.TLS; t.Enabled() {
+		out.TLS = &deploy.TLS{
+			CertFile:      t.CertFile,
+			KeyFile:       t.KeyFile,
+			ACMEDomains:   t.ACME.Domains,
+			ACMEEmail:     t.ACME.Email,
+			ACMEDirectory: t.ACME.Directory,
+			ACMECAFile:    t.ACME.CAFile,
+			RedirectFrom:  t.RedirectFrom,
+		}
+	}
+	return out
 }
