@@ -10,9 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"slipway.dev/slipway/internal/config"
 )
 
 // errNoReplica means no replica of the environment is ready.
@@ -30,6 +33,8 @@ type balancer struct {
 	next      atomic.Uint64
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
+	// trusted are the proxies whose X-Forwarded-* headers are kept.
+	trusted atomic.Pointer[[]netip.Prefix]
 	// eject takes a replica out of the pool after a connection to it failed.
 	eject func(r *replica, err error)
 }
@@ -51,13 +56,11 @@ func newBalancer(env string, eject func(*replica, error)) *balancer {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = "replica" // the transport picks the replica
 			pr.Out.Host = pr.In.Host
-			if xff, ok := pr.In.Header["X-Forwarded-For"]; ok {
-				pr.Out.Header["X-Forwarded-For"] = xff
-			}
-			pr.SetXForwarded()
-			if proto := pr.In.Header.Get("X-Forwarded-Proto"); proto != "" {
-				pr.Out.Header.Set("X-Forwarded-Proto", proto)
-			}
+			pr.Out.Header.Del("Forwarded")
+			f := b.forwarded(pr.In)
+			pr.Out.Header.Set("X-Forwarded-For", f.For)
+			pr.Out.Header.Set("X-Forwarded-Host", f.Host)
+			pr.Out.Header.Set("X-Forwarded-Proto", f.Proto)
 		},
 		Transport:    (*pickingTransport)(b),
 		BufferPool:   bufferPool{},
@@ -69,13 +72,24 @@ func newBalancer(env string, eject func(*replica, error)) *balancer {
 
 func (b *balancer) setPool(rs []*replica) { b.pool.Store(&rs) }
 
+// setTrusted sets the proxies whose X-Forwarded-* headers are kept;
+// entries that do not parse were refused by validation and are left out.
+func (b *balancer) setTrusted(proxies []string) {
+	var ps []netip.Prefix
+	for _, s := range proxies {
+		if p, err := config.ParseTrustedProxy(s); err == nil {
+			ps = append(ps, p)
+		}
+	}
+	b.trusted.Store(&ps)
+}
+
 func (b *balancer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if idempotent(req.Method) && req.ContentLength > 0 && req.ContentLength <= maxRetryBody {
 		buf, err := io.ReadAll(io.LimitReader(req.Body, maxRetryBody+1))
 		req.Body.Close()
 		if err != nil {
-			w.Header().Set("Slipway-Environment", b.env)
-			http.Error(w, "slipway: read request body: "+err.Error(), http.StatusBadRequest)
+			b.fail(w, req, &clientError{err})
 			return
 		}
 		req.Body = io.NopCloser(bytes.NewReader(buf))
@@ -88,16 +102,23 @@ func (b *balancer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	b.serve(w, req)
 }
 
+// fail answers a request that got no answer from a replica. The text says
+// what went wrong in general terms only: the details (the replicas'
+// addresses among them) are for status, not for clients.
 func (b *balancer) fail(w http.ResponseWriter, req *http.Request, err error) {
-	w.Header().Set("Slipway-Environment", b.env)
-	code := http.StatusBadGateway
-	if errors.Is(err, errNoReplica) {
-		code = http.StatusServiceUnavailable
-	}
 	if req.Context().Err() != nil {
 		return // the client went away
 	}
-	http.Error(w, fmt.Sprintf("slipway: environment %s: %v", b.env, err), code)
+	w.Header().Set("Slipway-Environment", b.env)
+	code, what := http.StatusBadGateway, "the replica failed to answer"
+	switch {
+	case errors.Is(err, errNoReplica):
+		code, what = http.StatusServiceUnavailable, "no replica is ready"
+	case isClientError(err):
+		code, what = http.StatusBadRequest, "the request body could not be read"
+		w.Header().Set("Connection", "close")
+	}
+	http.Error(w, fmt.Sprintf("slipway: environment %s: %s", b.env, what), code)
 }
 
 // pick returns the ready replica with the fewest requests in flight, other
@@ -154,8 +175,7 @@ func (t *pickingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	resp, err := b.transport.RoundTrip(first)
 	if err != nil {
 		r.outstanding.Add(-1)
-		connErr := connectionFailed(err)
-		if connErr {
+		if replicaFailed(err) {
 			b.eject(r, err)
 		}
 		if !mayRetry(req, replayable, err) {
@@ -174,7 +194,7 @@ func (t *pickingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		resp, err = b.transport.RoundTrip(again)
 		if err != nil {
 			r.outstanding.Add(-1)
-			if connectionFailed(err) {
+			if replicaFailed(err) {
 				b.eject(r, err)
 			}
 			return nil, err
@@ -228,7 +248,7 @@ func replayable(req *http.Request) bool {
 // go to another: its body can be sent again, and it is idempotent or never
 // reached the replica, and the client is still there.
 func mayRetry(req *http.Request, replayable bool, err error) bool {
-	return replayable && (idempotent(req.Method) || dialFailed(err)) && req.Context().Err() == nil
+	return replayable && !isClientError(err) && (idempotent(req.Method) || dialFailed(err)) && req.Context().Err() == nil
 }
 
 func idempotent(method string) bool {
@@ -245,10 +265,13 @@ func dialFailed(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// connectionFailed reports whether err says the replica could not be
-// reached or dropped the connection (rather than answering badly).
-func connectionFailed(err error) bool {
-	if errors.Is(err, context.Canceled) {
+// replicaFailed reports whether err says the replica could not be reached
+// or dropped the connection while answering: the replica's fault, not the
+// client's (a body it failed to send) nor this machine's (out of file
+// descriptors).
+func replicaFailed(err error) bool {
+	if errors.Is(err, context.Canceled) || isClientError(err) ||
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 		return false
 	}
 	return dialFailed(err) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||

@@ -2,14 +2,18 @@ package local
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -21,8 +25,34 @@ import (
 // upConn is a connection to a replica.
 type upConn struct {
 	net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idleSince time.Time
+}
+
+// alive reports whether an idle connection is still open at the replica's
+// end. A replica that closed it sent a FIN, which a peek that does not wait
+// shows as end of file; bytes nobody asked for mean it is unusable too.
+func (c *upConn) alive() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = err == syscall.EAGAIN
+		return true
+	})
+	return err == nil && alive
 }
 
 // connPool keeps idle connections to one replica.
@@ -34,17 +64,46 @@ type connPool struct {
 
 const maxIdlePerReplica = 256
 
+// upstreamIdleTimeout retires a pooled connection to a replica before the
+// replica's own idle timeout would close it under a request (Go's servers
+// are often set to a minute or two). A connection idle for more than
+// checkIdleAfter is checked before it is used, for replicas that close
+// sooner: under load connections are reused before that, so the check
+// (a system call) is rarely made.
+const (
+	upstreamIdleTimeout = 30 * time.Second
+	checkIdleAfter      = 50 * time.Millisecond
+)
+
 var dialer = &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 
 func (p *connPool) get(addr string) (c *upConn, reused bool, err error) {
-	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
 		c = p.idle[n-1]
 		p.idle = p.idle[:n-1]
+		idle := time.Since(c.idleSince)
+		var stale []*upConn
+		if idle > upstreamIdleTimeout {
+			// The rest have been idle longer still.
+			stale = p.idle
+			p.idle = nil
+		}
 		p.mu.Unlock()
+		for _, s := range stale {
+			s.Close()
+		}
+		if idle > upstreamIdleTimeout || (idle > checkIdleAfter && !c.alive()) {
+			c.Close()
+			continue
+		}
 		return c, true, nil
 	}
-	p.mu.Unlock()
 	nc, err := dialer.Dial("tcp", addr)
 	if err != nil {
 		return nil, false, err
@@ -53,14 +112,23 @@ func (p *connPool) get(addr string) (c *upConn, reused bool, err error) {
 }
 
 func (p *connPool) put(c *upConn) {
+	c.idleSince = time.Now()
+	var stale *upConn
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= maxIdlePerReplica {
 		p.mu.Unlock()
 		c.Close()
 		return
 	}
+	if len(p.idle) > 0 && c.idleSince.Sub(p.idle[0].idleSince) > upstreamIdleTimeout {
+		stale = p.idle[0]
+		p.idle = p.idle[1:]
+	}
 	p.idle = append(p.idle, c)
 	p.mu.Unlock()
+	if stale != nil {
+		stale.Close()
+	}
 }
 
 // close closes the idle connections and every one given back later.
@@ -86,7 +154,13 @@ func (p *connPool) dropIdle() {
 var hopHeaders = map[string]bool{
 	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
 	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-	"X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
+}
+
+// notForwarded are request headers the balancer writes itself: the body's
+// framing, and what it saw of the client.
+var notForwarded = map[string]bool{
+	"Content-Length": true, "X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true,
+	"Forwarded": true,
 }
 
 func isUpgrade(req *http.Request) bool {
@@ -132,7 +206,7 @@ func (b *balancer) serve(w http.ResponseWriter, req *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 		lastErr = err
-		if connectionFailed(err) {
+		if replicaFailed(err) {
 			b.eject(r, err)
 		}
 		if !mayRetry(req, replayable, err) {
@@ -151,7 +225,7 @@ func (b *balancer) forward(w http.ResponseWriter, req *http.Request, r *replica,
 		return false, err
 	}
 	resp, err := b.roundTrip(c, req)
-	if err != nil && reused && replayable && idempotent(req.Method) {
+	if err != nil && reused && replayable && idempotent(req.Method) && !isClientError(err) {
 		// The replica may have closed the idle connection: once more on a
 		// fresh one.
 		c.Close()
@@ -168,8 +242,9 @@ func (b *balancer) forward(w http.ResponseWriter, req *http.Request, r *replica,
 		return false, err
 	}
 	h := w.Header()
+	connTokens := resp.Header["Connection"]
 	for k, vv := range resp.Header {
-		if hopHeaders[k] && k != "X-Forwarded-For" && k != "X-Forwarded-Host" && k != "X-Forwarded-Proto" {
+		if hopHeaders[k] || (len(connTokens) > 0 && headerHasToken(resp.Header, "Connection", k)) {
 			continue
 		}
 		h[k] = vv
@@ -210,8 +285,10 @@ func (b *balancer) forward(w http.ResponseWriter, req *http.Request, r *replica,
 		_, copyErr = io.CopyBuffer(writerOnly{w}, resp.Body, buf)
 	}
 	if copyErr != nil {
-		resp.Body.Close()
+		// Closed before the body: closing the body first would read the
+		// rest of it, which may never end.
 		c.Close()
+		resp.Body.Close()
 		return true, copyErr
 	}
 	for k, vv := range resp.Trailer {
@@ -226,6 +303,11 @@ func (b *balancer) forward(w http.ResponseWriter, req *http.Request, r *replica,
 	return true, nil
 }
 
+func isClientError(err error) bool {
+	var ce *clientError
+	return errors.As(err, &ce)
+}
+
 func bodyless(method string, code int) bool {
 	return method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
 }
@@ -234,7 +316,8 @@ func bodyless(method string, code int) bool {
 // pooled buffer.
 type writerOnly struct{ io.Writer }
 
-// roundTrip writes req on c and reads the replica's answer.
+// roundTrip writes req on c and reads the replica's answer. A failure to
+// read the request body from the client comes back as a *clientError.
 func (b *balancer) roundTrip(c *upConn, req *http.Request) (*http.Response, error) {
 	bw := c.bw
 	uri := req.RequestURI
@@ -249,7 +332,7 @@ func (b *balancer) roundTrip(c *upConn, req *http.Request) (*http.Response, erro
 	bw.WriteString("\r\n")
 	connTokens := req.Header["Connection"]
 	for k, vv := range req.Header {
-		if hopHeaders[k] || (len(connTokens) > 0 && headerHasToken(req.Header, "Connection", k)) {
+		if hopHeaders[k] || notForwarded[k] || (len(connTokens) > 0 && headerHasToken(req.Header, "Connection", k)) {
 			continue
 		}
 		for _, v := range vv {
@@ -259,26 +342,13 @@ func (b *balancer) roundTrip(c *upConn, req *http.Request) (*http.Response, erro
 			bw.WriteString("\r\n")
 		}
 	}
-	client, _, err := net.SplitHostPort(req.RemoteAddr)
-	if err != nil {
-		client = req.RemoteAddr
-	}
+	fwd := b.forwarded(req)
 	bw.WriteString("X-Forwarded-For: ")
-	if prior := req.Header["X-Forwarded-For"]; len(prior) > 0 {
-		bw.WriteString(strings.Join(prior, ", "))
-		bw.WriteString(", ")
-	}
-	bw.WriteString(client)
+	bw.WriteString(fwd.For)
 	bw.WriteString("\r\nX-Forwarded-Host: ")
-	bw.WriteString(req.Host)
+	bw.WriteString(fwd.Host)
 	bw.WriteString("\r\nX-Forwarded-Proto: ")
-	if p := req.Header.Get("X-Forwarded-Proto"); p != "" {
-		bw.WriteString(p)
-	} else if req.TLS != nil {
-		bw.WriteString("https")
-	} else {
-		bw.WriteString("http")
-	}
+	bw.WriteString(fwd.Proto)
 	bw.WriteString("\r\n")
 	hasBody := req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
 	switch {
@@ -291,21 +361,121 @@ func (b *balancer) roundTrip(c *upConn, req *http.Request) (*http.Response, erro
 		bw.WriteString("Content-Length: ")
 		bw.WriteString(strconv.FormatInt(req.ContentLength, 10))
 		bw.WriteString("\r\n\r\n")
-		if _, err := io.CopyN(bw, req.Body, req.ContentLength); err != nil {
-			return nil, fmt.Errorf("send request body: %w", err)
-		}
 	default:
 		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
+	}
+	if !hasBody {
+		if err := bw.Flush(); err != nil {
+			return nil, err
+		}
+		return readResponse(c, req)
+	}
+	if req.ContentLength > 0 && req.ContentLength <= smallBody {
+		// Small enough to sit in the socket buffers: written before the
+		// answer is read.
+		if err := writeBody(bw, req); err != nil {
+			if isClientError(err) {
+				return nil, err
+			}
+			return earlyResponse(c, req, err)
+		}
+		return readResponse(c, req)
+	}
+	// A larger body is written while the answer is read: a replica may
+	// answer (413, say) before it has taken all of it.
+	wrote := make(chan error, 1)
+	var answered atomic.Bool
+	go func() {
+		err := writeBody(bw, req)
+		if err != nil && !answered.Load() {
+			// The replica waits for the rest of the body: wake the
+			// reader below.
+			c.SetReadDeadline(time.Now())
+		}
+		wrote <- err
+	}()
+	resp, err := readResponse(c, req)
+	answered.Store(true)
+	if err != nil {
+		c.Close() // stops the writer
+		if werr := <-wrote; isClientError(werr) {
+			return nil, werr
+		}
+		return nil, err
+	}
+	select {
+	case werr := <-wrote:
+		if werr != nil {
+			resp.Close = true
+		}
+	default:
+		// Answered before the whole body was sent: the connection
+		// cannot carry another request, and the writer stops at its
+		// next write.
+		resp.Close = true
+		c.SetWriteDeadline(time.Now())
+		resp.Body = &afterWriter{ReadCloser: resp.Body, wrote: wrote}
+	}
+	return resp, nil
+}
+
+// smallBody is the largest request body written before the answer is read.
+const smallBody = 64 << 10
+
+// writeBody sends req's body (chunked when its length is unknown) and
+// flushes.
+func writeBody(bw *bufio.Writer, req *http.Request) error {
+	if req.ContentLength > 0 {
+		if _, err := io.CopyN(bw, req.Body, req.ContentLength); err != nil {
+			return sendBodyError(err)
+		}
+	} else {
 		cw := httputil.NewChunkedWriter(bw)
 		if _, err := io.Copy(cw, req.Body); err != nil {
-			return nil, fmt.Errorf("send request body: %w", err)
+			return sendBodyError(err)
 		}
 		cw.Close()
 		bw.WriteString("\r\n")
 	}
-	if err := bw.Flush(); err != nil {
-		return nil, err
+	return bw.Flush()
+}
+
+func sendBodyError(err error) error {
+	if isClientError(err) {
+		return err
 	}
+	return fmt.Errorf("send request body: %w", err)
+}
+
+// afterWriter waits, when the response is done, for the writer of a
+// request body that the replica answered before taking all of.
+type afterWriter struct {
+	io.ReadCloser
+	wrote <-chan error
+	once  sync.Once
+}
+
+func (a *afterWriter) Close() error {
+	err := a.ReadCloser.Close()
+	a.once.Do(func() { <-a.wrote })
+	return err
+}
+
+// earlyResponse reads the answer a replica may have sent before it stopped
+// taking the request body (writeErr); without one, writeErr stands.
+func earlyResponse(c *upConn, req *http.Request, writeErr error) (*http.Response, error) {
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	resp, err := readResponse(c, req)
+	c.SetReadDeadline(time.Time{})
+	if err != nil {
+		return nil, writeErr
+	}
+	resp.Close = true
+	return resp, nil
+}
+
+// readResponse reads the replica's answer, skipping informational ones.
+func readResponse(c *upConn, req *http.Request) (*http.Response, error) {
 	for {
 		resp, err := http.ReadResponse(c.br, req)
 		if err != nil {
@@ -318,4 +488,52 @@ func (b *balancer) roundTrip(c *upConn, req *http.Request) (*http.Response, erro
 		}
 		return resp, nil
 	}
+}
+
+// forwardedFor is what the X-Forwarded-* headers to a replica say.
+type forwardedFor struct{ For, Host, Proto string }
+
+// forwarded says who the client is, which host it asked for and over what:
+// as the balancer saw it, or, from a trusted proxy, as the proxy says.
+func (b *balancer) forwarded(req *http.Request) forwardedFor {
+	client, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		client = req.RemoteAddr
+	}
+	f := forwardedFor{For: client, Host: req.Host, Proto: "http"}
+	if req.TLS != nil {
+		f.Proto = "https"
+	}
+	if !b.trusts(client) {
+		return f
+	}
+	if prior := req.Header["X-Forwarded-For"]; len(prior) > 0 {
+		f.For = strings.Join(prior, ", ") + ", " + client
+	}
+	if h := req.Header.Get("X-Forwarded-Host"); h != "" {
+		f.Host = h
+	}
+	if p := req.Header.Get("X-Forwarded-Proto"); p != "" {
+		f.Proto = p
+	}
+	return f
+}
+
+// trusts reports whether ip is one of the configured proxies.
+func (b *balancer) trusts(ip string) bool {
+	trusted := b.trusted.Load()
+	if trusted == nil || len(*trusted) == 0 {
+		return false
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range *trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"slipway.dev/slipway/internal/deploy"
 )
 
 // FuzzFrontend sends arbitrary bytes as a client connection: the front end
@@ -29,7 +31,7 @@ func FuzzFrontend(f *testing.F) {
 			return
 		}
 		w.Write(b)
-	}))
+	}), deploy.Frontend{})
 	defer fe.Shutdown(context.Background())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := net.Dial("tcp", ln.Addr().String())

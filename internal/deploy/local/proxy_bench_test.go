@@ -35,7 +35,7 @@ func BenchmarkProxy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fe := newFrontend(ln, lb)
+	fe := newFrontend(ln, lb, deploy.Frontend{})
 	b.Cleanup(func() { fe.Shutdown(context.Background()) })
 
 	c, err := net.Dial("tcp", ln.Addr().String())

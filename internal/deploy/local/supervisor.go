@@ -100,7 +100,7 @@ type supervisor struct {
 	lb        *balancer
 
 	// applyMu serializes rollouts and guards the listener fields; lbLn
-	// is also written under mu, for status.
+	// and lbSrv are also written under mu, for status.
 	applyMu sync.Mutex
 	lbLn    net.Listener
 	lbAddr  string
@@ -161,21 +161,25 @@ func (s *supervisor) eject(r *replica, err error) {
 	}
 }
 
-// listen (re)binds the load balancer to addr.
-func (s *supervisor) listen(addr string) error {
+// listen (re)binds the load balancer to spec's address and applies its
+// front-end settings.
+func (s *supervisor) listen(spec deploy.Spec) error {
+	addr := spec.ListenAddr
+	s.lb.setTrusted(spec.Frontend.TrustedProxies)
 	if s.lbLn != nil && addr == s.lbAddr {
+		s.lbSrv.setLimits(spec.Frontend)
 		return nil
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("load balancer: listen on %s: %w (choose another listen address, or stop what uses it)", addr, err)
 	}
-	srv := newFrontend(ln, s.lb)
+	srv := newFrontend(ln, s.lb, spec.Frontend)
 	old := s.lbSrv
 	s.mu.Lock()
-	s.lbLn = ln
+	s.lbLn, s.lbSrv = ln, srv
 	s.mu.Unlock()
-	s.lbAddr, s.lbSrv = addr, srv
+	s.lbAddr = addr
 	if old != nil {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -191,7 +195,7 @@ func (s *supervisor) listen(addr string) error {
 func (s *supervisor) apply(spec deploy.Spec, img imageFiles) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	if err := s.listen(spec.ListenAddr); err != nil {
+	if err := s.listen(spec); err != nil {
 		return err
 	}
 	rev := newRevision(spec, img)
@@ -737,6 +741,11 @@ func (s *supervisor) status() deploy.Status {
 	if s.target != nil && s.current != nil && s.target.id != s.current.id {
 		problems = append([]string{fmt.Sprintf("rolling out %s: %d of %d replicas updated",
 			s.target.spec.Version, st.Replicas.Updated, s.target.spec.Replicas)}, problems...)
+	}
+	if s.lbSrv != nil {
+		if p := s.lbSrv.problem(); p != "" {
+			problems = append([]string{p}, problems...)
+		}
 	}
 	st.Healthy = s.current != nil && st.Replicas.Ready >= st.Replicas.Desired && len(problems) == 0
 	st.Message = strings.Join(problems, "; ")
