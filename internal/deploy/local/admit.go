@@ -20,9 +20,6 @@ func admit(req *http.Request, head []byte) (code int, why string) {
 	if req.ProtoMajor != 1 {
 		return http.StatusHTTPVersionNotSupported, "unsupported protocol version"
 	}
-	if req.Method == http.MethodConnect {
-		return http.StatusMethodNotAllowed, "CONNECT is not supported"
-	}
 	host, hosts := req.Host, 1
 	if req.URL.Host != "" {
 		// In absolute form the URL gives req.Host, and the Host header
@@ -49,6 +46,11 @@ func admit(req *http.Request, head []byte) (code int, why string) {
 	}
 	if e := req.Header.Get("Expect"); e != "" && !expectsContinue(req) {
 		return http.StatusExpectationFailed, ""
+	}
+	// Stricter than net/http's server from here on, so after its checks:
+	// a request both refuse gets the same status.
+	if req.Method == http.MethodConnect {
+		return http.StatusMethodNotAllowed, "CONNECT is not supported"
 	}
 	return 0, ""
 }

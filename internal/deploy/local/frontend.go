@@ -342,8 +342,9 @@ func (f *frontend) serveConn(nc net.Conn, busy *atomic.Bool) {
 				refuse(bw, http.StatusRequestHeaderFieldsTooLarge, "")
 			case isUnsupportedTE(err):
 				refuse(bw, http.StatusNotImplemented, "Unsupported transfer encoding")
-			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isTimeout(err):
+			case err == io.EOF, errors.Is(err, net.ErrClosed), isTimeout(err):
 				// The client went away or stalled: nobody to answer.
+				// (A head cut short is answered, as net/http does.)
 				return
 			default:
 				refuse(bw, http.StatusBadRequest, "")

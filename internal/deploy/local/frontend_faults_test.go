@@ -30,16 +30,22 @@ type lbHarness struct {
 	seen     chan *http.Request // every request a replica got, body read
 }
 
-func newLBHarness(t *testing.T, limits deploy.Frontend, n int, configure func(*http.Server)) *lbHarness {
+func newLBHarness(t testing.TB, limits deploy.Frontend, n int, configure func(*http.Server)) *lbHarness {
 	t.Helper()
 	h := &lbHarness{seen: make(chan *http.Request, 1000)}
+	return h.start(t, limits, n, h.replicaHandler, configure)
+}
+
+// start runs n replicas with handler, and the balancer and front end.
+func (h *lbHarness) start(t testing.TB, limits deploy.Frontend, n int, handler http.HandlerFunc, configure func(*http.Server)) *lbHarness {
+	t.Helper()
 	h.lb = newBalancer("test", func(*replica, error) { h.ejected.Add(1) })
 	for i := range n {
 		up, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := &http.Server{Handler: http.HandlerFunc(h.replicaHandler), ErrorLog: discardLog}
+		srv := &http.Server{Handler: handler, ErrorLog: discardLog}
 		if configure != nil {
 			configure(srv)
 		}
@@ -101,7 +107,7 @@ func (h *lbHarness) replicaHandler(w http.ResponseWriter, r *http.Request) {
 
 // do sends raw bytes on a new connection, closes its sending side, and
 // returns everything the front end answered until it closed.
-func (h *lbHarness) do(t *testing.T, raw string) string {
+func (h *lbHarness) do(t testing.TB, raw string) string {
 	t.Helper()
 	c, err := net.Dial("tcp", h.addr)
 	if err != nil {
