@@ -206,6 +206,7 @@ func lingerClose(nc net.Conn) {
 // is read each read waits at most the body timeout.
 type connReader struct {
 	nc      net.Conn
+	pending []byte // read while idle, before the buffer was taken
 	remain  int64 // bytes the head may still take; < 0: no limit
 	hit     bool  // the head limit was reached
 	record  bool
@@ -215,6 +216,11 @@ type connReader struct {
 }
 
 func (c *connReader) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
 	if c.remain >= 0 {
 		if c.remain == 0 {
 			c.hit = true
@@ -261,10 +267,72 @@ func (c *connWriter) Write(p []byte) (int, error) {
 	return c.nc.Write(p)
 }
 
-// connState is what one client connection keeps between requests.
+// connState is what one client connection keeps between requests. Its
+// buffers come from pools while it is busy or was busy a moment ago; an
+// idle connection gives them back, so that many idle connections cost
+// little more than their goroutines.
 type connState struct {
-	cr connReader
-	cw connWriter
+	cr  connReader
+	cw  connWriter
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	one [1]byte
+}
+
+// hotIdle is how long a connection keeps its buffers while waiting for
+// its next request.
+const hotIdle = time.Second
+
+func (cs *connState) acquire() {
+	if cs.br == nil {
+		cs.br = readerPool.Get().(*bufio.Reader)
+		cs.br.Reset(&cs.cr)
+		cs.bw = writerPool.Get().(*bufio.Writer)
+		cs.bw.Reset(&cs.cw)
+	}
+}
+
+func (cs *connState) release() {
+	if cs.br != nil {
+		cs.br.Reset(nil)
+		readerPool.Put(cs.br)
+		cs.bw.Reset(nil)
+		writerPool.Put(cs.bw)
+		cs.br, cs.bw = nil, nil
+	}
+}
+
+// waitForRequest waits until the client sends the first byte of a request
+// or the connection has been idle until deadline; it reports whether a
+// request has begun, with the buffers acquired.
+func (cs *connState) waitForRequest(deadline time.Time) bool {
+	nc := cs.cr.nc
+	if cs.br != nil {
+		if cs.br.Buffered() > 0 {
+			return true // pipelined
+		}
+		hot := time.Now().Add(hotIdle)
+		if deadline.Before(hot) {
+			hot = deadline
+		}
+		nc.SetReadDeadline(hot)
+		_, err := cs.br.Peek(1)
+		if err == nil {
+			return true
+		}
+		if !isTimeout(err) || !time.Now().Before(deadline) {
+			return false
+		}
+		cs.release()
+	}
+	nc.SetReadDeadline(deadline)
+	n, _ := nc.Read(cs.one[:])
+	if n == 0 {
+		return false
+	}
+	cs.cr.pending = cs.one[:n]
+	cs.acquire()
+	return true
 }
 
 var connStatePool = sync.Pool{New: func() any { return new(connState) }}
@@ -273,10 +341,6 @@ func (f *frontend) serveConn(nc net.Conn, busy *atomic.Bool) {
 	cs := connStatePool.Get().(*connState)
 	cs.cr = connReader{nc: nc, remain: -1, head: cs.cr.head[:0]}
 	cs.cw = connWriter{nc: nc}
-	br := readerPool.Get().(*bufio.Reader)
-	bw := writerPool.Get().(*bufio.Writer)
-	br.Reset(&cs.cr)
-	bw.Reset(&cs.cw)
 	hijacked := false
 	defer func() {
 		if p := recover(); p != nil && p != http.ErrAbortHandler {
@@ -287,10 +351,7 @@ func (f *frontend) serveConn(nc net.Conn, busy *atomic.Bool) {
 		f.mu.Unlock()
 		if !hijacked {
 			nc.Close()
-			br.Reset(nil)
-			bw.Reset(nil)
-			readerPool.Put(br)
-			writerPool.Put(bw)
+			cs.release()
 			if cap(cs.cr.head) > 64<<10 {
 				cs.cr.head = nil
 			}
@@ -305,10 +366,10 @@ func (f *frontend) serveConn(nc net.Conn, busy *atomic.Bool) {
 		lim := f.limits.Load()
 		cs.cw.timeout = lim.WriteTimeout
 		cs.cr.timeout = 0
-		nc.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
-		if _, err := br.Peek(1); err != nil {
+		if !cs.waitForRequest(time.Now().Add(lim.IdleTimeout)) {
 			return
 		}
+		br, bw := cs.br, cs.bw
 		busy.Store(true)
 		nc.SetReadDeadline(time.Now().Add(lim.HeaderTimeout))
 		if lastMethod == http.MethodPost {
