@@ -126,6 +126,10 @@ func (f *frontend) serveConn(nc net.Conn, busy *atomic.Bool) {
 		}
 		f.wg.Done()
 	}()
+	tlsState, served := serveTLS(nc, f.handler, busy)
+	if served {
+		return
+	}
 	remote := nc.RemoteAddr().String()
 	for !f.closing.Load() {
 		nc.SetReadDeadline(time.Now().Add(frontIdleTimeout))
@@ -142,6 +146,7 @@ func (f *frontend) serveConn(nc net.Conn, busy *atomic.Bool) {
 		}
 		nc.SetReadDeadline(time.Time{})
 		req.RemoteAddr = remote
+		req.TLS = tlsState
 		w := &respWriter{bw: bw, req: req, header: http.Header{}, nc: nc, br: br}
 		if req.ProtoMajor != 1 {
 			w.close = true

@@ -162,13 +162,17 @@ func (s *supervisor) eject(r *replica, err error) {
 }
 
 // listen (re)binds the load balancer to addr.
-func (s *supervisor) listen(addr string) error {
-	if s.lbLn != nil && addr == s.lbAddr {
+func (s *supervisor) listen(addr string, fe deploy.Frontend) error {
+	if s.lbLn != nil && addr == s.lbAddr && sameTLS(s.lbLn, fe.TLS) {
 		return nil
 	}
+	s.releaseForTLS(addr)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("load balancer: listen on %s: %w (choose another listen address, or stop what uses it)", addr, err)
+	}
+	if ln, err = s.withTLS(ln, fe); err != nil {
+		return err
 	}
 	srv := newFrontend(ln, s.lb)
 	old := s.lbSrv
@@ -191,7 +195,7 @@ func (s *supervisor) listen(addr string) error {
 func (s *supervisor) apply(spec deploy.Spec, img imageFiles) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	if err := s.listen(spec.ListenAddr); err != nil {
+	if err := s.listen(spec.ListenAddr, spec.Frontend); err != nil {
 		return err
 	}
 	rev := newRevision(spec, img)
@@ -701,7 +705,7 @@ func (s *supervisor) status() deploy.Status {
 	defer s.mu.Unlock()
 	st := deploy.Status{Environment: filepath.Base(s.dir), Isolation: s.isolation, Since: s.since}
 	if s.lbLn != nil {
-		st.URL = "http://" + urlHost(s.lbLn.Addr())
+		st.URL = lbURL(s.lbLn)
 	}
 	desired := s.current
 	if s.target != nil {

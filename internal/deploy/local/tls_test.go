@@ -1,0 +1,319 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"slipway.dev/slipway/internal/deploy"
+)
+
+// testCA is a certificate authority made up for a test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "slipway test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+func (ca *testCA) pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.cert)
+	return p
+}
+
+// issue writes a certificate for names (DNS names or IP addresses) with
+// the given serial number, and its key, to certFile and keyFile.
+func (ca *testCA) issue(t testing.TB, certFile, keyFile string, serial int64, names ...string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: names[0]},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written beside and renamed into place, as a certificate tool does.
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})},
+		{keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})},
+	} {
+		if err := os.WriteFile(f.name+".new", f.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(f.name+".new", f.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// logBuffer collects a component's log for a test to show when it fails.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	lb := &logBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("load balancer's log:\n%s", lb)
+		}
+	})
+	return slog.New(slog.NewTextHandler(lb, nil))
+}
+
+// protoEcho answers with the request's protocol and whether it came over
+// TLS.
+var protoEcho = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	fmt.Fprintf(w, "%s tls=%t %s", r.Proto, r.TLS != nil, r.URL.RequestURI())
+})
+
+// serveTestTLS runs a frontend with TLS settings fe.TLS on 127.0.0.1 (at
+// port, or a free one when 0) with h, until the test ends.
+func serveTestTLS(t testing.TB, port int, fe deploy.Frontend, dir string, h http.Handler) *tlsListener {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe.HeaderTimeout, fe.IdleTimeout, fe.MaxHeaderBytes = 5*time.Second, time.Minute, 1<<20
+	l, err := newTLSListener(ln, fe, dir, testLogger(t))
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	f := newFrontend(l, h)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := f.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return l
+}
+
+// tlsClient trusts roots and asks for serverName; h2 lets it negotiate
+// HTTP/2. Every request opens a new connection.
+func tlsClient(roots *x509.CertPool, serverName string, h2 bool) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: serverName},
+		DisableKeepAlives: true,
+		ForceAttemptHTTP2: h2,
+	}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// getTLS fetches url and returns the answer's body and the serial number
+// of the certificate the server presented.
+func getTLS(t testing.TB, c *http.Client, url string) (body string, serial string, err error) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", "", err
+	}
+	if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
+		return "", "", fmt.Errorf("%s: answered without TLS", url)
+	}
+	return string(b), resp.TLS.PeerCertificates[0].SerialNumber.String(), nil
+}
+
+// TestTLSFiles serves a certificate from files over HTTP/1.1 and HTTP/2,
+// picks up a new certificate written over the files without a restart, and
+// redirects plain HTTP to HTTPS.
+func TestTLSFiles(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca.issue(t, certFile, keyFile, 100, "app.slipway.test", "127.0.0.1")
+	redirect, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := serveTestTLS(t, 0, deploy.Frontend{TLS: &deploy.TLS{
+		CertFile: certFile, KeyFile: keyFile, RedirectFrom: "127.0.0.1:" + strconv.Itoa(redirect),
+	}}, dir, protoEcho)
+	port := portOf(l.Addr())
+	base := "https://app.slipway.test:" + port
+	url := "https://127.0.0.1:" + port + "/x?y=1"
+
+	for _, tt := range []struct {
+		h2   bool
+		want string
+	}{{false, "HTTP/1.1 tls=true /x?y=1"}, {true, "HTTP/2.0 tls=true /x?y=1"}} {
+		body, serial, err := getTLS(t, tlsClient(ca.pool(), "app.slipway.test", tt.h2), url)
+		if err != nil {
+			t.Fatalf("h2=%t: %v", tt.h2, err)
+		}
+		if body != tt.want || serial != "100" {
+			t.Errorf("h2=%t: got %q from certificate %s, want %q from 100", tt.h2, body, serial, tt.want)
+		}
+	}
+
+	// A new certificate in the same files is served without a restart.
+	ca.issue(t, certFile, keyFile, 101, "app.slipway.test")
+	c := tlsClient(ca.pool(), "app.slipway.test", true)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, serial, err := getTLS(t, c, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if serial == "101" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still serving certificate %s 10s after the files changed, want 101", serial)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Files that do not load keep the certificate in use.
+	if err := os.WriteFile(keyFile, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // past the once-a-second check
+	if _, serial, err := getTLS(t, c, url); err != nil || serial != "101" {
+		t.Errorf("after a broken key file: certificate %s, err %v; want 101 still served", serial, err)
+	}
+
+	// Plain HTTP: a 308 to the same URL over HTTPS, the method kept.
+	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, method := range []string{"GET", "POST"} {
+		req, _ := http.NewRequest(method, "http://127.0.0.1:"+strconv.Itoa(redirect)+"/a/b?c=d", strings.NewReader("body"))
+		req.Host = "app.slipway.test"
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusPermanentRedirect || loc != base+"/a/b?c=d" {
+			t.Errorf("%s over plain HTTP: %s to %q, want 308 to %q", method, resp.Status, loc, base+"/a/b?c=d")
+		}
+	}
+}
+
+// TestTLSHandshakeTimeout checks that a client that connects and sends
+// nothing is dropped after the header timeout, and holds up no one else.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca.issue(t, certFile, keyFile, 7, "127.0.0.1")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := newTLSListener(ln, deploy.Frontend{HeaderTimeout: 300 * time.Millisecond, TLS: &deploy.TLS{CertFile: certFile, KeyFile: keyFile}}, dir, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFrontend(l, protoEcho)
+	defer f.Shutdown(context.Background())
+
+	silent, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	if _, _, err := getTLS(t, tlsClient(ca.pool(), "127.0.0.1", false), "https://"+l.Addr().String()+"/"); err != nil {
+		t.Fatalf("a client behind a silent one: %v", err)
+	}
+	silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := silent.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("silent client: read %v, want EOF (closed by the server)", err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Errorf("silent client closed after %s, want about the 300ms header timeout", waited)
+	}
+}
