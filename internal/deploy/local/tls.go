@@ -165,7 +165,7 @@ func newTLSListener(ln net.Listener, fe deploy.Frontend, dir string, logger *slo
 		}
 		h := redirectToHTTPS(portOf(ln.Addr()))
 		if m != nil {
-			h = m.HTTPHandler(h) // HTTP-01 challenges, and from now on tried too
+			h = withoutPort(m.HTTPHandler(h)) // HTTP-01 challenges, and from now on tried too
 		}
 		l.redirect = &http.Server{
 			Handler:           h,
@@ -271,5 +271,17 @@ func redirectToHTTPS(port string) http.Handler {
 			host = "[" + host + "]"
 		}
 		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	})
+}
+
+// withoutPort drops the port from requests' Host, which autocert checks
+// against the domains as it is (a challenge on a port other than 80
+// carries one).
+func withoutPort(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if host, _, err := net.SplitHostPort(r.Host); err == nil {
+			r.Host = host
+		}
+		h.ServeHTTP(w, r)
 	})
 }

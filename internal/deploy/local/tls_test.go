@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -315,5 +316,79 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	}
 	if waited := time.Since(start); waited > 2*time.Second {
 		t.Errorf("silent client closed after %s, want about the 300ms header timeout", waited)
+	}
+}
+
+// TestTLSBackend deploys replicas behind a load balancer that serves
+// certificate files: HTTP/2 and HTTP/1.1 clients reach the replicas, which
+// see X-Forwarded-Proto: https; status gives the https URL; applying the
+// spec without TLS serves plain HTTP again.
+func TestTLSBackend(t *testing.T) {
+	v1r, _, _ := fixtureReleases(t)
+	ca := newTestCA(t)
+	certDir := t.TempDir()
+	certFile, keyFile := filepath.Join(certDir, "cert.pem"), filepath.Join(certDir, "key.pem")
+	ca.issue(t, certFile, keyFile, 42, "127.0.0.1")
+	redirect, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	spec := baseSpec("secure")
+	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, 2
+	spec.Frontend.TLS = &deploy.TLS{CertFile: certFile, KeyFile: keyFile, RedirectFrom: "127.0.0.1:" + strconv.Itoa(redirect)}
+	if err := b.Apply(t.Context(), spec); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	st, err := b.Status(t.Context(), "secure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(st.URL, "https://127.0.0.1:") {
+		t.Fatalf("URL = %q, want https://127.0.0.1:PORT", st.URL)
+	}
+	for _, h2 := range []bool{true, false} {
+		resp, err := tlsClient(ca.pool(), "127.0.0.1", h2).Get(st.URL + "/headers")
+		if err != nil {
+			t.Fatalf("h2=%t: %v", h2, err)
+		}
+		var got http.Header
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("h2=%t: %v", h2, err)
+		}
+		wantProto := map[bool]string{true: "HTTP/2.0", false: "HTTP/1.1"}[h2]
+		if resp.Proto != wantProto || got.Get("X-Forwarded-Proto") != "https" || resp.Header.Get("Slipway-Environment") != "secure" {
+			t.Errorf("h2=%t: %s, replica saw X-Forwarded-Proto %q, Slipway-Environment %q; want %s, https, secure",
+				h2, resp.Proto, got.Get("X-Forwarded-Proto"), resp.Header.Get("Slipway-Environment"), wantProto)
+		}
+	}
+	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := plain.Get("http://127.0.0.1:" + strconv.Itoa(redirect) + "/headers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusPermanentRedirect || loc != st.URL+"/headers" {
+		t.Errorf("plain HTTP: %s to %q, want 308 to %s/headers", resp.Status, loc, st.URL)
+	}
+
+	spec.Frontend.TLS = nil
+	if err := b.Apply(t.Context(), spec); err != nil {
+		t.Fatalf("Apply without TLS: %v", err)
+	}
+	if st, err = b.Status(t.Context(), "secure"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(st.URL, "http://") {
+		t.Fatalf("URL without TLS = %q, want http://", st.URL)
+	}
+	if resp, _ := httpGet(t, st.URL+"/headers"); resp.StatusCode != http.StatusOK {
+		t.Errorf("plain HTTP after TLS was removed: %s", resp.Status)
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(redirect), time.Second); err == nil {
+		c.Close()
+		t.Errorf("the redirect listener still accepts after TLS was removed")
 	}
 }
