@@ -392,3 +392,56 @@ func TestTLSBackend(t *testing.T) {
 		t.Errorf("the redirect listener still accepts after TLS was removed")
 	}
 }
+
+// TestTLSShutdownHTTP2 checks that shutting the frontend down lets a
+// request in flight on an HTTP/2 connection finish, and ends the
+// connection (GOAWAY) rather than waiting for the deadline.
+func TestTLSShutdownHTTP2(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca.issue(t, certFile, keyFile, 9, "127.0.0.1")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := newTLSListener(ln, deploy.Frontend{HeaderTimeout: time.Second, IdleTimeout: time.Minute, TLS: &deploy.TLS{CertFile: certFile, KeyFile: keyFile}}, dir, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	f := newFrontend(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(started)
+			time.Sleep(500 * time.Millisecond)
+		}
+		io.WriteString(w, r.Proto)
+	}))
+	c := tlsClient(ca.pool(), "127.0.0.1", true)
+	c.Transport.(*http.Transport).DisableKeepAlives = false
+	url := "https://" + l.Addr().String()
+	if body, _, err := getTLS(t, c, url+"/"); err != nil || body != "HTTP/2.0" {
+		t.Fatalf("first request: %q, %v; want HTTP/2.0", body, err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		body, _, err := getTLS(t, c, url+"/slow")
+		if err == nil && body != "HTTP/2.0" {
+			err = fmt.Errorf("answer %q", body)
+		}
+		slow <- err
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := f.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v (connections were cut at the deadline)", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Shutdown took %s, want about the 500ms of the request in flight", took)
+	}
+	if err := <-slow; err != nil {
+		t.Errorf("request in flight during shutdown: %v", err)
+	}
+}
