@@ -101,14 +101,14 @@ func lbURL(ln net.Listener) string {
 	if !ok {
 		return "http://" + urlHost(ln.Addr())
 	}
-	if len(l.spec.ACMEDomains) == 0 {
-		return "https://" + urlHost(ln.Addr())
+	host, port, _ := net.SplitHostPort(urlHost(ln.Addr()))
+	if len(l.spec.ACMEDomains) > 0 {
+		host = l.spec.ACMEDomains[0]
 	}
-	host := l.spec.ACMEDomains[0]
-	if port := portOf(ln.Addr()); port != "443" {
-		host = net.JoinHostPort(host, port)
+	if port == "443" {
+		return "https://" + host
 	}
-	return "https://" + host
+	return "https://" + net.JoinHostPort(host, port)
 }
 
 func portOf(a net.Addr) string {

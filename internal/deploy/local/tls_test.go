@@ -445,3 +445,27 @@ func TestTLSShutdownHTTP2(t *testing.T) {
 		t.Errorf("request in flight during shutdown: %v", err)
 	}
 }
+
+func TestLBURL(t *testing.T) {
+	addr := func(s string) net.Addr { a, _ := net.ResolveTCPAddr("tcp", s); return a }
+	for _, tt := range []struct {
+		ln   net.Listener
+		want string
+	}{
+		{fakeListener{addr("127.0.0.1:8080")}, "http://127.0.0.1:8080"},
+		{&tlsListener{Listener: fakeListener{addr("127.0.0.1:8443")}}, "https://127.0.0.1:8443"},
+		{&tlsListener{Listener: fakeListener{addr("127.0.0.1:443")}}, "https://127.0.0.1"},
+		{&tlsListener{Listener: fakeListener{addr("127.0.0.1:443")}, spec: deploy.TLS{ACMEDomains: []string{"a.example.com", "b.example.com"}}}, "https://a.example.com"},
+		{&tlsListener{Listener: fakeListener{addr("127.0.0.1:8443")}, spec: deploy.TLS{ACMEDomains: []string{"a.example.com"}}}, "https://a.example.com:8443"},
+	} {
+		if got := lbURL(tt.ln); got != tt.want {
+			t.Errorf("lbURL(%s) = %q, want %q", tt.ln.Addr(), got, tt.want)
+		}
+	}
+}
+
+type fakeListener struct{ addr net.Addr }
+
+func (fakeListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
+func (fakeListener) Close() error              { return nil }
+func (l fakeListener) Addr() net.Addr          { return l.addr }
