@@ -60,12 +60,13 @@ func (s *supervisor) withTLS(ln net.Listener, fe deploy.Frontend) (net.Listener,
 	if fe.TLS == nil {
 		return ln, nil
 	}
-	// A redirect listener on the same address as the one in use must
-	// give the address up first.
+	// A redirect listener on the same address in use must give the
+	// address up first.
+	freeRedirect := func() {}
 	if old, ok := s.lbLn.(*tlsListener); ok && old.spec.RedirectFrom == fe.TLS.RedirectFrom {
-		old.closeRedirect()
+		freeRedirect = old.closeRedirect
 	}
-	l, err := newTLSListener(ln, fe, s.dir, s.logger)
+	l, err := newTLSListener(ln, fe, s.dir, s.logger, freeRedirect)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -119,7 +120,11 @@ func portOf(a net.Addr) string {
 	return port
 }
 
-func newTLSListener(ln net.Listener, fe deploy.Frontend, dir string, logger *slog.Logger) (*tlsListener, error) {
+// newTLSListener serves HTTPS on ln with fe's settings; dir is the
+// environment's directory (for ACME's files). freeRedirect is called just
+// before the redirect listener binds, for a previous one on the same
+// address to let go of it.
+func newTLSListener(ln net.Listener, fe deploy.Frontend, dir string, logger *slog.Logger, freeRedirect func()) (*tlsListener, error) {
 	t := *fe.TLS
 	ctx, stop := context.WithCancel(context.Background())
 	l := &tlsListener{Listener: ln, spec: t, timeout: fe.HeaderTimeout, stop: stop}
@@ -158,6 +163,7 @@ func newTLSListener(ln net.Listener, fe deploy.Frontend, dir string, logger *slo
 		return nil, fmt.Errorf("load balancer: HTTP/2: %w", err)
 	}
 	if t.RedirectFrom != "" {
+		freeRedirect()
 		rln, err := net.Listen("tcp", t.RedirectFrom)
 		if err != nil {
 			stop()

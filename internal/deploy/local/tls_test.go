@@ -155,7 +155,7 @@ func serveTestTLS(t testing.TB, port int, fe deploy.Frontend, dir string, h http
 		t.Fatal(err)
 	}
 	fe.HeaderTimeout, fe.IdleTimeout, fe.MaxHeaderBytes = 5*time.Second, time.Minute, 1<<20
-	l, err := newTLSListener(ln, fe, dir, testLogger(t))
+	l, err := newTLSListener(ln, fe, dir, testLogger(t), func() {})
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
@@ -294,7 +294,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := newTLSListener(ln, deploy.Frontend{HeaderTimeout: 300 * time.Millisecond, TLS: &deploy.TLS{CertFile: certFile, KeyFile: keyFile}}, dir, testLogger(t))
+	l, err := newTLSListener(ln, deploy.Frontend{HeaderTimeout: 300 * time.Millisecond, TLS: &deploy.TLS{CertFile: certFile, KeyFile: keyFile}}, dir, testLogger(t), func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,6 +374,28 @@ func TestTLSBackend(t *testing.T) {
 		t.Errorf("plain HTTP: %s to %q, want 308 to %s/headers", resp.Status, loc, st.URL)
 	}
 
+	// Another listen address, the same redirect address: the old
+	// redirect listener lets go of it for the new one.
+	newPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.ListenAddr = "127.0.0.1:" + strconv.Itoa(newPort)
+	if err := b.Apply(t.Context(), spec); err != nil {
+		t.Fatalf("Apply on another address: %v", err)
+	}
+	resp, err = plain.Get("http://127.0.0.1:" + strconv.Itoa(redirect) + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if want := "https://127.0.0.1:" + strconv.Itoa(newPort) + "/x"; resp.Header.Get("Location") != want {
+		t.Errorf("after moving: redirect to %q, want %q", resp.Header.Get("Location"), want)
+	}
+	if _, _, err := getTLS(t, tlsClient(ca.pool(), "127.0.0.1", true), "https://127.0.0.1:"+strconv.Itoa(newPort)+"/"); err != nil {
+		t.Errorf("after moving: %v", err)
+	}
+
 	spec.Frontend.TLS = nil
 	if err := b.Apply(t.Context(), spec); err != nil {
 		t.Fatalf("Apply without TLS: %v", err)
@@ -405,7 +427,7 @@ func TestTLSShutdownHTTP2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := newTLSListener(ln, deploy.Frontend{HeaderTimeout: time.Second, IdleTimeout: time.Minute, TLS: &deploy.TLS{CertFile: certFile, KeyFile: keyFile}}, dir, testLogger(t))
+	l, err := newTLSListener(ln, deploy.Frontend{HeaderTimeout: time.Second, IdleTimeout: time.Minute, TLS: &deploy.TLS{CertFile: certFile, KeyFile: keyFile}}, dir, testLogger(t), func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
