@@ -166,7 +166,9 @@ func (s *supervisor) listen(addr string, fe deploy.Frontend) error {
 	if s.lbLn != nil && addr == s.lbAddr && sameTLS(s.lbLn, fe.TLS) {
 		return nil
 	}
-	s.releaseForTLS(addr)
+	if err := s.releaseForTLS(addr, fe); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("load balancer: listen on %s: %w (choose another listen address, or stop what uses it)", addr, err)

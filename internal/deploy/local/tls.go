@@ -76,11 +76,26 @@ func (s *supervisor) withTLS(ln net.Listener, fe deploy.Frontend) (net.Listener,
 
 // releaseForTLS closes the listener in use when the new one is for the same
 // address and only TLS settings changed, so the address is free to bind
-// again. Connections open on it go on until the old frontend shuts down.
-func (s *supervisor) releaseForTLS(addr string) {
-	if s.lbLn != nil && addr == s.lbAddr {
-		s.lbLn.Close()
+// again; connections open on it go on until the old frontend shuts down.
+// It first checks that the new certificates load, so that a mistake in
+// them leaves the old listener serving.
+func (s *supervisor) releaseForTLS(addr string, fe deploy.Frontend) error {
+	if s.lbLn == nil || addr != s.lbAddr {
+		return nil
 	}
+	if t := fe.TLS; t != nil {
+		var err error
+		if len(t.ACMEDomains) > 0 {
+			_, err = newACMEManager(s.dir, *t)
+		} else {
+			_, err = loadFileCerts(t.CertFile, t.KeyFile, s.logger)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	s.lbLn.Close()
+	return nil
 }
 
 // sameTLS reports whether ln already serves with the TLS settings t (nil:

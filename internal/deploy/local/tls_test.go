@@ -374,6 +374,17 @@ func TestTLSBackend(t *testing.T) {
 		t.Errorf("plain HTTP: %s to %q, want 308 to %s/headers", resp.Status, loc, st.URL)
 	}
 
+	// A certificate that does not load fails the apply and leaves the
+	// listener serving.
+	broken := spec
+	broken.Frontend.TLS = &deploy.TLS{CertFile: filepath.Join(certDir, "missing.pem"), KeyFile: keyFile}
+	if err := b.Apply(t.Context(), broken); err == nil || !strings.Contains(err.Error(), "missing.pem") {
+		t.Errorf("Apply with a missing certificate file: %v, want an error naming it", err)
+	}
+	if _, _, err := getTLS(t, tlsClient(ca.pool(), "127.0.0.1", true), st.URL+"/"); err != nil {
+		t.Errorf("after a failed apply: %v", err)
+	}
+
 	// Another listen address, the same redirect address: the old
 	// redirect listener lets go of it for the new one.
 	newPort, err := freePort()
