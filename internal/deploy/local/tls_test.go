@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -502,3 +503,26 @@ type fakeListener struct{ addr net.Addr }
 func (fakeListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
 func (fakeListener) Close() error              { return nil }
 func (l fakeListener) Addr() net.Addr          { return l.addr }
+
+func TestRedirectToHTTPS(t *testing.T) {
+	for _, tt := range []struct {
+		port, host, target string
+		code               int
+		location           string
+	}{
+		{"443", "app.example.com", "/a?b=c", 308, "https://app.example.com/a?b=c"},
+		{"443", "app.example.com:80", "/", 308, "https://app.example.com/"},
+		{"8443", "app.example.com:8080", "/x", 308, "https://app.example.com:8443/x"},
+		{"8443", "[::1]:8080", "/x", 308, "https://[::1]:8443/x"},
+		{"443", "[::1]:80", "/x", 308, "https://[::1]/x"},
+		{"443", "", "/x", 400, ""},
+	} {
+		req, _ := http.NewRequest("POST", "http://placeholder"+tt.target, nil)
+		req.Host = tt.host
+		w := httptest.NewRecorder()
+		redirectToHTTPS(tt.port).ServeHTTP(w, req)
+		if w.Code != tt.code || w.Header().Get("Location") != tt.location {
+			t.Errorf("port %s, Host %q: %d to %q, want %d to %q", tt.port, tt.host, w.Code, w.Header().Get("Location"), tt.code, tt.location)
+		}
+	}
+}
