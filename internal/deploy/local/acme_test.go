@@ -242,3 +242,48 @@ func TestACMEHTTP01(t *testing.T) {
 		t.Errorf("plain PUT: %s to %q, want 308 to %q", resp.Status, loc, want)
 	}
 }
+
+// TestACMEBackend deploys replicas behind a load balancer whose supervisor
+// gets its certificate from Pebble by TLS-ALPN-01 and keeps it in the
+// environment's directory; status reports the domain's https URL.
+func TestACMEBackend(t *testing.T) {
+	ports := freePorts(t, 2)
+	tlsPort, nothing := ports[0], ports[1]
+	p := startPebble(t, nothing, tlsPort, time.Hour)
+	v1r, _, _ := fixtureReleases(t)
+	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	spec := baseSpec("acme")
+	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, 1
+	spec.ListenAddr = fmt.Sprintf("127.0.0.1:%d", tlsPort)
+	spec.Frontend.TLS = &deploy.TLS{ACMEDomains: []string{acmeDomain}, ACMEDirectory: p.directory, ACMECAFile: p.caFile}
+	if err := b.Apply(t.Context(), spec); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	st, err := b.Status(t.Context(), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("https://%s:%d", acmeDomain, tlsPort); st.URL != want {
+		t.Errorf("URL = %q, want %q", st.URL, want)
+	}
+	body, _ := waitForCert(t, tlsClient(p.roots(t), acmeDomain, true), fmt.Sprintf("https://127.0.0.1:%d/headers", tlsPort), "", time.Minute)
+	var got http.Header
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("replica's /headers: %v: %q", err, body)
+	}
+	if v := got.Get("X-Forwarded-Proto"); v != "https" {
+		t.Errorf("replica saw X-Forwarded-Proto %q, want https", v)
+	}
+	u, _ := neturl.Parse(p.directory)
+	cache := filepath.Join(b.envDir("acme"), "acme", strings.ReplaceAll(u.Host, ":", "_"))
+	fi, err := os.Stat(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("%s has mode %v, want 0700", cache, fi.Mode().Perm())
+	}
+	if _, err := os.Stat(filepath.Join(cache, acmeDomain)); err != nil {
+		t.Errorf("certificate not kept: %v", err)
+	}
+}
