@@ -86,7 +86,7 @@ func prefetch(ctx context.Context, m *autocert.Manager, domains []string, logger
 			logger.Warn("ACME certificate not obtained; clients' handshakes will try again", "domain", d, "err", err)
 			continue
 		}
-		logger.Info("ACME certificate ready", "domain", d, "expires", cert.Leaf.NotAfter, "took", time.Since(start).Round(time.Millisecond))
+		logger.Info("ACME certificate ready", "domain", d, "expires", expiry(cert), "took", time.Since(start).Round(time.Millisecond))
 	}
 }
 
@@ -139,7 +139,7 @@ func (f *fileCerts) reload() {
 		return
 	}
 	f.stamp = stamp
-	f.logger.Info("certificate reloaded", "file", f.certFile, "expires", f.cert.Load().Leaf.NotAfter)
+	f.logger.Info("certificate reloaded", "file", f.certFile, "expires", expiry(f.cert.Load()))
 }
 
 func (f *fileCerts) load() error {
@@ -162,4 +162,12 @@ func (f *fileCerts) stat() (string, error) {
 		fmt.Fprintf(&b, "%d.%d.", fi.ModTime().UnixNano(), fi.Size())
 	}
 	return b.String(), nil
+}
+
+// expiry is when c's leaf certificate expires; zero if it is not parsed.
+func expiry(c *tls.Certificate) time.Time {
+	if c == nil || c.Leaf == nil {
+		return time.Time{}
+	}
+	return c.Leaf.NotAfter
 }
