@@ -431,7 +431,8 @@ func (c *Config) PollInterval() time.Duration {
 }
 
 // EnvironmentURL is the URL users reach the environment at: e.URL if set,
-// otherwise http:// and Listen (an empty host becomes 127.0.0.1).
+// otherwise http:// and Listen (an empty host becomes 127.0.0.1); with
+// frontend.tls, https:// and the first ACME domain if there is one.
 func (e Environment) EnvironmentURL() string {
 	if e.URL != "" {
 		return e.URL
@@ -442,6 +443,9 @@ func (e Environment) EnvironmentURL() string {
 	}
 	if host == "" || host == "0.0.0.0" || host == "[::]" {
 		host = "127.0.0.1"
+	}
+	if e.Frontend.TLS.Enabled() {
+		return tlsURL(e, host, port)
 	}
 	return "http://" + host + ":" + port
 }

@@ -86,6 +86,7 @@ func Parse(name string, r io.Reader) (*Config, error) {
 		return nil, invalid(d.errs)
 	}
 	c.Repo.URL = resolveRepo(name, c.Repo.URL)
+	resolveTLSFiles(name, c)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}

@@ -238,6 +238,7 @@ func (v *validator) environment(i int, e Environment, names map[string]int, list
 		v.add(p+".smoke.timeout", "must be more than 0, such as 2m")
 	}
 	v.frontend(p+".frontend", e.Frontend)
+	v.tls(p+".frontend.tls", e)
 	k := e.Kubernetes
 	if k.Namespace != "" && !namespaceName.MatchString(k.Namespace) {
 		v.add(p+".kubernetes.namespace", "%q is not a valid namespace name: lowercase letters, digits and dashes", k.Namespace)

@@ -52,8 +52,9 @@ func BenchmarkRollingUpdate(b *testing.B) {
 // TestBalancerVersusNginx measures the load balancer against Debian's nginx
 // balancing the same birthday-app replicas, with wrk: throughput, and
 // latency compared with calling one replica directly, each target's short
-// runs taken in turn and pooled. It prints the figures and asserts nothing;
-// bench/lb-vs-nginx runs it.
+// runs taken in turn and pooled. With BENCH_TLS=1 both serve HTTPS with the
+// same certificate (wrk speaks HTTP/1.1 over it). It prints the figures and
+// asserts nothing; bench/lb-vs-nginx runs it.
 func TestBalancerVersusNginx(t *testing.T) {
 	if os.Getenv("SLIPWAY_BENCH") != "1" {
 		t.Skip("benchmark: runs with SLIPWAY_BENCH=1 (bench/lb-vs-nginx)")
@@ -67,10 +68,22 @@ func TestBalancerVersusNginx(t *testing.T) {
 	// figures are the proxies' own and not queueing.
 	thrConns, latConns := envOr("BENCH_CONNS", "64"), envOr("BENCH_LAT_CONNS", "2")
 
+	useTLS := os.Getenv("BENCH_TLS") == "1"
+
 	v1r, _, _ := builtBirthdayApp(t)
 	dir := shortTempDir(t)
 	be := newTestBackend(t, dir, &memStore{})
-	if err := be.Apply(t.Context(), birthdaySpec("bench", v1r, replicas)); err != nil {
+	spec := birthdaySpec("bench", v1r, replicas)
+	// The same certificate for both: ECDSA P-256, as ACME gives by default.
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	client := http.DefaultClient
+	if useTLS {
+		ca := newTestCA(t)
+		ca.issue(t, certFile, keyFile, 1, "127.0.0.1")
+		spec.Frontend.TLS = &deploy.TLS{CertFile: certFile, KeyFile: keyFile}
+		client = tlsClient(ca.pool(), "127.0.0.1", false)
+	}
+	if err := be.Apply(t.Context(), spec); err != nil {
 		t.Fatal(err)
 	}
 	st, err := be.Status(t.Context(), "bench")
@@ -87,6 +100,11 @@ func TestBalancerVersusNginx(t *testing.T) {
 	}
 	ndir := filepath.Join(dir, "nginx")
 	os.MkdirAll(filepath.Join(ndir, "tmp"), 0o755)
+	listen, scheme := fmt.Sprintf("127.0.0.1:%d", nginxPort), "http"
+	if useTLS {
+		listen = fmt.Sprintf("127.0.0.1:%d ssl;\n    ssl_certificate %s;\n    ssl_certificate_key %s;\n    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:SSL:10m", nginxPort, certFile, keyFile)
+		scheme = "https"
+	}
 	conf := fmt.Sprintf(`worker_processes auto;
 daemon off;
 pid %[1]s/nginx.pid;
@@ -104,7 +122,7 @@ http {
 %[2]s    keepalive 128;
   }
   server {
-    listen 127.0.0.1:%[3]d;
+    listen %[3]s;
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -115,7 +133,7 @@ http {
     }
   }
 }
-`, ndir, upstream.String(), nginxPort)
+`, ndir, upstream.String(), listen)
 	if err := os.WriteFile(filepath.Join(ndir, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -125,9 +143,9 @@ http {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
-	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", nginxPort)
+	nginxURL := fmt.Sprintf("%s://127.0.0.1:%d", scheme, nginxPort)
 	for i := 0; ; i++ {
-		resp, err := http.Get(nginxURL + "/healthz")
+		resp, err := client.Get(nginxURL + "/healthz")
 		if err == nil && resp.StatusCode == 200 {
 			resp.Body.Close()
 			break
@@ -140,7 +158,7 @@ http {
 	if strings.HasPrefix(path, "/hello/") {
 		// A user to greet, so that the GETs read the database.
 		req, _ := http.NewRequest(http.MethodPut, nginxURL+path, strings.NewReader(`{"dateOfBirth":"1990-06-15"}`))
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,6 +187,9 @@ http {
 	direct := "http://" + st.Instances[0].Address
 	load, _ := os.ReadFile("/proc/loadavg")
 	rounds, _ := strconv.Atoi(envOr("BENCH_ROUNDS", "30"))
+	if useTLS {
+		t.Logf("both over TLS (%s, ECDSA P-256 certificate)", st.URL)
+	}
 	t.Logf("%d birthday-app replicas, GET %s; %d rounds of wrk -d%s runs, targets in turn (-t2 -c%s for throughput, -t1 -c%s for latency); load average %s",
 		replicas, path, rounds, duration, thrConns, latConns, strings.Join(strings.Fields(string(load))[:3], " "))
 

@@ -207,8 +207,8 @@ func lingerClose(nc net.Conn) {
 type connReader struct {
 	nc      net.Conn
 	pending []byte // read while idle, before the buffer was taken
-	remain  int64 // bytes the head may still take; < 0: no limit
-	hit     bool  // the head limit was reached
+	remain  int64  // bytes the head may still take; < 0: no limit
+	hit     bool   // the head limit was reached
 	record  bool
 	head    []byte
 	timeout time.Duration // for each read; 0: deadlines are set outside
@@ -360,6 +360,10 @@ func (f *frontend) serveConn(nc net.Conn, busy *atomic.Bool) {
 		}
 		f.wg.Done()
 	}()
+	tlsState, served := serveTLS(nc, f.handler, busy)
+	if served {
+		return
+	}
 	remote := nc.RemoteAddr().String()
 	lastMethod := ""
 	for !f.closing.Load() {
@@ -420,6 +424,7 @@ func (f *frontend) serveConn(nc net.Conn, busy *atomic.Bool) {
 		nc.SetReadDeadline(time.Time{})
 		cs.cr.timeout, cs.cr.armed = lim.BodyTimeout, time.Time{}
 		req.RemoteAddr = remote
+		req.TLS = tlsState
 		var body *clientBody
 		if req.Body != nil && req.Body != http.NoBody {
 			body = &clientBody{rc: req.Body}

@@ -164,17 +164,23 @@ func (s *supervisor) eject(r *replica, err error) {
 // listen (re)binds the load balancer to spec's address and applies its
 // front-end settings.
 func (s *supervisor) listen(spec deploy.Spec) error {
-	addr := spec.ListenAddr
-	s.lb.setTrusted(spec.Frontend.TrustedProxies)
-	if s.lbLn != nil && addr == s.lbAddr {
-		s.lbSrv.setLimits(spec.Frontend)
+	addr, fe := spec.ListenAddr, spec.Frontend
+	s.lb.setTrusted(fe.TrustedProxies)
+	if s.lbLn != nil && addr == s.lbAddr && sameTLS(s.lbLn, fe.TLS) {
+		s.lbSrv.setLimits(fe)
 		return nil
+	}
+	if err := s.releaseForTLS(addr, fe); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("load balancer: listen on %s: %w (choose another listen address, or stop what uses it)", addr, err)
 	}
-	srv := newFrontend(ln, s.lb, spec.Frontend)
+	if ln, err = s.withTLS(ln, fe); err != nil {
+		return err
+	}
+	srv := newFrontend(ln, s.lb, fe)
 	old := s.lbSrv
 	s.mu.Lock()
 	s.lbLn, s.lbSrv = ln, srv
@@ -705,7 +711,7 @@ func (s *supervisor) status() deploy.Status {
 	defer s.mu.Unlock()
 	st := deploy.Status{Environment: filepath.Base(s.dir), Isolation: s.isolation, Since: s.since}
 	if s.lbLn != nil {
-		st.URL = "http://" + urlHost(s.lbLn.Addr())
+		st.URL = lbURL(s.lbLn)
 	}
 	desired := s.current
 	if s.target != nil {
