@@ -85,6 +85,13 @@ func (b *balancer) setTrusted(proxies []string) {
 }
 
 func (b *balancer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Body != nil && req.Body != http.NoBody {
+		if _, ok := req.Body.(*clientBody); !ok {
+			// From the HTTP/2 server: failures to read it are the
+			// client's too, whatever error that server gives.
+			req.Body = &clientBody{rc: req.Body}
+		}
+	}
 	if idempotent(req.Method) && req.ContentLength > 0 && req.ContentLength <= maxRetryBody {
 		buf, err := io.ReadAll(io.LimitReader(req.Body, maxRetryBody+1))
 		req.Body.Close()

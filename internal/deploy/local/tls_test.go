@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -524,5 +525,45 @@ func TestRedirectToHTTPS(t *testing.T) {
 		if w.Code != tt.code || w.Header().Get("Location") != tt.location {
 			t.Errorf("port %s, Host %q: %d to %q, want %d to %q", tt.port, tt.host, w.Code, w.Header().Get("Location"), tt.code, tt.location)
 		}
+	}
+}
+
+// An HTTP/2 client that gives up in the middle of a body is the client's
+// fault, as over HTTP/1.1: the replica stays in the pool.
+func TestHTTP2AbortedBodyDoesNotEjectReplica(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca.issue(t, certFile, keyFile, 100, "app.slipway.test", "127.0.0.1")
+	h := newLBHarness(t, deploy.Frontend{}, 1, nil)
+	l := serveTestTLS(t, 0, deploy.Frontend{TLS: &deploy.TLS{CertFile: certFile, KeyFile: keyFile}}, dir, h.lb)
+	url := "https://127.0.0.1:" + portOf(l.Addr()) + "/x"
+	c := tlsClient(ca.pool(), "app.slipway.test", true)
+	for range 5 {
+		pr, pw := io.Pipe()
+		ctx, cancel := context.WithCancel(t.Context())
+		req, _ := http.NewRequestWithContext(ctx, "POST", url, pr)
+		req.ContentLength = 1000
+		go func() {
+			pw.Write([]byte("only part of it"))
+			time.Sleep(100 * time.Millisecond)
+			cancel()
+			pw.CloseWithError(errors.New("client gave up"))
+		}()
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	resp, err := c.Post(url, "text/plain", strings.NewReader("whole"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "POST /x 5 whole" {
+		t.Errorf("after aborted bodies: %s %q", resp.Status, b)
+	}
+	if n := h.ejected.Load(); n != 0 {
+		t.Errorf("HTTP/2 clients that broke off their bodies ejected the replica %d times", n)
 	}
 }
