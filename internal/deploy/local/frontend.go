@@ -202,8 +202,8 @@ func lingerClose(nc net.Conn) {
 
 // connReader is what a client connection's bufio.Reader reads from. While
 // a request head is read it counts the bytes against the head limit and
-// keeps a copy of them (admit needs to see the head as sent); while a body
-// is read each read waits at most the body timeout.
+// keeps a copy of its first maxRecord bytes (admit needs to see the head as
+// sent); while a body is read each read waits at most the body timeout.
 type connReader struct {
 	nc      net.Conn
 	pending []byte // read while idle, before the buffer was taken
@@ -243,11 +243,16 @@ func (c *connReader) Read(p []byte) (int, error) {
 	if c.remain >= 0 {
 		c.remain -= int64(n)
 	}
-	if c.record {
-		c.head = append(c.head, p[:n]...)
+	if c.record && len(c.head) < maxRecord {
+		c.head = append(c.head, p[:min(n, maxRecord-len(c.head))]...)
 	}
 	return n, err
 }
+
+// maxRecord is as much of a request head as is kept for admit: a Host
+// header further in than this is not seen, and an absolute-form request
+// that needs it is refused (stricter than net/http, never weaker).
+const maxRecord = 64 << 10
 
 // connWriter is what a client connection's bufio.Writer writes to: each
 // write waits at most the write timeout for the client to take the bytes.

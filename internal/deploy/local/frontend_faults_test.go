@@ -264,6 +264,7 @@ func TestFrontendBoundsRequestHead(t *testing.T) {
 		"long URL":    "GET /" + strings.Repeat("a", 16<<10) + " HTTP/1.1\r\nHost: a\r\n\r\n",
 		"long header": "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 16<<10) + "\r\n\r\n",
 		"many":        "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-A: b\r\n", 3000) + "\r\n",
+		"absolute":    "GET http://a/ HTTP/1.1\r\nX-Big: " + strings.Repeat("b", 16<<10) + "\r\nHost: a\r\n\r\n",
 	} {
 		if got := h.do(t, raw); !strings.HasPrefix(got, "HTTP/1.1 431 ") {
 			t.Errorf("%s: answered %.60q, want 431", name, got)
