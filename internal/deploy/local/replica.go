@@ -287,3 +287,11 @@ func (r *replica) drain(grace time.Duration) {
 		<-c.After(5 * time.Millisecond)
 	}
 }
+
+// view is what the rollout planner sees of r; the host's lock is held.
+func (r *replica) view() replicaView {
+	return replicaView{
+		name: r.name, revision: r.rev.id, ready: r.ready, everReady: r.everReady, quickExits: r.quickExits,
+		created: r.created, draining: r.draining.Load(), state: r.state, message: r.message, lastExit: r.lastExit,
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -214,111 +213,44 @@ func (s *supervisor) saveSpec(spec deploy.Spec) error {
 }
 
 // converge runs replicas of rev until n of them are ready and no other
-// replica is left, within the strategy's surge and unavailability limits.
+// replica is left, within the strategy's surge and unavailability limits:
+// it plans from the replicas as they are (planRollout), acts on the plan,
+// and waits for a replica to change or for the plan's next look.
 func (s *supervisor) converge(rev *revision, n int, st deploy.Strategy) *deploy.RolloutError {
-	minAvailable := n - st.MaxUnavailable
 	for {
 		s.mu.Lock()
-		var mine, others []*replica
-		for _, r := range s.replicas {
-			if r.draining.Load() {
-				continue
-			}
-			if r.rev.id == rev.id {
-				mine = append(mine, r)
-			} else {
-				others = append(others, r)
-			}
-		}
 		now := s.clock.Now()
-		var wake time.Time
-		for _, r := range mine {
-			if r.everReady {
-				continue
-			}
-			deadline := r.created.Add(st.ReadyTimeout)
-			switch {
-			case r.quickExits >= failRolloutAfter:
-				s.mu.Unlock()
-				return s.rolloutError(rev, r, fmt.Sprintf("exited %d times before becoming ready (last: %s)", r.quickExits, r.lastExit))
-			case now.After(deadline):
-				why := r.message
-				if why == "" {
-					why = r.state
-				}
-				s.mu.Unlock()
-				return s.rolloutError(rev, r, fmt.Sprintf("not ready within %s (%s)", st.ReadyTimeout, why))
-			}
-			if wake.IsZero() || deadline.Before(wake) {
-				wake = deadline
-			}
+		views := make([]replicaView, 0, len(s.replicas))
+		byName := make(map[string]*replica, len(s.replicas))
+		for _, r := range s.replicas {
+			views = append(views, r.view())
+			byName[r.name] = r
 		}
-		readyMine, readyOthers := 0, 0
-		for _, r := range mine {
-			if r.ready {
-				readyMine++
-			}
+		p := planRollout(rev.id, n, st, views, now)
+		if p.fail != nil {
+			r := byName[p.fail.replica]
+			s.mu.Unlock()
+			return s.rolloutError(rev, r, p.fail.reason)
 		}
-		for _, r := range others {
-			if r.ready {
-				readyOthers++
-			}
+		for _, name := range p.retire {
+			s.retire(byName[name])
 		}
-		// Too many of this revision (scaling down): unready ones first,
-		// then the newest.
-		if len(mine) > n {
-			sort.SliceStable(mine, func(i, j int) bool {
-				if mine[i].ready != mine[j].ready {
-					return !mine[i].ready
-				}
-				return mine[i].created.After(mine[j].created)
-			})
-			for _, r := range mine[:len(mine)-n] {
-				s.retire(r)
-			}
-			mine = mine[len(mine)-n:]
-		}
-		if readyMine >= n && len(others) == 0 && len(mine) == n {
+		if p.done {
 			s.mu.Unlock()
 			s.retiring.Wait()
 			return nil
 		}
-		// Retire other revisions while enough replicas stay available.
-		available := readyMine + readyOthers
-		sort.SliceStable(others, func(i, j int) bool { return !others[i].ready && others[j].ready })
-		left := others[:0]
-		for _, r := range others {
-			switch {
-			case !r.ready:
-				s.retire(r)
-			case available-1 >= minAvailable:
-				s.retire(r)
-				available--
-			default:
-				left = append(left, r)
-			}
-		}
-		others = left
-		for total := len(mine) + len(others); len(mine) < n && total < n+st.MaxSurge; total++ {
-			r, err := s.start(rev)
-			if err != nil {
+		for range p.start {
+			if _, err := s.start(rev); err != nil {
 				s.mu.Unlock()
 				return &deploy.RolloutError{Environment: rev.spec.Environment, Version: rev.spec.Version, Reason: err.Error()}
-			}
-			mine = append(mine, r)
-			if wake.IsZero() || r.created.Add(st.ReadyTimeout).Before(wake) {
-				wake = r.created.Add(st.ReadyTimeout)
 			}
 		}
 		ch := s.changed
 		s.mu.Unlock()
-		wait := time.Second
-		if !wake.IsZero() {
-			wait = min(wait, wake.Sub(s.clock.Now())+time.Millisecond)
-		}
 		select {
 		case <-ch:
-		case <-s.clock.After(wait):
+		case <-s.clock.After(p.next.Sub(s.clock.Now())):
 		}
 	}
 }
