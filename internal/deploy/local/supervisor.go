@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -344,7 +343,7 @@ func (s *supervisor) command(r *replica, out io.Writer) (*exec.Cmd, error) {
 	img := r.rev.image
 	spec := r.rev.spec
 	argv := append(slices.Clone(img.Entrypoint), img.Cmd...)
-	dataDir := filepath.Join(s.dir, "data")
+	dataDir := hostDataDir(s.dir)
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -355,10 +354,7 @@ func (s *supervisor) command(r *replica, out io.Writer) (*exec.Cmd, error) {
 	if uid != 0 && os.Geteuid() == 0 {
 		os.Chown(dataDir, uid, gid)
 	}
-	appData := dataDir
-	if s.isolation == deploy.IsolationNamespaces {
-		appData = sandboxDataDir
-	}
+	appData := replicaDataDir(s.dir, s.isolation)
 	env := map[string]string{}
 	var order []string
 	set := func(k, v string) {
@@ -373,7 +369,6 @@ func (s *supervisor) command(r *replica, out io.Writer) (*exec.Cmd, error) {
 	}
 	// Replicas are reached through the load balancer only.
 	set("HOST", "127.0.0.1")
-	set("DATABASE_URL", "sqlite:"+path.Join(appData, spec.App+".db"))
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		set(k, spec.Env[k])
 	}
