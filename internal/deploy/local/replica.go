@@ -59,7 +59,8 @@ type replica struct {
 	stop context.CancelFunc
 	done chan struct{}
 
-	// Guarded by the host's lock: changed through host.update.
+	// Guarded by the supervisor's mu; the replica's own supervision
+	// changes them through host.update.
 	state      string
 	ready      bool
 	everReady  bool
