@@ -155,8 +155,9 @@ type Environment struct {
 	Replicas int `yaml:"replicas"`
 	// Env is extra environment variables for the application.
 	Env map[string]string `yaml:"env,omitempty"`
-	// DatabaseURL is passed to the application as DATABASE_URL. Empty: the
-	// runtime gives the environment its own SQLite database.
+	// DatabaseURL is passed to the application as DATABASE_URL. Empty: on
+	// the local runtime, LocalDatabaseURL (the environment's own SQLite
+	// database); on kubernetes, none. See Config.DatabaseURL.
 	DatabaseURL string `yaml:"databaseURL,omitempty"`
 	// ReadinessPath is the HTTP path that answers 2xx when a replica can
 	// take traffic. Default /readyz.
@@ -448,6 +449,28 @@ func (e Environment) EnvironmentURL() string {
 		return tlsURL(e, host, port)
 	}
 	return "http://" + host + ":" + port
+}
+
+// LocalDatabaseURL is the database an environment of the local runtime
+// gets when it sets no databaseURL: a SQLite file named after app in the
+// environment's data directory. The local runtime replaces $DATA_DIR in
+// the application's environment with that directory, as the replica sees
+// it.
+func LocalDatabaseURL(app string) string { return "sqlite:$DATA_DIR/" + app + ".db" }
+
+// DatabaseURL is what the application gets as DATABASE_URL in e:
+// e.DatabaseURL if set, else DATABASE_URL of e.Env if set, else
+// LocalDatabaseURL on the local runtime, and nothing ("") on kubernetes,
+// which has no per-environment data directory (name a Secret under
+// kubernetes.secretEnv instead).
+func (c *Config) DatabaseURL(e Environment) string {
+	if e.DatabaseURL != "" {
+		return e.DatabaseURL
+	}
+	if u, ok := e.Env["DATABASE_URL"]; ok || c.Runtime == RuntimeKubernetes {
+		return u
+	}
+	return LocalDatabaseURL(c.App)
 }
 
 // IsLocalRepo reports whether a repository URL names a path on this

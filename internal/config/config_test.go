@@ -271,3 +271,26 @@ func TestFieldErrors(t *testing.T) {
 		t.Errorf("FieldErrors (-want +got):\n%s", diff)
 	}
 }
+
+func TestDatabaseURL(t *testing.T) {
+	for _, tt := range []struct {
+		name, runtime string
+		env           Environment
+		want          string
+	}{
+		{"local default", RuntimeLocal, Environment{}, "sqlite:$DATA_DIR/birthday-app.db"},
+		{"local databaseURL", RuntimeLocal, Environment{DatabaseURL: "postgres://app@db/app"}, "postgres://app@db/app"},
+		{"local env", RuntimeLocal, Environment{Env: map[string]string{"DATABASE_URL": "sqlite:/srv/app.db"}}, "sqlite:/srv/app.db"},
+		{"databaseURL over env", RuntimeLocal, Environment{DatabaseURL: "sqlite:a.db", Env: map[string]string{"DATABASE_URL": "sqlite:b.db"}}, "sqlite:a.db"},
+		{"kubernetes default", RuntimeKubernetes, Environment{}, ""},
+		{"kubernetes databaseURL", RuntimeKubernetes, Environment{DatabaseURL: "postgres://app@db/app"}, "postgres://app@db/app"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.App, c.Runtime = "birthday-app", tt.runtime
+			if got := c.DatabaseURL(tt.env); got != tt.want {
+				t.Errorf("DatabaseURL = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

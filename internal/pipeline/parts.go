@@ -114,8 +114,8 @@ func (r Runtime) Spec(d ledger.Deployment) (deploy.Spec, error) {
 	for k, v := range e.Env {
 		env[k] = v
 	}
-	if e.DatabaseURL != "" {
-		env["DATABASE_URL"] = e.DatabaseURL
+	if u := r.Config.DatabaseURL(e); u != "" {
+		env["DATABASE_URL"] = u
 	}
 	version := d.ReleaseName
 	if version == "" {

@@ -223,6 +223,10 @@ func (b *Backend) rollOut(ctx context.Context, spec deploy.Spec) (sent bool, err
 	if err != nil {
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
+	spec, err = b.resolve(ctx, ctl, spec)
+	if err != nil {
+		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
+	}
 	if err := ctl.do(ctx, "POST", "/apply", applyRequest{Spec: spec, Image: img}, nil); err != nil {
 		var re *deploy.RolloutError
 		if errors.As(err, &re) {
@@ -231,6 +235,18 @@ func (b *Backend) rollOut(ctx context.Context, spec deploy.Spec) (sent bool, err
 		return true, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
 	return true, nil
+}
+
+// resolve returns spec as the supervisor behind ctl is to run it: $DATA_DIR
+// in its Env replaced by the data directory its replicas see, which
+// depends on how the supervisor isolates them. The supervisor gets values
+// it passes on as they are, whichever version of slipway started it.
+func (b *Backend) resolve(ctx context.Context, ctl *control, spec deploy.Spec) (deploy.Spec, error) {
+	var st deploy.Status
+	if err := ctl.do(ctx, "GET", "/status", nil, &st); err != nil {
+		return spec, err
+	}
+	return resolveDataDir(spec, replicaDataDir(b.envDir(spec.Environment), st.Isolation)), nil
 }
 
 // supervisor returns the control of env's supervisor, starting one when
@@ -352,9 +368,7 @@ func (b *Backend) Restore(ctx context.Context) error {
 	var errs []error
 	for _, spec := range specs {
 		unlock := b.lock(spec.Environment)
-		var serving deploy.Spec
-		err := newControl(b.envDir(spec.Environment)).do(ctx, "GET", "/spec", nil, &serving)
-		if err == nil && sameState(serving, spec) {
+		if b.serves(ctx, newControl(b.envDir(spec.Environment)), spec) {
 			b.logger.Info("adopted running environment", "environment", spec.Environment, "version", spec.Version)
 			unlock()
 			continue
@@ -366,6 +380,16 @@ func (b *Backend) Restore(ctx context.Context) error {
 		unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// serves reports whether the supervisor behind ctl runs spec already.
+func (b *Backend) serves(ctx context.Context, ctl *control, spec deploy.Spec) bool {
+	var serving deploy.Spec
+	if err := ctl.do(ctx, "GET", "/spec", nil, &serving); err != nil {
+		return false
+	}
+	resolved, err := b.resolve(ctx, ctl, spec)
+	return err == nil && sameState(serving, resolved)
 }
 
 func sameState(a, b deploy.Spec) bool {

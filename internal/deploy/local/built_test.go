@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -73,6 +74,7 @@ func builtBirthdayApp(t testing.TB) (v1r, v2r, broken deploytest.Release) {
 func birthdayBase(env string) deploy.Spec {
 	return deploy.Spec{
 		Environment: env, App: "birthday-app", Port: 8080, ListenAddr: "127.0.0.1:0",
+		Env:           map[string]string{"DATABASE_URL": config.LocalDatabaseURL("birthday-app")},
 		ReadinessPath: "/readyz", LivenessPath: "/healthz",
 		Strategy: deploy.Strategy{TerminationGracePeriod: 10 * time.Second},
 	}
@@ -99,7 +101,8 @@ func TestBirthdayApp(t *testing.T) {
 		be := newTestBackend(t, shortTempDir(t), &memStore{})
 		spec := func(rel deploytest.Release, replicas int) deploy.Spec {
 			s := birthdayBase("zdt")
-			s.Image, s.Commit, s.Version, s.Replicas, s.Env = rel.Image, rel.Commit, rel.Version, replicas, rel.Env
+			s.Image, s.Commit, s.Version, s.Replicas = rel.Image, rel.Commit, rel.Version, replicas
+			maps.Copy(s.Env, rel.Env)
 			s.Strategy.ReadyTimeout = 10 * time.Second
 			return s
 		}

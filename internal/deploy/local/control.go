@@ -44,7 +44,9 @@ func runSupervisor(ctx context.Context, dir string, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
-	s := newSupervisor(dir, exe, logger)
+	// A signal stops the replicas through shutdown, which drains them
+	// first: they do not end with ctx.
+	s := newSupervisor(context.WithoutCancel(ctx), dir, exe, realClock{}, logger)
 	s.isolation = deploy.IsolationProcess
 	noSandbox := os.Getenv(envNoSandbox) == "1"
 	os.Unsetenv(envNoSandbox)

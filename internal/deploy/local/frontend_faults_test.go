@@ -164,7 +164,7 @@ func TestFrontendSurvivesAcceptErrors(t *testing.T) {
 	fe := newFrontend(ln, h.lb, deploy.Frontend{})
 	defer fe.Shutdown(context.Background())
 
-	s := newSupervisor(t.TempDir(), "", slog.New(slog.DiscardHandler))
+	s := newSupervisor(t.Context(), t.TempDir(), "", realClock{}, slog.New(slog.DiscardHandler))
 	s.current = &revision{spec: deploy.Spec{Replicas: 1}, id: "x"}
 	s.lbSrv, s.lbLn = fe, ln
 	s.replicas = up.replicas

@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/deploy/deploytest"
 	"slipway.dev/slipway/internal/ledger"
@@ -283,10 +284,13 @@ func fixtureReleases(t testing.TB) (v1r, v2r, broken deploytest.Release) {
 	return v1r, v2r, broken
 }
 
+// baseSpec is a spec of the fixture app with what slipway's configuration
+// gives by default.
 func baseSpec(env string) deploy.Spec {
 	return deploy.Spec{
 		Environment:   env,
 		App:           "fixture",
+		Env:           map[string]string{"DATABASE_URL": config.LocalDatabaseURL("fixture")},
 		Port:          8080,
 		ListenAddr:    "127.0.0.1:0",
 		ReadinessPath: "/readyz",

@@ -117,8 +117,10 @@ func TestPlainProcess(t *testing.T) {
 		t.Errorf("isolation = %q, want %q", st.Isolation, deploy.IsolationProcess)
 	}
 	_, body := httpGet(t, st.URL+"/env")
-	if want := "DATA_DIR=" + b.envDir("plain") + "/data\n"; !strings.Contains(body, want) {
-		t.Errorf("replica's /env = %q, want %q (the host's directory)", body, want)
+	for _, want := range []string{"DATA_DIR=" + b.envDir("plain") + "/data\n", "DATABASE_URL=sqlite:" + b.envDir("plain") + "/data/fixture.db\n"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("replica's /env = %q, want it to contain %q (the host's directory)", body, want)
+		}
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,33 +13,15 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"slipway.dev/slipway/internal/deploy"
-)
-
-// Replica supervision: restart delays grow from minBackoff to maxBackoff
-// while a replica keeps exiting within stableAfter of its start; after
-// crashLoopAfter such exits it is reported as crash-looping.
-const (
-	minBackoff     = 100 * time.Millisecond
-	maxBackoff     = 30 * time.Second
-	stableAfter    = 10 * time.Second
-	crashLoopAfter = 5
-	// A new replica that exits this often before it was ever ready fails
-	// the rollout at once.
-	failRolloutAfter = 3
-	livenessFailures = 3
-	logCap           = 10 << 20
 )
 
 // revision is one version of an environment's replicas: a spec and the
@@ -62,42 +43,19 @@ func newRevision(spec deploy.Spec, img imageFiles) *revision {
 	return &revision{spec: spec, image: img, id: hex.EncodeToString(h.Sum(nil))[:7]}
 }
 
-// replica is one process of the app and its supervision.
-type replica struct {
-	name    string
-	rev     *revision
-	addr    string
-	port    int
-	logPath string
-	created time.Time
-
-	outstanding atomic.Int64
-	draining    atomic.Bool
-	conns       connPool
-	stop        chan struct{}
-	stopOnce    sync.Once
-	done        chan struct{}
-
-	// Guarded by supervisor.mu.
-	state      string
-	ready      bool
-	everReady  bool
-	restarts   int
-	quickExits int
-	pid        int
-	since      time.Time
-	message    string
-	lastExit   string
-}
-
 // supervisor runs one environment: its replicas and its load balancer.
 type supervisor struct {
 	dir       string
 	exe       string
 	logger    *slog.Logger
 	isolation deploy.Isolation
-	probe     *http.Client
+	clock     clock
 	lb        *balancer
+	// host is what each replica's supervision gets from the supervisor.
+	host *replicaHost
+	// ctx is what replicas run under: they stop when it ends, or on
+	// their own stop.
+	ctx context.Context
 
 	// applyMu serializes rollouts and guards the listener fields; lbLn
 	// and lbSrv are also written under mu, for status.
@@ -116,12 +74,20 @@ type supervisor struct {
 	retiring sync.WaitGroup
 }
 
-func newSupervisor(dir, exe string, logger *slog.Logger) *supervisor {
+// newSupervisor returns the supervisor of the environment whose directory
+// is dir; its replicas run under ctx and go by clk.
+func newSupervisor(ctx context.Context, dir, exe string, clk clock, logger *slog.Logger) *supervisor {
 	s := &supervisor{
 		dir:     dir,
 		exe:     exe,
 		logger:  logger,
+		clock:   clk,
+		ctx:     ctx,
 		changed: make(chan struct{}),
+	}
+	s.host = &replicaHost{
+		clock:  clk,
+		logger: logger,
 		probe: &http.Client{
 			Timeout: time.Second,
 			Transport: &http.Transport{
@@ -131,9 +97,21 @@ func newSupervisor(dir, exe string, logger *slog.Logger) *supervisor {
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+		command: s.command,
+		update:  s.update,
 	}
 	s.lb = newBalancer(filepath.Base(dir), s.eject)
 	return s
+}
+
+// update applies f to replica states under s.mu, and announces the change
+// when f says so.
+func (s *supervisor) update(f func() bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f() {
+		s.notify()
+	}
 }
 
 // notify wakes whoever waits for a change of replica states; s.mu is held.
@@ -156,7 +134,7 @@ func (s *supervisor) eject(r *replica, err error) {
 		r.ready = false
 		r.state = "unready"
 		r.message = "ejected: " + err.Error()
-		r.since = time.Now()
+		r.since = s.clock.Now()
 		s.notify()
 	}
 }
@@ -219,7 +197,7 @@ func (s *supervisor) apply(spec deploy.Spec, img imageFiles) error {
 	if rerr == nil {
 		s.mu.Lock()
 		if prev == nil || prev.id != rev.id {
-			s.since = time.Now()
+			s.since = s.clock.Now()
 		}
 		s.current = rev
 		s.mu.Unlock()
@@ -244,114 +222,45 @@ func (s *supervisor) saveSpec(spec deploy.Spec) error {
 }
 
 // converge runs replicas of rev until n of them are ready and no other
-// replica is left, within the strategy's surge and unavailability limits.
+// replica is left, within the strategy's surge and unavailability limits:
+// it plans from the replicas as they are (planRollout), acts on the plan,
+// and waits for a replica to change or for the plan's next look.
 func (s *supervisor) converge(rev *revision, n int, st deploy.Strategy) *deploy.RolloutError {
-	minAvailable := n - st.MaxUnavailable
 	for {
 		s.mu.Lock()
-		var mine, others []*replica
+		now := s.clock.Now()
+		views := make([]replicaView, 0, len(s.replicas))
+		byName := make(map[string]*replica, len(s.replicas))
 		for _, r := range s.replicas {
-			if r.draining.Load() {
-				continue
-			}
-			if r.rev.id == rev.id {
-				mine = append(mine, r)
-			} else {
-				others = append(others, r)
-			}
+			views = append(views, r.view())
+			byName[r.name] = r
 		}
-		now := time.Now()
-		var wake time.Time
-		for _, r := range mine {
-			if r.everReady {
-				continue
-			}
-			deadline := r.created.Add(st.ReadyTimeout)
-			switch {
-			case r.quickExits >= failRolloutAfter:
-				s.mu.Unlock()
-				return s.rolloutError(rev, r, fmt.Sprintf("exited %d times before becoming ready (last: %s)", r.quickExits, r.lastExit))
-			case now.After(deadline):
-				why := r.message
-				if why == "" {
-					why = r.state
-				}
-				s.mu.Unlock()
-				return s.rolloutError(rev, r, fmt.Sprintf("not ready within %s (%s)", st.ReadyTimeout, why))
-			}
-			if wake.IsZero() || deadline.Before(wake) {
-				wake = deadline
-			}
+		p := planRollout(rev.id, n, st, views, now)
+		if p.fail != nil {
+			r := byName[p.fail.replica]
+			s.mu.Unlock()
+			return s.rolloutError(rev, r, p.fail.reason)
 		}
-		readyMine, readyOthers := 0, 0
-		for _, r := range mine {
-			if r.ready {
-				readyMine++
-			}
+		for _, name := range p.retire {
+			s.retire(byName[name])
 		}
-		for _, r := range others {
-			if r.ready {
-				readyOthers++
-			}
-		}
-		// Too many of this revision (scaling down): unready ones first,
-		// then the newest.
-		if len(mine) > n {
-			sort.SliceStable(mine, func(i, j int) bool {
-				if mine[i].ready != mine[j].ready {
-					return !mine[i].ready
-				}
-				return mine[i].created.After(mine[j].created)
-			})
-			for _, r := range mine[:len(mine)-n] {
-				s.retire(r)
-			}
-			mine = mine[len(mine)-n:]
-		}
-		if readyMine >= n && len(others) == 0 && len(mine) == n {
+		if p.done {
 			s.mu.Unlock()
 			s.retiring.Wait()
 			return nil
 		}
-		// Retire other revisions while enough replicas stay available.
-		available := readyMine + readyOthers
-		sort.SliceStable(others, func(i, j int) bool { return !others[i].ready && others[j].ready })
-		left := others[:0]
-		for _, r := range others {
-			switch {
-			case !r.ready:
-				s.retire(r)
-			case available-1 >= minAvailable:
-				s.retire(r)
-				available--
-			default:
-				left = append(left, r)
-			}
-		}
-		others = left
-		for total := len(mine) + len(others); len(mine) < n && total < n+st.MaxSurge; total++ {
-			r, err := s.start(rev)
-			if err != nil {
+		for range p.start {
+			if _, err := s.start(rev); err != nil {
 				s.mu.Unlock()
 				return &deploy.RolloutError{Environment: rev.spec.Environment, Version: rev.spec.Version, Reason: err.Error()}
-			}
-			mine = append(mine, r)
-			if wake.IsZero() || r.created.Add(st.ReadyTimeout).Before(wake) {
-				wake = r.created.Add(st.ReadyTimeout)
 			}
 		}
 		ch := s.changed
 		s.mu.Unlock()
-		wait := time.Second
-		if !wake.IsZero() {
-			wait = min(wait, time.Until(wake)+time.Millisecond)
-		}
-		t := time.NewTimer(wait)
 		select {
 		case <-ch:
-		case <-t.C:
+		case <-s.clock.After(p.next.Sub(s.clock.Now())):
 		}
-		t.Stop()
 	}
 }
 
@@ -382,20 +291,23 @@ func (s *supervisor) start(rev *revision) (*replica, error) {
 		inUse[r.name] = true
 	}
 	pruneLogs(logs, inUse, 20)
+	ctx, stop := context.WithCancel(s.ctx)
+	now := s.clock.Now()
 	r := &replica{
 		name:    name,
 		rev:     rev,
 		port:    port,
 		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		logPath: filepath.Join(logs, name+".log"),
-		created: time.Now(),
-		stop:    make(chan struct{}),
+		created: now,
+		host:    s.host,
+		stop:    stop,
 		done:    make(chan struct{}),
 		state:   "starting",
-		since:   time.Now(),
+		since:   now,
 	}
 	s.replicas = append(s.replicas, r)
-	go s.run(r)
+	go r.run(ctx)
 	s.notify()
 	return r, nil
 }
@@ -407,17 +319,13 @@ func (s *supervisor) retire(r *replica) {
 		return
 	}
 	r.state = "draining"
-	r.since = time.Now()
+	r.since = s.clock.Now()
 	s.notify()
 	s.retiring.Add(1)
 	go func() {
 		defer s.retiring.Done()
-		grace := r.rev.spec.Strategy.TerminationGracePeriod
-		deadline := time.Now().Add(grace)
-		for r.outstanding.Load() > 0 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		r.stopOnce.Do(func() { close(r.stop) })
+		r.drain(r.rev.spec.Strategy.TerminationGracePeriod)
+		r.stop()
 		<-r.done
 		s.mu.Lock()
 		s.replicas = slices.DeleteFunc(s.replicas, func(x *replica) bool { return x == r })
@@ -440,185 +348,12 @@ func (s *supervisor) retireAll(match func(*replica) bool) {
 	s.retiring.Wait()
 }
 
-// run keeps r's process running until r is stopped.
-func (s *supervisor) run(r *replica) {
-	defer close(r.done)
-	lf, err := openLog(r.logPath, logCap)
-	if err != nil {
-		s.mu.Lock()
-		r.state, r.message = "failed", err.Error()
-		r.quickExits = failRolloutAfter
-		s.notify()
-		s.mu.Unlock()
-		<-r.stop
-		return
-	}
-	defer lf.Close()
-	for {
-		started := time.Now()
-		cmd, err := s.command(r, lf)
-		if err == nil {
-			err = cmd.Start()
-		}
-		var exitErr error
-		if err != nil {
-			fmt.Fprintf(lf, "slipway: start replica: %v\n", err)
-			exitErr = err
-		} else {
-			s.mu.Lock()
-			r.pid, r.state, r.since, r.message = cmd.Process.Pid, "starting", time.Now(), ""
-			s.notify()
-			s.mu.Unlock()
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			checks := make(chan struct{})
-			go s.check(r, cmd.Process, checks)
-			select {
-			case exitErr = <-exited:
-				close(checks)
-			case <-r.stop:
-				close(checks)
-				s.terminate(cmd, r.rev.spec.Strategy.TerminationGracePeriod, exited)
-				s.mu.Lock()
-				r.state, r.ready, r.pid, r.since = "stopped", false, 0, time.Now()
-				s.notify()
-				s.mu.Unlock()
-				return
-			}
-			if exitErr == nil {
-				exitErr = errors.New("exit status 0")
-			}
-		}
-		r.conns.dropIdle()
-		s.mu.Lock()
-		r.ready, r.pid = false, 0
-		r.restarts++
-		if time.Since(started) < stableAfter {
-			r.quickExits++
-		} else {
-			r.quickExits = 1
-		}
-		r.lastExit = exitErr.Error()
-		r.state, r.message = "restarting", "exited: "+r.lastExit
-		if r.quickExits >= crashLoopAfter {
-			r.state = "crash-looping"
-			r.message = fmt.Sprintf("exited %d times in a row within %s of starting (last: %s)", r.quickExits, stableAfter, r.lastExit)
-		}
-		r.since = time.Now()
-		delay := min(minBackoff<<(r.quickExits-1), maxBackoff)
-		s.notify()
-		s.mu.Unlock()
-		s.logger.Warn("replica exited", "replica", r.name, "err", exitErr, "restart_in", delay)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.stop:
-			t.Stop()
-			s.mu.Lock()
-			r.state, r.since = "stopped", time.Now()
-			s.notify()
-			s.mu.Unlock()
-			return
-		}
-	}
-}
-
-// terminate sends SIGTERM to the replica's process group, and SIGKILL after
-// grace.
-func (s *supervisor) terminate(cmd *exec.Cmd, grace time.Duration, exited <-chan error) {
-	pid := cmd.Process.Pid
-	syscall.Kill(-pid, syscall.SIGTERM)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-exited:
-		syscall.Kill(-pid, syscall.SIGKILL) // what it left behind
-	case <-t.C:
-		syscall.Kill(-pid, syscall.SIGKILL)
-		<-exited
-	}
-}
-
-// check probes r's readiness (quickly until it is first ready, then every
-// second) and liveness until done is closed.
-func (s *supervisor) check(r *replica, proc *os.Process, done <-chan struct{}) {
-	spec := r.rev.spec
-	readyURL := "http://" + r.addr + spec.ReadinessPath
-	liveURL := ""
-	if spec.LivenessPath != "" {
-		liveURL = "http://" + r.addr + spec.LivenessPath
-	}
-	interval := 25 * time.Millisecond
-	wasReady := false
-	liveFails := 0
-	t := time.NewTimer(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
-		err := s.get(readyURL)
-		select {
-		case <-done:
-			return
-		default:
-		}
-		s.mu.Lock()
-		if err == nil && !r.ready && !r.draining.Load() {
-			r.ready, r.everReady, r.state, r.message, r.since = true, true, "ready", "", time.Now()
-			s.notify()
-		} else if err != nil && (r.ready || (wasReady && r.state != "unready")) {
-			r.ready, r.state, r.message, r.since = false, "unready", "readiness check: "+err.Error(), time.Now()
-			s.notify()
-		} else if err != nil && !wasReady {
-			r.message = "readiness check: " + err.Error()
-		}
-		s.mu.Unlock()
-		if err == nil {
-			wasReady = true
-		}
-		if wasReady {
-			interval = time.Second
-		} else if interval < 200*time.Millisecond {
-			interval += 25 * time.Millisecond
-		}
-		if liveURL != "" && wasReady {
-			if err := s.get(liveURL); err != nil {
-				liveFails++
-				if liveFails >= livenessFailures {
-					s.logger.Warn("replica failed its liveness check; restarting it", "replica", r.name, "err", err)
-					syscall.Kill(-proc.Pid, syscall.SIGKILL)
-					return
-				}
-			} else {
-				liveFails = 0
-			}
-		}
-		t.Reset(interval)
-	}
-}
-
-func (s *supervisor) get(url string) error {
-	resp, err := s.probe.Get(url)
-	if err != nil {
-		return errors.Unwrap(err) // drop the URL: the replica is known
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-		return fmt.Errorf("GET %s answered %s", path.Base(url), resp.Status)
-	}
-	return nil
-}
-
 // command builds the process of one replica.
-func (s *supervisor) command(r *replica, out *logFile) (*exec.Cmd, error) {
+func (s *supervisor) command(r *replica, out io.Writer) (*exec.Cmd, error) {
 	img := r.rev.image
 	spec := r.rev.spec
 	argv := append(slices.Clone(img.Entrypoint), img.Cmd...)
-	dataDir := filepath.Join(s.dir, "data")
+	dataDir := hostDataDir(s.dir)
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -629,10 +364,7 @@ func (s *supervisor) command(r *replica, out *logFile) (*exec.Cmd, error) {
 	if uid != 0 && os.Geteuid() == 0 {
 		os.Chown(dataDir, uid, gid)
 	}
-	appData := dataDir
-	if s.isolation == deploy.IsolationNamespaces {
-		appData = sandboxDataDir
-	}
+	appData := replicaDataDir(s.dir, s.isolation)
 	env := map[string]string{}
 	var order []string
 	set := func(k, v string) {
@@ -647,7 +379,6 @@ func (s *supervisor) command(r *replica, out *logFile) (*exec.Cmd, error) {
 	}
 	// Replicas are reached through the load balancer only.
 	set("HOST", "127.0.0.1")
-	set("DATABASE_URL", "sqlite:"+path.Join(appData, spec.App+".db"))
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		set(k, spec.Env[k])
 	}
