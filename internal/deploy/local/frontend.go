@@ -337,6 +337,7 @@ func (cs *connState) waitForRequest(deadline time.Time) bool {
 	}
 	cs.cr.pending = cs.one[:n]
 	cs.acquire()
+	cs.br.Peek(1) // the byte into the buffer, where the head limit counts it
 	return true
 }
 
@@ -371,11 +372,17 @@ func (f *frontend) serveConn(nc net.Conn, busy *atomic.Bool) {
 	}
 	remote := nc.RemoteAddr().String()
 	lastMethod := ""
-	for !f.closing.Load() {
+	for first := true; !f.closing.Load(); first = false {
 		lim := f.limits.Load()
 		cs.cw.timeout = lim.WriteTimeout
 		cs.cr.timeout = 0
-		if !cs.waitForRequest(time.Now().Add(lim.IdleTimeout)) {
+		// A new connection has the header timeout to send its first
+		// request, as with net/http; a kept-alive one, the idle timeout.
+		wait := lim.IdleTimeout
+		if first {
+			wait = lim.HeaderTimeout
+		}
+		if !cs.waitForRequest(time.Now().Add(wait)) {
 			return
 		}
 		br, bw := cs.br, cs.bw

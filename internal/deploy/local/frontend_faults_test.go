@@ -414,9 +414,22 @@ func TestTrustedProxyHeadersAreKept(t *testing.T) {
 func TestFrontendTimeouts(t *testing.T) {
 	h := newLBHarness(t, deploy.Frontend{BodyTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond,
 		HeaderTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}, 1, nil)
+	// A connection that never sends a byte has the header timeout, not
+	// the (longer) idle timeout.
+	silent := newLBHarness(t, deploy.Frontend{HeaderTimeout: 300 * time.Millisecond, IdleTimeout: time.Hour}, 1, nil)
+	sc, err := net.Dial("tcp", silent.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(sc); err != nil {
+		t.Errorf("a silent connection was kept past the header timeout: %v", err)
+	}
+	sc.Close()
 	for _, tt := range []struct{ name, raw string }{
 		{"stalled body", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nten bytes."},
 		{"stalled head", "GET /x HTTP/1.1\r\nHost: a\r\n"},
+		{"silent", ""},
 		{"idle", "GET /x HTTP/1.1\r\nHost: a\r\n\r\n"},
 	} {
 		c, err := net.Dial("tcp", h.addr)
