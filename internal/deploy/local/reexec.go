@@ -27,6 +27,11 @@ const (
 // environment variable decides.
 const SupervisorCommand = "local-supervisor"
 
+// supervisorMemoryLimit is the soft memory limit of a supervisor process:
+// room for the default 10,000 connections (about 100 MiB), with the rest
+// for requests in flight.
+const supervisorMemoryLimit = 256 << 20
+
 // SupervisorMain runs the parts of the local backend that live in processes
 // of their own, when this process was started as one of them: an
 // environment's supervisor (its load balancer and replicas), or a replica's
@@ -48,6 +53,13 @@ func SupervisorMain() {
 		// The load balancer allocates per request and the heap is small:
 		// collect less often, for throughput and tail latency.
 		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Collecting less often must not let garbage (oversized request
+		// heads that were refused, say) grow the process without bound:
+		// past this the collector runs sooner, and freed memory goes
+		// back to the system.
+		debug.SetMemoryLimit(supervisorMemoryLimit)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("component", "local-supervisor")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
