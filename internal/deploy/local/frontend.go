@@ -91,11 +91,11 @@ func (f *frontend) accept() {
 	for {
 		nc, err := f.ln.Accept()
 		if err != nil {
-			if f.closing.Load() {
-				return
+			if f.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return // shut down, or its listener handed over
 			}
-			// Out of file descriptors, a reset before accept, a closed
-			// listener: none of them may end the loop for good.
+			// Out of file descriptors, a reset before accept: none of
+			// them may end the loop for good.
 			if f.acceptErr.Load() == nil {
 				f.acceptErr.Store(&acceptFailure{err: err, since: time.Now()})
 			}
