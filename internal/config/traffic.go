@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"slices"
 	"regexp"
+	"slices"
 	"strings"
 )
 
