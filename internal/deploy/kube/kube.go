@@ -255,7 +255,7 @@ func (b *Backend) applyAll(ctx context.Context, objs []Object, prev *appsv1.Depl
 	if slices.ContainsFunc(objs, func(o Object) bool { return o.Kind == "HTTPRoute" }) {
 		// Before anything is applied: a missing Gateway API is said once,
 		// plainly.
-		if err := b.checkGatewayAPI(); err != nil {
+		if err := b.checkGatewayAPI(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -165,13 +165,21 @@ func gatewayClient(rc *rest.Config) (rest.Interface, error) {
 
 // checkGatewayAPI asks the API server whether it serves HTTPRoutes; an
 // error wrapping ErrNoGatewayAPI when it does not.
-func (b *Backend) checkGatewayAPI() error {
+func (b *Backend) checkGatewayAPI(ctx context.Context) error {
 	gv := gatewayGroup + "/" + gatewayVersion
-	list, err := b.cs.Discovery().ServerResourcesForGroupVersion(gv)
+	res := b.cs.Discovery().RESTClient().Get().AbsPath("/apis", gv).Do(ctx)
+	raw, err := res.Raw()
+	if serr := res.Error(); err != nil && serr != nil {
+		err = serr // the API server's Status, as in apply
+	}
 	if apierrors.IsNotFound(err) {
 		return fmt.Errorf("apply HTTPRoute: %w", ErrNoGatewayAPI)
 	}
 	if err != nil {
+		return fmt.Errorf("apply HTTPRoute: ask the API server for %s: %w", gv, err)
+	}
+	var list metav1.APIResourceList
+	if err := json.Unmarshal(raw, &list); err != nil {
 		return fmt.Errorf("apply HTTPRoute: ask the API server for %s: %w", gv, err)
 	}
 	for _, r := range list.APIResources {
