@@ -281,6 +281,118 @@ type EnvKubernetes struct {
 	SecretEnv []SecretEnv `yaml:"secretEnv,omitempty"`
 	// ImagePullSecrets name Secrets used to pull the image.
 	ImagePullSecrets []string `yaml:"imagePullSecrets,omitempty"`
+	// Service is the type and annotations of the environment's Service.
+	Service Service `yaml:"service,omitempty"`
+	// Ingress routes outside traffic to the Service through an Ingress
+	// when any of its fields is set.
+	Ingress Ingress `yaml:"ingress,omitempty"`
+	// HTTPRoute routes outside traffic to the Service through a Gateway API
+	// HTTPRoute when any of its fields is set; not together with Ingress.
+	HTTPRoute HTTPRoute `yaml:"httpRoute,omitempty"`
+}
+
+// Service types an environment's Service may have.
+const (
+	ServiceClusterIP    = "ClusterIP"
+	ServiceNodePort     = "NodePort"
+	ServiceLoadBalancer = "LoadBalancer"
+)
+
+// The node-port range of a cluster started with the default
+// --service-node-port-range.
+const (
+	MinNodePort = 30000
+	MaxNodePort = 32767
+)
+
+// Service is the environment's Kubernetes Service, port 80 to the
+// container's http port.
+type Service struct {
+	// Type is ClusterIP (reachable inside the cluster), NodePort (also on
+	// a port of every node) or LoadBalancer (also through the cloud's load
+	// balancer). Empty: ClusterIP.
+	Type string `yaml:"type,omitempty"`
+	// NodePort fixes the node port of a NodePort or LoadBalancer Service,
+	// in 30000-32767. Default 0: the cluster picks a free one.
+	NodePort int `yaml:"nodePort,omitempty"`
+	// Annotations are put on the Service, such as a cloud load balancer's
+	// settings.
+	Annotations map[string]string `yaml:"annotations,omitempty"`
+}
+
+// TypeOrDefault is Type, or ClusterIP when it is empty.
+func (s Service) TypeOrDefault() string {
+	if s.Type == "" {
+		return ServiceClusterIP
+	}
+	return s.Type
+}
+
+// Ingress is a networking.k8s.io/v1 Ingress to the environment's Service.
+type Ingress struct {
+	// ClassName is the IngressClass, such as nginx. Empty: the cluster's
+	// default class.
+	ClassName string `yaml:"className,omitempty"`
+	// Hosts are the host names routed to the Service, one rule each.
+	// Empty: one rule for every host.
+	Hosts []string `yaml:"hosts,omitempty"`
+	// Path is the path prefix routed to the Service. Default /.
+	Path string `yaml:"path,omitempty"`
+	// TLSSecret is the Secret holding the certificate for Hosts; set, the
+	// environment is served over HTTPS.
+	TLSSecret string `yaml:"tlsSecret,omitempty"`
+	// CertManager asks cert-manager to issue the certificate into
+	// TLSSecret.
+	CertManager CertManager `yaml:"certManager,omitempty"`
+	// Annotations are put on the Ingress, such as an ingress controller's
+	// settings.
+	Annotations map[string]string `yaml:"annotations,omitempty"`
+}
+
+// Enabled reports whether an Ingress is configured.
+func (i Ingress) Enabled() bool {
+	return i.ClassName != "" || len(i.Hosts) > 0 || i.Path != "" || i.TLSSecret != "" ||
+		i.CertManager.Enabled() || len(i.Annotations) > 0
+}
+
+// CertManager names the cert-manager issuer of an Ingress's certificate:
+// one of ClusterIssuer and Issuer (an issuer of the environment's
+// namespace).
+type CertManager struct {
+	ClusterIssuer string `yaml:"clusterIssuer,omitempty"`
+	Issuer        string `yaml:"issuer,omitempty"`
+}
+
+// Enabled reports whether cert-manager is asked for a certificate.
+func (c CertManager) Enabled() bool { return c.ClusterIssuer != "" || c.Issuer != "" }
+
+// HTTPRoute is a Gateway API (gateway.networking.k8s.io/v1) HTTPRoute to
+// the environment's Service.
+type HTTPRoute struct {
+	// Gateway is the Gateway the route attaches to. Required.
+	Gateway GatewayRef `yaml:"gateway,omitempty"`
+	// Hostnames are the host names routed to the Service. Empty: those of
+	// the Gateway's listener.
+	Hostnames []string `yaml:"hostnames,omitempty"`
+	// Path is the path prefix routed to the Service. Default /.
+	Path string `yaml:"path,omitempty"`
+	// Annotations are put on the HTTPRoute.
+	Annotations map[string]string `yaml:"annotations,omitempty"`
+}
+
+// Enabled reports whether an HTTPRoute is configured.
+func (h HTTPRoute) Enabled() bool {
+	return h.Gateway != GatewayRef{} || len(h.Hostnames) > 0 || h.Path != "" || len(h.Annotations) > 0
+}
+
+// GatewayRef names a Gateway and optionally one of its listeners.
+type GatewayRef struct {
+	Name string `yaml:"name,omitempty"`
+	// Namespace is the Gateway's namespace. Empty: the environment's.
+	Namespace string `yaml:"namespace,omitempty"`
+	// SectionName is the Gateway's listener to attach to. Empty: all that
+	// admit the route.
+	SectionName string `yaml:"sectionName,omitempty"`
 }
 
 // Resources are Kubernetes resource requests and limits, as quantities

@@ -104,6 +104,7 @@ func (c *Config) Validate() error {
 	for i, e := range c.Environments {
 		v.environment(i, e, names, listens)
 	}
+	v.traffic(c.Environments)
 	for i, e := range c.Environments {
 		p := fmt.Sprintf("environments[%d]", i)
 		if e.RequireVerifiedOn != "" {

@@ -78,6 +78,9 @@ type Health struct {
 	Message string
 	// Instances are the replicas, as the runtime reports them.
 	Instances []Instance
+	// URL is where the runtime says the environment is reached (a load
+	// balancer's address, an Ingress's host); empty: the configured one.
+	URL string
 }
 
 // Smoker runs the smoke tests of commit against an environment's URL.

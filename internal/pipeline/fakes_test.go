@@ -194,6 +194,7 @@ type fakeDeployer struct {
 	failing map[string]bool // digests that never become ready
 	applied []string
 	gate    chan struct{}
+	urls    map[string]string // where the runtime says an environment is reached
 }
 
 func (f *fakeDeployer) Deploy(ctx context.Context, d ledger.Deployment) error {
@@ -222,7 +223,7 @@ func (f *fakeDeployer) Health(ctx context.Context, env string) (Health, error) {
 	if !ok {
 		return Health{}, nil
 	}
-	return Health{Ready: r.replicas, Desired: r.replicas, Healthy: true}, nil
+	return Health{Ready: r.replicas, Desired: r.replicas, Healthy: true, URL: f.urls[env]}, nil
 }
 
 func (f *fakeDeployer) running(env string) running {

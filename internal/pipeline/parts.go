@@ -163,7 +163,7 @@ func (r Runtime) Health(ctx context.Context, env string) (Health, error) {
 		return Health{}, err
 	}
 	h := Health{Ready: st.Replicas.Ready, Desired: st.Replicas.Desired, Healthy: st.Healthy,
-		Isolation: string(st.Isolation), Message: st.Message, Instances: []Instance{}}
+		Isolation: string(st.Isolation), Message: st.Message, Instances: []Instance{}, URL: st.URL}
 	for _, r := range st.Instances {
 		h.Instances = append(h.Instances, Instance{Name: r.Name, Commit: r.Commit, State: r.State, Ready: r.Ready,
 			Restarts: r.Restarts, Since: r.Since, Message: r.Message})

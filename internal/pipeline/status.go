@@ -162,6 +162,9 @@ func (c *Controller) envStatus(ctx context.Context, e Env) (EnvStatus, error) {
 			if h.Instances != nil {
 				es.Instances = h.Instances
 			}
+			if h.URL != "" {
+				es.URL = h.URL
+			}
 		}
 	}
 	return es, nil

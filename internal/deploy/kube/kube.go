@@ -1,7 +1,7 @@
 // Package kube is the kubernetes runtime: each environment is a namespace
 // holding a Deployment pinned to the image digest, a Service and what the
-// configuration asks for (autoscaling, disruption budget, network policy,
-// quota), applied with server-side apply under the field manager "slipway".
+// configuration asks for (an Ingress or HTTPRoute, autoscaling, disruption
+// budget, network policy, quota), applied with server-side apply under the field manager "slipway".
 // A rollout is followed with a watch on the Deployment; one that exceeds its
 // progress deadline is rolled back to the previous release by re-applying
 // it.
@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -86,6 +87,10 @@ func New(rc *rest.Config, o Options) (*Backend, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	gw, err := gatewayClient(rc)
+	if err != nil {
+		return nil, err
+	}
 	b := &Backend{cs: cs, cfg: o.Config, log: log}
 	b.client = map[string]restTarget{
 		"Namespace":               {cs.CoreV1().RESTClient(), "namespaces", false},
@@ -95,6 +100,8 @@ func New(rc *rest.Config, o Options) (*Backend, error) {
 		"Deployment":              {cs.AppsV1().RESTClient(), "deployments", true},
 		"HorizontalPodAutoscaler": {cs.AutoscalingV2().RESTClient(), "horizontalpodautoscalers", true},
 		"PodDisruptionBudget":     {cs.PolicyV1().RESTClient(), "poddisruptionbudgets", true},
+		"Ingress":                 {cs.NetworkingV1().RESTClient(), "ingresses", true},
+		"HTTPRoute":               {gw, "httproutes", true},
 	}
 	return b, nil
 }
@@ -245,6 +252,13 @@ func (b *Backend) applyAll(ctx context.Context, objs []Object, prev *appsv1.Depl
 	var dep *appsv1.Deployment
 	have := map[string]bool{}
 	raws := make([][]byte, len(objs))
+	if slices.ContainsFunc(objs, func(o Object) bool { return o.Kind == "HTTPRoute" }) {
+		// Before anything is applied: a missing Gateway API is said once,
+		// plainly.
+		if err := b.checkGatewayAPI(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if prev == nil {
 		// The namespace first, then what lives in it, in order.
 		for i, o := range objs {
@@ -315,6 +329,10 @@ func (b *Backend) apply(ctx context.Context, o Object) ([]byte, error) {
 		// "unknown"); Error's does: "… is forbidden: …".
 		if serr := res.Error(); serr != nil {
 			err = serr
+		}
+		if o.Kind == "HTTPRoute" && apierrors.IsNotFound(err) {
+			// An apply creates what is missing: not found is the kind.
+			err = fmt.Errorf("%w: %w", ErrNoGatewayAPI, err)
 		}
 		return nil, fmt.Errorf("apply %s %s/%s: %w", o.Kind, o.Namespace, o.Name, err)
 	}

@@ -121,13 +121,10 @@ type Object struct {
 	Body      map[string]any
 }
 
-// optional kinds, in the order they are applied after the Deployment.
-var optionalKinds = []string{"ResourceQuota", "NetworkPolicy", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
-
 // Render returns the objects Apply applies for spec, in the order it
-// applies them: Namespace, ResourceQuota, NetworkPolicy, Service,
-// Deployment, HorizontalPodAutoscaler, PodDisruptionBudget (each optional
-// one only when configured).
+// applies them: Namespace, ResourceQuota, NetworkPolicy, Service, Ingress
+// or HTTPRoute, Deployment, HorizontalPodAutoscaler, PodDisruptionBudget
+// (each optional one only when configured).
 func Render(spec deploy.Spec, s Settings) ([]Object, error) {
 	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
@@ -205,16 +202,15 @@ func Render(spec deploy.Spec, s Settings) ([]Object, error) {
 			},
 		})
 	}
-	out = append(out, &corev1.Service{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-		ObjectMeta: meta(name, common),
-		Spec: corev1.ServiceSpec{
-			Selector: selector,
-			Ports: []corev1.ServicePort{{
-				Name: portName, Port: 80, TargetPort: intstr.FromString(portName), Protocol: corev1.ProtocolTCP,
-			}},
-		},
-	})
+	out = append(out, service(meta(name, common), selector, k.Service))
+	switch {
+	case k.Ingress.Enabled():
+		optional = append(optional, "Ingress")
+		out = append(out, ingress(meta(name, common), name, k.Ingress))
+	case k.HTTPRoute.Enabled():
+		optional = append(optional, "HTTPRoute")
+		out = append(out, httpRoute(meta(name, common), name, k.HTTPRoute))
+	}
 
 	dep, err := deployment(spec, s, meta(name, common), selector, podLabels)
 	if err != nil {

@@ -48,6 +48,22 @@ func TestRenderGolden(t *testing.T) {
 	dev.Kubernetes.NetworkPolicy.InternalOnly = true
 	dev.Kubernetes.Quota = config.Quota{CPU: "2", Memory: "1Gi", Pods: 10}
 	dev.Kubernetes.Resources.Requests = config.ResourceList{CPU: "50m", Memory: "32Mi"}
+	ingress := config.DefaultEnvironment("dev")
+	ingress.Kubernetes.Service = config.Service{Type: config.ServiceNodePort, NodePort: 30080, Annotations: map[string]string{"example.com/owner": "team"}}
+	ingress.Kubernetes.Ingress = config.Ingress{
+		ClassName:   "nginx",
+		Hosts:       []string{"birthday-dev.example.com", "www.birthday-dev.example.com"},
+		Path:        "/app",
+		TLSSecret:   "birthday-dev-tls",
+		CertManager: config.CertManager{ClusterIssuer: "letsencrypt-staging"},
+		Annotations: map[string]string{"nginx.ingress.kubernetes.io/proxy-body-size": "8m"},
+	}
+	route := config.DefaultEnvironment("prod")
+	route.Kubernetes.Service = config.Service{Type: config.ServiceLoadBalancer, Annotations: map[string]string{"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}}
+	route.Kubernetes.HTTPRoute = config.HTTPRoute{
+		Gateway:   config.GatewayRef{Name: "public", Namespace: "gateway-system", SectionName: "https"},
+		Hostnames: []string{"birthday.example.com"},
+	}
 	for _, tc := range []struct {
 		name string
 		env  config.Environment
@@ -55,6 +71,8 @@ func TestRenderGolden(t *testing.T) {
 		{"plain", config.DefaultEnvironment("prod")},
 		{"prod-autoscaled", full},
 		{"dev-internal", dev},
+		{"dev-nodeport-ingress", ingress},
+		{"prod-loadbalancer-httproute", route},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()

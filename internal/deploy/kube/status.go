@@ -36,7 +36,17 @@ func (b *Backend) Status(ctx context.Context, env string) (deploy.Status, error)
 	if err != nil {
 		return deploy.Status{}, fmt.Errorf("status of %s: list pods in %s: %w", env, s.Namespace, err)
 	}
-	return statusOf(env, s, d, applied, pods.Items), nil
+	st := statusOf(env, s, d, applied, pods.Items)
+	if s.URL == "" {
+		url, err := b.trafficURL(ctx, d, pods.Items)
+		if err != nil {
+			return deploy.Status{}, fmt.Errorf("status of %s: %w", env, err)
+		}
+		if url != "" {
+			st.URL = url
+		}
+	}
+	return st, nil
 }
 
 func statusOf(env string, s Settings, d *appsv1.Deployment, applied *deploy.Spec, pods []corev1.Pod) deploy.Status {
@@ -133,8 +143,11 @@ func serviceURL(name, ns string) string {
 	return fmt.Sprintf("http://%s.%s.svc.cluster.local", name, ns)
 }
 
-// URL is where environment env of cfg is reached: its configured url, else
-// its Service's cluster DNS name (reachable from inside the cluster).
+// URL is where environment env of cfg is reached, as far as the
+// configuration says: its url, else the host of its Ingress or HTTPRoute,
+// else its Service's cluster DNS name (reachable from inside the cluster).
+// Status adds what only the cluster knows: a load balancer's address, a
+// node port.
 func URL(cfg *config.Config, env string) (string, error) {
 	s, err := SettingsFor(cfg, env)
 	if err != nil {
@@ -142,6 +155,9 @@ func URL(cfg *config.Config, env string) (string, error) {
 	}
 	if s.URL != "" {
 		return s.URL, nil
+	}
+	if u := configuredURL(s.Kube); u != "" {
+		return u, nil
 	}
 	return serviceURL(cfg.App, s.Namespace), nil
 }
@@ -165,7 +181,7 @@ func (b *Backend) Stop(ctx context.Context, env string) error {
 		return fmt.Errorf("stop %s: deployment %s/%s is not managed by slipway (label %s); delete it yourself", env, d.Namespace, d.Name, LabelManagedBy)
 	}
 	bg := metav1.DeletePropagationBackground
-	for _, kind := range []string{"Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "NetworkPolicy", "ResourceQuota"} {
+	for _, kind := range []string{"Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "HTTPRoute", "Service", "NetworkPolicy", "ResourceQuota"} {
 		t := b.client[kind]
 		err := t.c.Delete().Namespace(s.Namespace).Resource(t.resource).Name(d.Name).
 			Body(&metav1.DeleteOptions{PropagationPolicy: &bg}).Do(ctx).Error()
