@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,22 +28,49 @@ var errNoReplica = errors.New("no replica is ready")
 const maxRetryBody = 64 << 10
 
 // balancer is an environment's HTTP load balancer: it sends each request to
-// the ready replica with the fewest requests in flight.
+// the ready backend with the fewest requests in flight.
 type balancer struct {
-	env       string
-	pool      atomic.Pointer[[]*replica]
+	env   string
+	clock clock
+	// pool is what pick chooses from: the backends that are ready and not
+	// draining, computed under mu whenever one of them changes.
+	pool      atomic.Pointer[[]*backend]
 	next      atomic.Uint64
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
 	// trusted are the proxies whose X-Forwarded-* headers are kept.
 	trusted atomic.Pointer[[]netip.Prefix]
-	// eject takes a replica out of the pool after a connection to it failed.
-	eject func(r *replica, err error)
+	// eject tells the owner of a backend (by its name) that a connection
+	// to it failed: the owner takes it out of the pool with setReady.
+	eject func(name string, err error)
+
+	mu       sync.Mutex
+	backends []*backend
 }
 
-func newBalancer(env string, eject func(*replica, error)) *balancer {
-	b := &balancer{env: env, eject: eject}
-	empty := []*replica{}
+// backend is one replica as the balancer sees it: where it listens, the
+// commit it answers for, its requests in flight and its pooled connections.
+type backend struct {
+	name   string // the owner's, reported when the backend is ejected
+	addr   string
+	commit string // sent as Slipway-Commit with its answers
+
+	outstanding atomic.Int64
+	// draining is set once and for all by drain or remove: the backend is
+	// picked no more.
+	draining atomic.Bool
+	conns    connPool
+
+	ready bool // guarded by the balancer's mu
+}
+
+// drainPoll is how often waitDrained looks at a draining backend's
+// requests in flight.
+const drainPoll = 5 * time.Millisecond
+
+func newBalancer(env string, clk clock, eject func(name string, err error)) *balancer {
+	b := &balancer{env: env, clock: clk, eject: eject}
+	empty := []*backend{}
 	b.pool.Store(&empty)
 	b.transport = &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -70,7 +99,77 @@ func newBalancer(env string, eject func(*replica, error)) *balancer {
 	return b
 }
 
-func (b *balancer) setPool(rs []*replica) { b.pool.Store(&rs) }
+// add makes the backend of the replica name listening on addr, which
+// serves commit. It is not picked until setReady says it is ready.
+func (b *balancer) add(name, addr, commit string) *backend {
+	be := &backend{name: name, addr: addr, commit: commit}
+	b.mu.Lock()
+	b.backends = append(b.backends, be)
+	b.mu.Unlock()
+	return be
+}
+
+// setReady puts be in the pool, or takes it out; a draining backend stays
+// out either way.
+func (b *balancer) setReady(be *backend, ready bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if be.ready == ready {
+		return
+	}
+	be.ready = ready
+	b.updatePool()
+}
+
+// drain stops picking be for good; the requests it has in flight go on
+// (waitDrained waits for them). It reports false if be was draining
+// already.
+func (b *balancer) drain(be *backend) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if be.draining.Swap(true) {
+		return false
+	}
+	b.updatePool()
+	return true
+}
+
+// waitDrained waits until be, draining, has no request in flight, or until
+// grace has passed, and reports whether it got there.
+func (b *balancer) waitDrained(be *backend, grace time.Duration) bool {
+	deadline := b.clock.Now().Add(grace)
+	for be.outstanding.Load() > 0 {
+		if !b.clock.Now().Before(deadline) {
+			return false
+		}
+		<-b.clock.After(drainPoll)
+	}
+	return true
+}
+
+// remove forgets be and closes its pooled connections, and any given back
+// to it later by requests still in flight.
+func (b *balancer) remove(be *backend) {
+	b.mu.Lock()
+	be.draining.Store(true)
+	b.backends = slices.DeleteFunc(b.backends, func(x *backend) bool { return x == be })
+	b.updatePool()
+	b.mu.Unlock()
+	be.conns.close()
+	b.transport.CloseIdleConnections()
+}
+
+// updatePool publishes the backends that may be picked: ready and not
+// draining, in the order they were added; b.mu is held.
+func (b *balancer) updatePool() {
+	var pool []*backend
+	for _, be := range b.backends {
+		if be.ready && !be.draining.Load() {
+			pool = append(pool, be)
+		}
+	}
+	b.pool.Store(&pool)
+}
 
 // setTrusted sets the proxies whose X-Forwarded-* headers are kept;
 // entries that do not parse were refused by validation and are left out.
@@ -128,9 +227,9 @@ func (b *balancer) fail(w http.ResponseWriter, req *http.Request, err error) {
 	http.Error(w, fmt.Sprintf("slipway: environment %s: %s", b.env, what), code)
 }
 
-// pick returns the ready replica with the fewest requests in flight, other
+// pick returns the ready backend with the fewest requests in flight, other
 // than exclude, with its count already raised; nil when there is none.
-func (b *balancer) pick(exclude *replica) *replica {
+func (b *balancer) pick(exclude *backend) *backend {
 	for range 4 {
 		pool := *b.pool.Load()
 		n := len(pool)
@@ -138,15 +237,15 @@ func (b *balancer) pick(exclude *replica) *replica {
 			return nil
 		}
 		start := int(b.next.Add(1) % uint64(n))
-		var best *replica
+		var best *backend
 		var least int64
 		for i := range n {
-			r := pool[(start+i)%n]
-			if r == exclude {
+			be := pool[(start+i)%n]
+			if be == exclude {
 				continue
 			}
-			if o := r.outstanding.Load(); best == nil || o < least {
-				best, least = r, o
+			if o := be.outstanding.Load(); best == nil || o < least {
+				best, least = be, o
 			}
 		}
 		if best == nil {
@@ -183,7 +282,7 @@ func (t *pickingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err != nil {
 		r.outstanding.Add(-1)
 		if replicaFailed(err) {
-			b.eject(r, err)
+			b.eject(r.name, err)
 		}
 		if !mayRetry(req, replayable, err) {
 			return nil, err
@@ -202,13 +301,13 @@ func (t *pickingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		if err != nil {
 			r.outstanding.Add(-1)
 			if replicaFailed(err) {
-				b.eject(r, err)
+				b.eject(r.name, err)
 			}
 			return nil, err
 		}
 	}
 	resp.Header.Set("Slipway-Environment", b.env)
-	resp.Header.Set("Slipway-Commit", r.rev.spec.Commit)
+	resp.Header.Set("Slipway-Commit", r.commit)
 	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 		resp.Body = &countedConn{ReadWriteCloser: rwc, r: r}
 	} else {
@@ -217,10 +316,10 @@ func (t *pickingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	return resp, nil
 }
 
-// countedBody lowers its replica's in-flight count when the response is done.
+// countedBody lowers its backend's in-flight count when the response is done.
 type countedBody struct {
 	io.ReadCloser
-	r    *replica
+	r    *backend
 	done atomic.Bool
 }
 
@@ -231,10 +330,10 @@ func (c *countedBody) Close() error {
 	return c.ReadCloser.Close()
 }
 
-// countedConn is an upgraded (websocket) connection to a replica.
+// countedConn is an upgraded (websocket) connection to a backend.
 type countedConn struct {
 	io.ReadWriteCloser
-	r    *replica
+	r    *backend
 	done atomic.Bool
 }
 

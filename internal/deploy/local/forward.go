@@ -182,7 +182,7 @@ func headerHasToken(h http.Header, key, token string) bool {
 // that is safe, and writes the answer to w.
 func (b *balancer) serve(w http.ResponseWriter, req *http.Request) {
 	replayable := replayable(req)
-	var tried *replica
+	var tried *backend
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		r := b.pick(tried)
@@ -207,7 +207,7 @@ func (b *balancer) serve(w http.ResponseWriter, req *http.Request) {
 		}
 		lastErr = err
 		if replicaFailed(err) {
-			b.eject(r, err)
+			b.eject(r.name, err)
 		}
 		if !mayRetry(req, replayable, err) {
 			break
@@ -217,9 +217,9 @@ func (b *balancer) serve(w http.ResponseWriter, req *http.Request) {
 	b.fail(w, req, lastErr)
 }
 
-// forward sends req to r and copies the answer to w. wrote reports whether
+// forward sends req to the backend r and copies the answer to w. wrote reports whether
 // anything was written to w.
-func (b *balancer) forward(w http.ResponseWriter, req *http.Request, r *replica, replayable bool) (wrote bool, err error) {
+func (b *balancer) forward(w http.ResponseWriter, req *http.Request, r *backend, replayable bool) (wrote bool, err error) {
 	c, reused, err := r.conns.get(r.addr)
 	if err != nil {
 		return false, err
@@ -256,7 +256,7 @@ func (b *balancer) forward(w http.ResponseWriter, req *http.Request, r *replica,
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	h.Set("Slipway-Environment", b.env)
-	h.Set("Slipway-Commit", r.rev.spec.Commit)
+	h.Set("Slipway-Commit", r.commit)
 	w.WriteHeader(resp.StatusCode)
 	buf := b.proxy.BufferPool.Get()
 	defer b.proxy.BufferPool.Put(buf)

@@ -39,7 +39,7 @@ func newLBHarness(t testing.TB, limits deploy.Frontend, n int, configure func(*h
 // start runs n replicas with handler, and the balancer and front end.
 func (h *lbHarness) start(t testing.TB, limits deploy.Frontend, n int, handler http.HandlerFunc, configure func(*http.Server)) *lbHarness {
 	t.Helper()
-	h.lb = newBalancer("test", func(*replica, error) { h.ejected.Add(1) })
+	h.lb = newBalancer("test", realClock{}, func(string, error) { h.ejected.Add(1) })
 	for i := range n {
 		up, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -51,10 +51,12 @@ func (h *lbHarness) start(t testing.TB, limits deploy.Frontend, n int, handler h
 		}
 		go srv.Serve(up)
 		t.Cleanup(func() { srv.Close() })
-		h.replicas = append(h.replicas, &replica{name: fmt.Sprintf("r%d", i), addr: up.Addr().String(),
-			rev: &revision{spec: deploy.Spec{Commit: strings.Repeat("a", 40)}}})
+		r := &replica{name: fmt.Sprintf("r%d", i), addr: up.Addr().String(),
+			rev: &revision{spec: deploy.Spec{Commit: strings.Repeat("a", 40)}}}
+		r.backend = h.lb.add(r.name, r.addr, r.rev.spec.Commit)
+		h.lb.setReady(r.backend, true)
+		h.replicas = append(h.replicas, r)
 	}
-	h.lb.setPool(h.replicas)
 	h.lb.setTrusted(limits.TrustedProxies)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -509,13 +511,15 @@ func TestFailuresDoNotRevealReplicaAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.replicas[0].addr = dead.Addr().String()
+	h.lb.remove(h.replicas[0].backend)
+	be := h.lb.add("r0", dead.Addr().String(), strings.Repeat("a", 40))
+	h.lb.setReady(be, true)
 	dead.Close()
 	got := h.do(t, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx")
 	if !strings.HasPrefix(got, "HTTP/1.1 502 ") || strings.Contains(got, "127.0.0.1") || strings.Contains(got, "refused") {
 		t.Errorf("answered %q: want 502 that does not show the replica", got)
 	}
-	h.lb.setPool(nil)
+	h.lb.setReady(be, false)
 	got = h.do(t, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 503 ") || !strings.Contains(got, "no replica is ready") {
 		t.Errorf("with no replica: %q", got)

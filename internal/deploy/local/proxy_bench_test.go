@@ -28,9 +28,8 @@ func BenchmarkProxy(b *testing.B) {
 	go srv.Serve(up)
 	b.Cleanup(func() { srv.Close() })
 
-	lb := newBalancer("bench", func(*replica, error) {})
-	r := &replica{name: "r1", addr: up.Addr().String(), rev: &revision{spec: deploy.Spec{Commit: "0123456789ab"}}}
-	lb.setPool([]*replica{r})
+	lb := newBalancer("bench", realClock{}, func(string, error) {})
+	lb.setReady(lb.add("r1", up.Addr().String(), "0123456789ab"), true)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

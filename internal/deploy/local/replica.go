@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -48,11 +47,9 @@ type replica struct {
 	logPath string
 	created time.Time
 	host    *replicaHost
-
-	// Used by the load balancer.
-	outstanding atomic.Int64
-	draining    atomic.Bool
-	conns       connPool
+	// backend is the replica in the load balancer, which owns it: whether
+	// it is draining, its requests in flight, its connections.
+	backend *backend
 
 	// stop ends the replica's supervision; done is closed once its process
 	// has stopped.
@@ -137,7 +134,7 @@ func (r *replica) run(ctx context.Context) {
 				exitErr = errors.New("exit status 0")
 			}
 		}
-		r.conns.dropIdle()
+		r.backend.conns.dropIdle()
 		var delay time.Duration
 		h.update(func() bool {
 			r.ready, r.pid = false, 0
@@ -224,7 +221,7 @@ func (r *replica) check(ctx context.Context, proc *os.Process) {
 		}
 		h.update(func() bool {
 			switch {
-			case err == nil && !r.ready && !r.draining.Load():
+			case err == nil && !r.ready && !r.backend.draining.Load():
 				r.ready, r.everReady, r.state, r.message, r.since = true, true, "ready", "", h.clock.Now()
 				return true
 			case err != nil && (r.ready || (wasReady && r.state != "unready")):
@@ -280,19 +277,10 @@ func (r *replica) get(ctx context.Context, url string) error {
 	return nil
 }
 
-// drain waits until r has no request in flight, or grace has passed.
-func (r *replica) drain(grace time.Duration) {
-	c := r.host.clock
-	deadline := c.Now().Add(grace)
-	for r.outstanding.Load() > 0 && c.Now().Before(deadline) {
-		<-c.After(5 * time.Millisecond)
-	}
-}
-
 // view is what the rollout planner sees of r; the host's lock is held.
 func (r *replica) view() replicaView {
 	return replicaView{
 		name: r.name, revision: r.rev.id, ready: r.ready, everReady: r.everReady, quickExits: r.quickExits,
-		created: r.created, draining: r.draining.Load(), state: r.state, message: r.message, lastExit: r.lastExit,
+		created: r.created, draining: r.backend.draining.Load(), state: r.state, message: r.message, lastExit: r.lastExit,
 	}
 }

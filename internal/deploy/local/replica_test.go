@@ -47,8 +47,10 @@ func testReplica(t *testing.T, clk *fakeClock, script *atomic.Value) (r *replica
 	}
 	rev := &revision{id: "abcdef0", spec: deploy.Spec{Environment: "test", ReadinessPath: "/readyz",
 		Strategy: deploy.Strategy{TerminationGracePeriod: time.Second}}}
+	lb := newBalancer("test", clk, func(string, error) {})
 	r = &replica{name: "test-abcde-1", rev: rev, addr: "127.0.0.1:1", host: host, done: make(chan struct{}),
-		logPath: filepath.Join(t.TempDir(), "test-abcde-1.log"), state: "starting", created: clk.Now()}
+		logPath: filepath.Join(t.TempDir(), "test-abcde-1.log"), state: "starting", created: clk.Now(),
+		backend: lb.add("test-abcde-1", "127.0.0.1:1", "")}
 	return r, func() replicaState {
 		mu.Lock()
 		defer mu.Unlock()

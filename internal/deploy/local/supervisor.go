@@ -100,7 +100,7 @@ func newSupervisor(ctx context.Context, dir, exe string, clk clock, logger *slog
 		command: s.command,
 		update:  s.update,
 	}
-	s.lb = newBalancer(filepath.Base(dir), s.eject)
+	s.lb = newBalancer(filepath.Base(dir), clk, s.eject)
 	return s
 }
 
@@ -114,23 +114,26 @@ func (s *supervisor) update(f func() bool) {
 	}
 }
 
-// notify wakes whoever waits for a change of replica states; s.mu is held.
+// notify wakes whoever waits for a change of replica states, and tells the
+// balancer which replicas are ready; s.mu is held.
 func (s *supervisor) notify() {
 	close(s.changed)
 	s.changed = make(chan struct{})
-	var pool []*replica
 	for _, r := range s.replicas {
-		if r.ready && !r.draining.Load() {
-			pool = append(pool, r)
-		}
+		s.lb.setReady(r.backend, r.ready)
 	}
-	s.lb.setPool(pool)
 }
 
-func (s *supervisor) eject(r *replica, err error) {
+// eject marks the replica named unready after the balancer failed to reach
+// it; its next passing readiness check puts it back.
+func (s *supervisor) eject(name string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r.ready {
+	i := slices.IndexFunc(s.replicas, func(r *replica) bool { return r.name == name })
+	if i < 0 {
+		return // retired meanwhile
+	}
+	if r := s.replicas[i]; r.ready {
 		r.ready = false
 		r.state = "unready"
 		r.message = "ejected: " + err.Error()
@@ -293,11 +296,13 @@ func (s *supervisor) start(rev *revision) (*replica, error) {
 	pruneLogs(logs, inUse, 20)
 	ctx, stop := context.WithCancel(s.ctx)
 	now := s.clock.Now()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	r := &replica{
 		name:    name,
 		rev:     rev,
 		port:    port,
-		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		addr:    addr,
+		backend: s.lb.add(name, addr, rev.spec.Commit),
 		logPath: filepath.Join(logs, name+".log"),
 		created: now,
 		host:    s.host,
@@ -315,8 +320,8 @@ func (s *supervisor) start(rev *revision) (*replica, error) {
 // retire takes r out of the pool and stops it once its requests are done;
 // s.mu is held.
 func (s *supervisor) retire(r *replica) {
-	if r.draining.Swap(true) {
-		return
+	if !s.lb.drain(r.backend) {
+		return // retiring already
 	}
 	r.state = "draining"
 	r.since = s.clock.Now()
@@ -324,15 +329,14 @@ func (s *supervisor) retire(r *replica) {
 	s.retiring.Add(1)
 	go func() {
 		defer s.retiring.Done()
-		r.drain(r.rev.spec.Strategy.TerminationGracePeriod)
+		s.lb.waitDrained(r.backend, r.rev.spec.Strategy.TerminationGracePeriod)
 		r.stop()
 		<-r.done
 		s.mu.Lock()
 		s.replicas = slices.DeleteFunc(s.replicas, func(x *replica) bool { return x == r })
 		s.notify()
 		s.mu.Unlock()
-		r.conns.close()
-		s.lb.transport.CloseIdleConnections()
+		s.lb.remove(r.backend)
 	}()
 }
 
@@ -457,12 +461,13 @@ func (s *supervisor) status() deploy.Status {
 	}
 	var problems []string
 	for _, r := range s.replicas {
+		draining := r.backend.draining.Load()
 		st.Instances = append(st.Instances, deploy.Replica{
 			Name: r.name, Version: r.rev.spec.Version, Commit: r.rev.spec.Commit, State: r.state,
-			Ready: r.ready && !r.draining.Load(), Restarts: r.restarts, Address: r.addr, PID: r.pid,
+			Ready: r.ready && !draining, Restarts: r.restarts, Address: r.addr, PID: r.pid,
 			Since: r.since, Message: r.message,
 		})
-		if r.draining.Load() {
+		if draining {
 			continue
 		}
 		if r.ready {
