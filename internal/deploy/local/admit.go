@@ -8,25 +8,24 @@ import (
 )
 
 // admit checks a request that http.ReadRequest parsed as net/http's server
-// checks it before calling a handler, and a little more strictly where the
-// parsed request no longer shows what was sent. It returns 0 for a request
-// to forward, or the status to refuse it with and why. head is the request
-// head as the client sent it (it may go on past the head).
+// checks it before calling a handler, in the same order, so that a request
+// both refuse gets the same status. It returns 0 for a request to forward,
+// or the status to refuse it with and why. head is the request head as the
+// client sent it (it may go on past the head).
 //
-// Differences on purpose, all stricter: an empty Host header counts as a
-// missing one; CONNECT (a tunnel, which the balancer does not make) and
-// "PRI * HTTP/2.0" (h2c, which it does not speak) are refused.
+// Differences on purpose, all stricter: CONNECT (a tunnel, which the
+// balancer does not make) and "PRI * HTTP/2.0" (h2c, which it does not
+// speak) are refused.
 func admit(req *http.Request, head []byte) (code int, why string) {
 	if req.ProtoMajor != 1 {
 		return http.StatusHTTPVersionNotSupported, "unsupported protocol version"
 	}
 	host, hosts := req.Host, 1
-	if req.URL.Host != "" {
-		// In absolute form the URL gives req.Host, and the Host header
-		// is dropped: only the head tells whether there was one.
+	if req.URL.Host != "" || host == "" {
+		// In absolute form the URL gives req.Host and the Host header is
+		// dropped; an empty req.Host is an empty header or none. Only the
+		// head tells.
 		host, hosts = headerIn(head, "host")
-	} else if host == "" {
-		hosts = 0
 	}
 	if req.ProtoAtLeast(1, 1) && hosts == 0 {
 		return http.StatusBadRequest, "missing required Host header"
@@ -47,8 +46,7 @@ func admit(req *http.Request, head []byte) (code int, why string) {
 	if e := req.Header.Get("Expect"); e != "" && !expectsContinue(req) {
 		return http.StatusExpectationFailed, ""
 	}
-	// Stricter than net/http's server from here on, so after its checks:
-	// a request both refuse gets the same status.
+	// Stricter than net/http's server from here on, so after its checks.
 	if req.Method == http.MethodConnect {
 		return http.StatusMethodNotAllowed, "CONNECT is not supported"
 	}
