@@ -3,15 +3,15 @@ package local
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
+	"syscall"
 	"testing"
-	"time"
 
 	"slipway.dev/slipway/internal/deploy"
 )
@@ -55,18 +55,8 @@ func (rec *recorder) take() []handled {
 // refusal, which ends the connection).
 func exchange(t testing.TB, addr, raw string, methods func() []string) []int {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	go func() {
-		io.WriteString(c, raw)
-		c.(*net.TCPConn).CloseWrite()
-	}()
-	all, err := io.ReadAll(c)
-	if err != nil && !strings.Contains(err.Error(), "connection reset") {
+	all, err := sendRaw(addr, raw)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("%s neither answered nor closed: %v", addr, err)
 	}
 	ms := methods()

@@ -107,13 +107,13 @@ func (h *lbHarness) replicaHandler(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "%s %s %d %s", r.Method, r.URL.RequestURI(), len(body), body)
 }
 
-// do sends raw bytes on a new connection, closes its sending side, and
-// returns everything the front end answered until it closed.
-func (h *lbHarness) do(t testing.TB, raw string) string {
-	t.Helper()
-	c, err := net.Dial("tcp", h.addr)
+// sendRaw sends raw on a new connection to addr, closes its sending side,
+// and returns everything the server answered until it closed (or reset)
+// the connection, within 10 s.
+func sendRaw(addr, raw string) ([]byte, error) {
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -121,7 +121,14 @@ func (h *lbHarness) do(t testing.TB, raw string) string {
 		io.WriteString(c, raw)
 		c.(*net.TCPConn).CloseWrite()
 	}()
-	b, err := io.ReadAll(c)
+	return io.ReadAll(c)
+}
+
+// do sends raw bytes through the front end (see sendRaw) and returns its
+// answer.
+func (h *lbHarness) do(t testing.TB, raw string) string {
+	t.Helper()
+	b, err := sendRaw(h.addr, raw)
 	if err != nil {
 		t.Fatalf("reading the answer: %v (got %q)", err, b)
 	}

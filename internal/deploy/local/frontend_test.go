@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"testing"
-	"time"
 
 	"slipway.dev/slipway/internal/deploy"
 )
@@ -34,17 +33,7 @@ func FuzzFrontend(f *testing.F) {
 	}), deploy.Frontend{})
 	defer fe.Shutdown(context.Background())
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		go func() {
-			c.Write(data)
-			c.(*net.TCPConn).CloseWrite()
-		}()
-		if _, err := io.Copy(io.Discard, c); err != nil {
+		if _, err := sendRaw(ln.Addr().String(), string(data)); err != nil {
 			t.Fatalf("the front end neither answered nor closed: %v", err)
 		}
 	})
