@@ -107,11 +107,7 @@ func TestRepoPathRelativeToFile(t *testing.T) {
 // field and what would be right.
 func TestErrors(t *testing.T) {
 	const head = "app: demo\nrepo:\n  url: ./app.git\n"
-	tests := []struct {
-		name string
-		yaml string
-		want []string // every message, in order
-	}{
+	tests := []parseErrorCase{
 		{"unknown top-level field", head + "bulid:\n  port: 80\n",
 			[]string{`f.yaml:4: bulid: unknown field "bulid"; did you mean "build"? Known fields: app, repo, test, build, registry, runtime, kubernetes, environments`}},
 		{"unknown nested field", head + "build:\n  prot: 80\n",
@@ -174,21 +170,7 @@ func TestErrors(t *testing.T) {
 				`f.yaml:6: test.timeout: want a duration such as 30s, 5m or 1h30m, got "soon"`,
 			}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("f.yaml", strings.NewReader(tt.yaml))
-			if err == nil {
-				t.Fatal("Parse succeeded, want an error")
-			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("error does not match ErrInvalid: %v", err)
-			}
-			got := strings.Split(err.Error(), "\n")
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("messages (-want +got):\n%s", diff)
-			}
-		})
-	}
+	checkParseErrors(t, tests)
 }
 
 func TestValidateWithoutFile(t *testing.T) {
@@ -290,6 +272,33 @@ func TestDatabaseURL(t *testing.T) {
 			c.App, c.Runtime = "birthday-app", tt.runtime
 			if got := c.DatabaseURL(tt.env); got != tt.want {
 				t.Errorf("DatabaseURL = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// parseErrorCase is a configuration that Parse must refuse, with every
+// message it must give, in order.
+type parseErrorCase struct {
+	name string
+	yaml string
+	want []string
+}
+
+// checkParseErrors parses each case as f.yaml and compares the messages.
+func checkParseErrors(t *testing.T, tests []parseErrorCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("f.yaml", strings.NewReader(tt.yaml))
+			if err == nil {
+				t.Fatal("Parse succeeded, want an error")
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not match ErrInvalid: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, strings.Split(err.Error(), "\n")); diff != "" {
+				t.Errorf("messages (-want +got):\n%s", diff)
 			}
 		})
 	}

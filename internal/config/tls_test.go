@@ -1,22 +1,15 @@
 package config
 
 import (
-	"errors"
 	"strings"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 )
 
 // TestTLSErrors checks each mistake in frontend.tls is reported with its
 // field and the fix.
 func TestTLSErrors(t *testing.T) {
 	const head = "app: demo\nrepo:\n  url: ./app.git\nenvironments:\n  - name: dev\n  - name: prod\n    frontend:\n      tls:\n"
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
+	tests := []parseErrorCase{
 		{"cert without key", head + "        certFile: /etc/tls/cert.pem\n",
 			[]string{`f.yaml:8: environments[1].frontend.tls.keyFile: is required with certFile: the PEM file of the certificate's private key`}},
 		{"key without cert", head + "        keyFile: /etc/tls/key.pem\n",
@@ -48,20 +41,7 @@ func TestTLSErrors(t *testing.T) {
 		{"kubernetes runtime", "app: demo\nrepo:\n  url: ./app.git\nruntime: kubernetes\nenvironments:\n  - name: dev\n  - name: prod\n    frontend:\n      tls:\n        certFile: c.pem\n        keyFile: k.pem\n",
 			[]string{`f.yaml:9: environments[1].frontend.tls: is for the local runtime's load balancer only: on kubernetes, terminate TLS in front of the Service (an Ingress or a load balancer) and remove frontend.tls`}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("f.yaml", strings.NewReader(tt.yaml))
-			if err == nil {
-				t.Fatal("Parse succeeded, want an error")
-			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("error does not match ErrInvalid: %v", err)
-			}
-			if diff := cmp.Diff(tt.want, strings.Split(err.Error(), "\n")); diff != "" {
-				t.Errorf("messages (-want +got):\n%s", diff)
-			}
-		})
-	}
+	checkParseErrors(t, tests)
 }
 
 func TestTLSAccepted(t *testing.T) {

@@ -1,22 +1,15 @@
 package config
 
 import (
-	"errors"
 	"strings"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 )
 
 // TestTrafficErrors checks what Validate says about an environment's
 // Service, Ingress and HTTPRoute that cannot work.
 func TestTrafficErrors(t *testing.T) {
 	const head = "app: demo\nrepo:\n  url: ./app.git\nruntime: kubernetes\nenvironments:\n  - name: dev\n    kubernetes:\n"
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
+	tests := []parseErrorCase{
 		{"bad service type", head + "      service:\n        type: External\n",
 			[]string{`f.yaml:9: environments[0].kubernetes.service.type: "External" is not a Service type: use ClusterIP (inside the cluster, the default), NodePort or LoadBalancer`}},
 		{"node port on ClusterIP", head + "      service:\n        nodePort: 30080\n",
@@ -58,21 +51,7 @@ func TestTrafficErrors(t *testing.T) {
 		{"unknown ingress field", head + "      ingress:\n        host: a.example.com\n",
 			[]string{`f.yaml:9: environments[0].kubernetes.ingress.host: unknown field "host" in environments[0].kubernetes.ingress; did you mean "hosts"? Known fields: className, hosts, path, tlsSecret, certManager, annotations`}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("f.yaml", strings.NewReader(tt.yaml))
-			if err == nil {
-				t.Fatal("Parse succeeded, want an error")
-			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("error does not match ErrInvalid: %v", err)
-			}
-			got := strings.Split(err.Error(), "\n")
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("messages (-want +got):\n%s", diff)
-			}
-		})
-	}
+	checkParseErrors(t, tests)
 }
 
 // TestTrafficValid checks configurations that must pass, with the values
