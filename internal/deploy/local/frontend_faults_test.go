@@ -146,6 +146,13 @@ func (h *lbHarness) get(client *http.Client, path string) (int, error) {
 	return resp.StatusCode, nil
 }
 
+// open counts the client connections the front end is serving.
+func (h *lbHarness) open() int {
+	h.fe.mu.Lock()
+	defer h.fe.mu.Unlock()
+	return len(h.fe.conns)
+}
+
 // drainSeen returns the requests the replicas got so far.
 func (h *lbHarness) drainSeen() []*http.Request {
 	var rs []*http.Request
@@ -463,11 +470,7 @@ func TestFrontendTimeouts(t *testing.T) {
 	defer c.Close()
 	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
 	waitUntil(t, "the request to be served", func() bool { return len(h.seen) > 0 })
-	waitUntil(t, "the front end to drop the client that does not read", func() bool {
-		h.fe.mu.Lock()
-		defer h.fe.mu.Unlock()
-		return len(h.fe.conns) == 0
-	})
+	waitUntil(t, "the front end to drop the client that does not read", func() bool { return h.open() == 0 })
 	if n := h.ejected.Load(); n != 0 {
 		t.Errorf("slow clients ejected the replica %d times", n)
 	}
@@ -488,11 +491,7 @@ func TestFrontendCapsConnections(t *testing.T) {
 		}
 		held = append(held, c)
 	}
-	waitUntil(t, "five connections held", func() bool {
-		h.fe.mu.Lock()
-		defer h.fe.mu.Unlock()
-		return len(h.fe.conns) == 5
-	})
+	waitUntil(t, "five connections held", func() bool { return h.open() == 5 })
 	start := time.Now()
 	got := h.do(t, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 503 ") || time.Since(start) > 2*time.Second {
@@ -500,11 +499,7 @@ func TestFrontendCapsConnections(t *testing.T) {
 	}
 	held[0].Close()
 	held = held[1:]
-	waitUntil(t, "a connection freed", func() bool {
-		h.fe.mu.Lock()
-		defer h.fe.mu.Unlock()
-		return len(h.fe.conns) < 5
-	})
+	waitUntil(t, "a connection freed", func() bool { return h.open() < 5 })
 	if got := h.do(t, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200 ") {
 		t.Errorf("below the limit again: %.60q, want 200", got)
 	}
