@@ -343,6 +343,7 @@ func (b *Backend) apply(ctx context.Context, o Object) ([]byte, error) {
 // count (and the cause).
 func onlyReplicas(a, b deploy.Spec) bool {
 	a.Replicas, a.Cause, b.Replicas, b.Cause = 0, "", 0, ""
+	a.Frontend, b.Frontend = deploy.Frontend{}, deploy.Frontend{} // not the kubernetes runtime's
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && string(ja) == string(jb)

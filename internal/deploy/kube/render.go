@@ -127,6 +127,9 @@ type Object struct {
 // (each optional one only when configured).
 func Render(spec deploy.Spec, s Settings) ([]Object, error) {
 	spec = spec.WithDefaults()
+	// The local runtime's load balancer has nothing to do here: neither
+	// rendered nor recorded.
+	spec.Frontend = deploy.Frontend{}
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}

@@ -173,3 +173,20 @@ func TestURL(t *testing.T) {
 		}
 	}
 }
+
+// A scale is a scale whatever the local runtime's front-end settings say,
+// and whether or not the recorded spec carries them (specs recorded by
+// earlier versions do not).
+func TestOnlyReplicasIgnoresFrontend(t *testing.T) {
+	recorded := deploy.Spec{Environment: "prod", App: "a", Version: "v1", Replicas: 3}
+	next := recorded
+	next.Replicas = 5
+	next.Frontend = deploy.Frontend{MaxConnections: 10000, TrustedProxies: []string{"10.0.0.0/8"}}
+	if !onlyReplicas(recorded, next) {
+		t.Error("a replica change with front-end settings is not taken for a scale")
+	}
+	next.Version = "v2"
+	if onlyReplicas(recorded, next) {
+		t.Error("a version change is taken for a scale")
+	}
+}
