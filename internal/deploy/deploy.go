@@ -268,6 +268,9 @@ type Status struct {
 	Version     string    `json:"version"`
 	Replicas    Replicas  `json:"replicas"`
 	Healthy     bool      `json:"healthy"`
+	// Stopped: the environment was applied with no replicas; its front end
+	// answers that it is stopped.
+	Stopped bool      `json:"stopped,omitempty"`
 	Since       time.Time `json:"since"`
 	URL         string    `json:"url,omitempty"`
 	Isolation   Isolation `json:"isolation,omitempty"`

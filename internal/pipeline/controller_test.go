@@ -69,13 +69,14 @@ func TestNewestCommitWins(t *testing.T) {
 	h.start()
 	h.repo.setBranch("master", c1)
 	h.c.Poll()
-	h.waitFor("c1 to be in flight", func() bool { return h.c.sourcePending(c1) && h.c.envs["dev"].inFlight() != nil })
+	h.waitFor("c1 to be in flight", func() bool { return h.c.queues["dev"].pending(c1) && h.c.busy("dev") })
 	for _, c := range []string{c2, c3, c4} {
 		h.repo.setBranch("master", c)
 		h.waitFor(shortHash(c)+" to be queued", func() bool {
-			h.c.mu.Lock()
-			defer h.c.mu.Unlock()
-			return h.c.queued == c
+			q := h.c.queues["dev"]
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			return q.next == c
 		})
 	}
 	close(h.builder.gate)
@@ -156,7 +157,7 @@ func TestReleasePreflight(t *testing.T) {
 	c4 := h.repo.commit("c4", c3)
 	h.smoker.fail[c3] = true
 	envs := []Env{testEnvs[0], testEnvs[1]}
-	envs[1].MinTimeOnSource = 10 * time.Minute
+	envs[1].MinTimeVerified = 10 * time.Minute
 	h.start(envs...)
 	h.pushMaster(c1)
 	h.clock.Add(time.Hour)
@@ -226,7 +227,7 @@ func TestGitPushToRelease(t *testing.T) {
 	h.pushMaster(c1)
 	h.waitFor("c1 released by the branch", func() bool {
 		d, err := h.store.Current(context.Background(), "prod")
-		return err == nil && d.Commit == c1 && h.c.envs["prod"].inFlight() == nil
+		return err == nil && d.Commit == c1 && !h.c.busy("prod")
 	})
 	rel, _ := h.store.Current(context.Background(), "prod")
 	if rel.Trigger != "git push to release" {
@@ -239,7 +240,7 @@ func TestGitPushToRelease(t *testing.T) {
 	h.repo.setBranch("release", c2)
 	h.waitFor("c2 released", func() bool {
 		d, err := h.store.Current(context.Background(), "prod")
-		return err == nil && d.Commit == c2 && h.c.envs["prod"].inFlight() == nil
+		return err == nil && d.Commit == c2 && !h.c.busy("prod")
 	})
 	rel, _ = h.store.Current(context.Background(), "prod")
 
@@ -260,7 +261,7 @@ func TestGitPushToRelease(t *testing.T) {
 	h.repo.setBranch("release", c4)
 	h.waitFor("c4 released", func() bool {
 		d, err := h.store.Current(context.Background(), "prod")
-		return err == nil && d.Commit == c4 && h.c.envs["prod"].inFlight() == nil
+		return err == nil && d.Commit == c4 && !h.c.busy("prod")
 	})
 	rel, _ = h.store.Current(context.Background(), "prod")
 	checkTruth(t, h, c4, rel.ReleaseName)
@@ -301,7 +302,7 @@ func TestRollback(t *testing.T) {
 	c2 := h.repo.commit("c2", c1)
 	c3 := h.repo.commit("c3", c2)
 	h.start()
-	if _, err := h.c.Rollback(context.Background(), "", ""); !errors.Is(err, ErrNothingReleased) {
+	if _, err := h.c.Rollback(context.Background(), RollbackRequest{Target: ""}); !errors.Is(err, ErrNothingReleased) {
 		t.Errorf("rollback before any release: %v", err)
 	}
 	var rels []ledger.Deployment
@@ -313,9 +314,9 @@ func TestRollback(t *testing.T) {
 	if _, err := h.c.Scale(context.Background(), "prod", 6); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("scale", func() bool { return h.c.envs["prod"].inFlight() == nil })
+	h.waitFor("scale", func() bool { return !h.c.busy("prod") })
 
-	d, err := h.c.Rollback(context.Background(), "", "")
+	d, err := h.c.Rollback(context.Background(), RollbackRequest{Target: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,17 +331,17 @@ func TestRollback(t *testing.T) {
 		if target == c3 {
 			want = rels[2]
 		}
-		d, err = h.c.Rollback(context.Background(), target, "")
+		d, err = h.c.Rollback(context.Background(), RollbackRequest{Target: target})
 		if err != nil {
 			t.Fatal(err)
 		}
 		h.waitFinal(d.ID)
 		checkTruth(t, h, want.Commit, want.ReleaseName)
 	}
-	if _, err := h.c.Rollback(context.Background(), "RC19990101_0000", ""); !errors.Is(err, ErrNotReleased) {
+	if _, err := h.c.Rollback(context.Background(), RollbackRequest{Target: "RC19990101_0000"}); !errors.Is(err, ErrNotReleased) {
 		t.Errorf("rollback to an unknown release: %v", err)
 	}
-	if _, err := h.c.Rollback(context.Background(), rels[2].ReleaseName, ""); !errors.Is(err, ErrAlreadyLive) {
+	if _, err := h.c.Rollback(context.Background(), RollbackRequest{Target: rels[2].ReleaseName}); !errors.Is(err, ErrAlreadyLive) {
 		t.Errorf("rollback to the live release: %v", err)
 	}
 }
@@ -417,7 +418,7 @@ func TestOneRolloutPerEnvironment(t *testing.T) {
 	if _, err := h.c.Scale(context.Background(), "prod", 2); !errors.Is(err, ErrBusy) {
 		t.Errorf("scale during a release: %v, want ErrBusy", err)
 	}
-	if _, err := h.c.Rollback(context.Background(), "", ""); !errors.Is(err, ErrBusy) {
+	if _, err := h.c.Rollback(context.Background(), RollbackRequest{Target: ""}); !errors.Is(err, ErrBusy) {
 		t.Errorf("rollback during a release: %v, want ErrBusy", err)
 	}
 	close(h.deployer.gate)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/ledger"
 )
 
@@ -58,32 +59,16 @@ type Tagger interface {
 
 // Deployer rolls environments out.
 type Deployer interface {
-	// Deploy rolls d.Env out to d's image (by digest) and replica count, and
-	// returns once every new replica is ready; on error the environment
-	// keeps serving what it ran.
+	// Deploy rolls d.Env out to d's image (by digest) and replica count (0
+	// stops it), and returns once every new replica is ready; on error the
+	// environment keeps serving what it ran.
 	Deploy(ctx context.Context, d ledger.Deployment) error
-	// Health reports the environment's replicas.
-	Health(ctx context.Context, env string) (Health, error)
+	// Status reports what the environment serves, or deploy.ErrNotDeployed.
+	Status(ctx context.Context, env string) (deploy.Status, error)
 }
 
-// Health is what the runtime says about an environment's replicas. Desired
-// is 0 when nothing is deployed.
-type Health struct {
-	Ready   int
-	Desired int
-	Healthy bool
-	// Isolation says how the runtime confines the replicas.
-	Isolation string
-	// Message says what is wrong, as the runtime puts it.
-	Message string
-	// Instances are the replicas, as the runtime reports them.
-	Instances []Instance
-	// URL is where the runtime says the environment is reached (a load
-	// balancer's address, an Ingress's host); empty: the configured one.
-	URL string
-}
-
-// Smoker runs the smoke tests of commit against an environment's URL.
+// Smoker runs the smoke tests of commit against an environment's URL; an
+// environment without smoke tests passes.
 type Smoker interface {
 	Smoke(ctx context.Context, env, commit, url string) error
 }

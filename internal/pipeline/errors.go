@@ -34,7 +34,34 @@ var (
 	ErrNoControlledEnv = errors.New("no controlled environment configured")
 	// ErrInvalid: a request that can never succeed as written.
 	ErrInvalid = errors.New("invalid request")
+	// ErrStopped: the environment is stopped (slipway start ENV).
+	ErrStopped = errors.New("environment is stopped")
+	// ErrNotStopped: start was asked of an environment that runs.
+	ErrNotStopped = errors.New("environment is not stopped")
 )
+
+// TransientError is a step's error that may go away by itself (a registry
+// or git server that did not answer): the step is tried again with backoff.
+// Any other error of a step is terminal: the deployment fails.
+type TransientError struct{ Err error }
+
+func (e *TransientError) Error() string { return e.Err.Error() }
+
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// Transient marks err as transient; nil stays nil.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &TransientError{Err: err}
+}
+
+// IsTransient reports whether err is marked transient.
+func IsTransient(err error) bool {
+	var t *TransientError
+	return errors.As(err, &t)
+}
 
 // RefusedError is a release that failed its preflight. Prod is untouched.
 type RefusedError struct {

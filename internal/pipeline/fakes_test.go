@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/ledger"
 )
 
@@ -216,14 +217,17 @@ func (f *fakeDeployer) Deploy(ctx context.Context, d ledger.Deployment) error {
 	return nil
 }
 
-func (f *fakeDeployer) Health(ctx context.Context, env string) (Health, error) {
+func (f *fakeDeployer) Status(ctx context.Context, env string) (deploy.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.envs[env]
 	if !ok {
-		return Health{}, nil
+		return deploy.Status{}, deploy.ErrNotDeployed
 	}
-	return Health{Ready: r.replicas, Desired: r.replicas, Healthy: true, URL: f.urls[env]}, nil
+	if r.replicas == 0 {
+		return deploy.Status{Environment: env, Stopped: true}, nil
+	}
+	return deploy.Status{Environment: env, Replicas: deploy.Replicas{Ready: r.replicas, Desired: r.replicas}, Healthy: true, URL: f.urls[env]}, nil
 }
 
 func (f *fakeDeployer) running(env string) running {
@@ -293,7 +297,7 @@ func newHarness(t *testing.T) *harness {
 
 var testEnvs = []Env{
 	{Name: "dev", Branch: "master", Automatic: true, URL: "http://127.0.0.1:8081", Replicas: 2},
-	{Name: "prod", Branch: "release", URL: "http://127.0.0.1:8080", Replicas: 4},
+	{Name: "prod", Branch: "release", RequireVerifiedOn: "dev", URL: "http://127.0.0.1:8080", Replicas: 4},
 }
 
 func (h *harness) start(envs ...Env) {
@@ -301,7 +305,7 @@ func (h *harness) start(envs ...Env) {
 	if len(envs) == 0 {
 		envs = slices.Clone(testEnvs)
 	}
-	c, err := New(Config{Envs: envs, PollInterval: time.Hour, HealthTimeout: time.Second}, Deps{
+	c, err := New(Config{Envs: envs, PollInterval: time.Hour, HealthTimeout: time.Second, RetryFor: time.Second, RetryBackoff: 10 * time.Millisecond}, Deps{
 		Repo: h.repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
 		Smoker: h.smoker, Store: h.store, Now: h.clock.Now,
 	})
@@ -363,7 +367,7 @@ func (h *harness) waitFinal(id int64) ledger.Deployment {
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		return d.State.Final() && h.c.envs[d.Env].inFlight() == nil
+		return d.State.Final() && !h.c.busy(d.Env)
 	})
 	return d
 }
@@ -375,4 +379,10 @@ func (h *harness) release(commit string) ledger.Deployment {
 		h.t.Fatalf("Release(%s): %v", shortHash(commit), err)
 	}
 	return h.waitFinal(d.ID)
+}
+
+// busy reports whether env has a rollout in flight.
+func (c *Controller) busy(env string) bool {
+	_, _, ok := c.rollouts.snapshot(env)
+	return ok
 }

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 
+	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/ledger"
 )
 
 // reconcile takes up the deployments that were in flight when the controller
-// last stopped: a source deployment is checked again from the start; a
-// release, rollback or scale is finished, or undone when it cannot be.
+// last stopped: an automatic deployment is checked again from the start; a
+// release, rollback, scale, stop or start is finished, or undone when it
+// cannot be. Then every environment whose runtime does not run what the
+// ledger says is given its spec again: the ledger is the one record of
+// what should run.
 func (c *Controller) reconcile(ctx context.Context) error {
 	rows, err := c.deps.Store.InFlight(ctx)
 	if err != nil {
@@ -19,60 +23,57 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	for i := range rows {
 		d := &rows[i]
 		log := c.log.With("env", d.Env, "commit", shortHash(d.Commit), "deployment", d.ID, "kind", d.Kind)
-		st, ok := c.envs[d.Env]
+		e, ok := c.envs[d.Env]
 		if !ok {
 			d.State, d.Reason = ledger.StateFailed, "interrupted by a restart; the environment is no longer configured"
-			if err := c.save(ctx, d); err != nil {
+			if err := c.deps.Store.Update(ctx, d); err != nil {
 				return err
 			}
 			continue
 		}
-		switch {
-		case d.Kind == ledger.KindDeploy:
+		if d.Kind == ledger.KindDeploy {
 			d.State = ledger.StateFailed
 			d.Reason = fmt.Sprintf("interrupted by a restart at step %s; %s is checked again", d.Step, shortHash(d.Commit))
 			d.Note = "checked again after restart"
-			if err := c.save(ctx, d); err != nil {
+			if err := c.deps.Store.Update(ctx, d); err != nil {
 				return err
 			}
-			log.Info("in flight at restart: checked again")
-			c.enqueue(d.Commit)
-		default:
-			var prev ledger.Deployment
-			if d.PreviousID != 0 {
-				prev, err = c.deps.Store.Get(ctx, d.PreviousID)
-				if err != nil && !errors.Is(err, ledger.ErrNoDeployment) {
-					return err
-				}
+			if q := c.queues[e.Name]; q != nil {
+				log.Info("in flight at restart: checked again")
+				q.push(d.Commit)
 			}
-			if err := st.acquire(ctx, d); err != nil {
-				return err
-			}
-			log.Info("in flight at restart: finishing it")
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				defer st.releaseLock()
-				if d.Kind == ledger.KindScale {
-					c.scale(c.runCtx, d, true)
-					return
-				}
-				c.promote(c.runCtx, d, prev, true)
-			}()
-		}
-	}
-	return c.redeployStopped(ctx)
-}
-
-// redeployStopped brings back environments that the ledger says run an
-// image but the runtime has nothing deployed for (they were stopped, or
-// the runtime's state was lost).
-func (c *Controller) redeployStopped(ctx context.Context) error {
-	for _, e := range c.cfg.Envs {
-		st := c.envs[e.Name]
-		if st.inFlight() != nil {
 			continue
 		}
+		var prev ledger.Deployment
+		if d.PreviousID != 0 {
+			prev, err = c.deps.Store.Get(ctx, d.PreviousID)
+			if err != nil && !errors.Is(err, ledger.ErrNoDeployment) {
+				return err
+			}
+		}
+		ro, err := c.rollouts.tryStart(*d)
+		if err != nil {
+			return fmt.Errorf("deployment %d: %w", d.ID, err)
+		}
+		log.Info("in flight at restart: finishing it")
+		c.goRun(ro, func(ctx context.Context) {
+			switch d.Kind {
+			case ledger.KindScale, ledger.KindStop, ledger.KindStart:
+				c.rollOutSame(ctx, ro, d, true)
+			default:
+				c.promote(ctx, ro, d, prev, true)
+			}
+		})
+	}
+	return c.restoreRuntime(ctx)
+}
+
+// restoreRuntime hands the runtime the spec of every environment it does
+// not run as the ledger says: nothing deployed (its processes are gone, or
+// the runtime's state was lost), or stopped when it should run, or running
+// when it should be stopped.
+func (c *Controller) restoreRuntime(ctx context.Context) error {
+	for _, e := range c.cfg.Envs {
 		cur, err := c.deps.Store.Current(ctx, e.Name)
 		if errors.Is(err, ledger.ErrNoDeployment) {
 			continue
@@ -80,22 +81,26 @@ func (c *Controller) redeployStopped(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		h, err := c.deps.Deployer.Health(ctx, e.Name)
-		if err != nil || h.Desired > 0 {
+		st, err := c.deps.Deployer.Status(ctx, e.Name)
+		switch {
+		case errors.Is(err, deploy.ErrNotDeployed):
+		case err != nil:
+			c.log.Warn("read the runtime's status", "env", e.Name, "err", err)
 			continue
+		case (cur.Kind == ledger.KindStop) == st.Stopped && (st.Stopped || st.Replicas.Desired > 0):
+			continue // runs as the ledger says
 		}
-		if err := st.acquire(ctx, &cur); err != nil {
-			return err
+		ro, err := c.rollouts.tryStart(cur)
+		if err != nil {
+			continue // a rollout taken up above applies a spec anyway
 		}
-		c.log.Info("not running: deploying it again", "env", e.Name, "commit", shortHash(cur.Commit))
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			defer st.releaseLock()
-			if err := c.deps.Deployer.Deploy(c.runCtx, cur); err != nil && c.runCtx.Err() == nil {
-				c.log.Error("deploy again", "env", cur.Env, "err", err)
+		c.log.Info("the runtime does not run what the ledger says: applying it again", "env", e.Name, "commit", shortHash(cur.Commit), "kind", cur.Kind)
+		c.goRun(ro, func(ctx context.Context) {
+			err := c.retry(ctx, ro, "restore "+cur.Env, func(ctx context.Context) error { return c.deps.Deployer.Deploy(ctx, cur) })
+			if err != nil && ctx.Err() == nil {
+				c.log.Error("apply the ledger's deployment again", "env", cur.Env, "err", err)
 			}
-		}()
+		})
 	}
 	return nil
 }

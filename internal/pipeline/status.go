@@ -6,53 +6,51 @@ import (
 	"fmt"
 	"time"
 
+	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/ledger"
 )
 
 // Status is what runs where: the answer of `slipway status`. Its JSON form
 // is a documented contract (docs/api.md).
 type Status struct {
+	App          string      `json:"app"`
 	Environments []EnvStatus `json:"environments"`
-	// Pending are the commits of the source branch the controlled
-	// environment does not run, newest first.
+	// Pending are the commits of the chain's branch the final environment
+	// does not run, newest first.
 	Pending []Commit `json:"pending"`
 }
 
 // EnvStatus is one environment in Status.
 type EnvStatus struct {
-	Name        string     `json:"name"`
+	Name string `json:"name"`
+	// Mode is automatic or controlled; From names the environment an
+	// automatic one takes its commits from.
+	Mode        string     `json:"mode"`
 	Branch      string     `json:"branch"`
+	From        string     `json:"from,omitempty"`
 	Commit      *string    `json:"commit"`
 	ShortCommit *string    `json:"shortCommit"`
 	Release     *string    `json:"release"`
 	Image       *string    `json:"image"`
 	Digest      *string    `json:"digest"`
-	Replicas    Replicas   `json:"replicas"`
-	Healthy     bool       `json:"healthy"`
-	Since       *time.Time `json:"since"`
-	URL         string     `json:"url"`
-	LastFailure *string    `json:"lastFailure"`
-	Rollout     *Rollout   `json:"rollout"`
+	// Tag is the registry tag on the image the environment runs.
+	Tag      string     `json:"tag"`
+	Replicas Replicas   `json:"replicas"`
+	Healthy  bool       `json:"healthy"`
+	Stopped  bool       `json:"stopped"`
+	Since    *time.Time `json:"since"`
+	URL      string     `json:"url"`
+	// LastFailure is the newest deployment that failed after the current
+	// one, in words.
+	LastFailure *string  `json:"lastFailure"`
+	Rollout     *Rollout `json:"rollout"`
 	// Isolation is how the runtime confines replicas: namespaces+chroot
 	// or process (local), container (kubernetes); null when nothing runs.
 	Isolation *string `json:"isolation"`
 	// Message is what the runtime says is wrong (crash-looping replicas,
 	// drift from what slipway applied), or null.
-	Message   *string    `json:"message"`
-	Instances []Instance `json:"instances"`
-}
-
-// Instance is one replica of an environment, as the runtime reports it.
-type Instance struct {
-	Name   string `json:"name"`
-	Commit string `json:"commit"`
-	// State is starting, ready, unready, draining, restarting or
-	// crash-looping (Kubernetes reports all but draining and restarting).
-	State    string    `json:"state"`
-	Ready    bool      `json:"ready"`
-	Restarts int       `json:"restarts"`
-	Since    time.Time `json:"since"`
-	Message  string    `json:"message,omitempty"`
+	Message   *string          `json:"message"`
+	Instances []deploy.Replica `json:"instances"`
 }
 
 // Replicas counts an environment's replicas.
@@ -68,14 +66,18 @@ type Rollout struct {
 	Commit  string `json:"commit"`
 	Release string `json:"release"`
 	Step    string `json:"step"`
+	// Waiting says why the rollout does not go on (a step tried again, a
+	// ledger write that failed), or is empty.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // maxPending bounds the pending list.
 const maxPending = 100
 
-// Status reports every environment and the commits prod does not have.
+// Status reports every environment and the commits the final environment
+// does not have.
 func (c *Controller) Status(ctx context.Context) (Status, error) {
-	out := Status{Environments: []EnvStatus{}, Pending: []Commit{}}
+	out := Status{App: c.cfg.App, Environments: []EnvStatus{}, Pending: []Commit{}}
 	for _, e := range c.cfg.Envs {
 		es, err := c.envStatus(ctx, e)
 		if err != nil {
@@ -83,21 +85,22 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 		}
 		out.Environments = append(out.Environments, es)
 	}
-	if c.release == nil {
+	root := c.rootBranch(c.final)
+	if root == c.final {
 		return out, nil
 	}
-	master, err := c.deps.Repo.Head(ctx, c.source.Branch)
+	tip, err := c.deps.Repo.Head(ctx, root.Branch)
 	if err != nil {
 		return Status{}, err
 	}
-	if master == "" {
+	if tip == "" {
 		return out, nil
 	}
-	cur, err := c.deps.Store.Current(ctx, c.release.Name)
+	cur, err := c.deps.Store.Current(ctx, c.final.Name)
 	if err != nil && !errors.Is(err, ledger.ErrNoDeployment) {
 		return Status{}, err
 	}
-	pending, err := c.deps.Repo.Commits(ctx, cur.Commit, master, maxPending)
+	pending, err := c.deps.Repo.Commits(ctx, cur.Commit, tip, maxPending)
 	if err != nil {
 		return Status{}, err
 	}
@@ -108,7 +111,10 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 }
 
 func (c *Controller) envStatus(ctx context.Context, e Env) (EnvStatus, error) {
-	es := EnvStatus{Name: e.Name, Branch: e.Branch, URL: e.URL, Instances: []Instance{}}
+	es := EnvStatus{Name: e.Name, Mode: "controlled", Branch: e.Branch, From: e.From, Tag: EnvTag(e.Name), URL: e.URL, Instances: []deploy.Replica{}}
+	if e.Automatic {
+		es.Mode = "automatic"
+	}
 	cur, err := c.deps.Store.Current(ctx, e.Name)
 	switch {
 	case errors.Is(err, ledger.ErrNoDeployment):
@@ -121,12 +127,10 @@ func (c *Controller) envStatus(ctx context.Context, e Env) (EnvStatus, error) {
 		if cur.ReleaseName != "" {
 			es.Release = &cur.ReleaseName
 		}
-		since := cur.FinishedAt
-		if cur.Kind == ledger.KindScale {
-			since = c.sinceOf(ctx, cur)
-		}
+		since := c.sinceOf(ctx, cur)
 		es.Since = &since
 		es.Replicas.Desired = cur.Replicas
+		es.Stopped = cur.Kind == ledger.KindStop
 	}
 	failed, err := c.deps.Store.LastFailure(ctx, e.Name, cur.ID)
 	switch {
@@ -138,42 +142,71 @@ func (c *Controller) envStatus(ctx context.Context, e Env) (EnvStatus, error) {
 			failed.FinishedAt.Format(time.RFC3339), failed.Reason)
 		es.LastFailure = &msg
 	}
-	if st := c.envs[e.Name]; st != nil {
-		if d := st.inFlight(); d != nil && d.ID != 0 {
-			es.Rollout = &Rollout{ID: d.ID, Kind: string(d.Kind), Commit: d.Commit, Release: d.ReleaseName, Step: d.Step}
-		}
+	if d, waiting, ok := c.rollouts.snapshot(e.Name); ok && d.ID != 0 && !d.State.Final() {
+		es.Rollout = &Rollout{ID: d.ID, Kind: string(d.Kind), Commit: d.Commit, Release: d.ReleaseName, Step: d.Step, Waiting: waiting}
 	}
-	if cur.ID != 0 {
-		h, err := c.deps.Deployer.Health(ctx, e.Name)
-		if err != nil {
-			msg := "runtime status unavailable: " + err.Error()
-			if es.LastFailure == nil {
-				es.LastFailure = &msg
-			}
-		} else {
-			es.Replicas = Replicas{Ready: h.Ready, Desired: h.Desired}
-			es.Healthy = h.Healthy
-			if h.Isolation != "" {
-				es.Isolation = &h.Isolation
-			}
-			if h.Message != "" {
-				es.Message = &h.Message
-			}
-			if h.Instances != nil {
-				es.Instances = h.Instances
-			}
-			if h.URL != "" {
-				es.URL = h.URL
-			}
+	if cur.ID == 0 {
+		return es, nil
+	}
+	st, err := c.deps.Deployer.Status(ctx, e.Name)
+	switch {
+	case errors.Is(err, deploy.ErrNotDeployed):
+		es.Replicas.Ready = 0
+	case err != nil:
+		msg := "runtime status unavailable: " + err.Error()
+		es.Message = &msg
+	default:
+		es.Replicas = Replicas{Ready: st.Replicas.Ready, Desired: st.Replicas.Desired}
+		es.Healthy = st.Healthy && !es.Stopped
+		if st.Isolation != "" {
+			iso := string(st.Isolation)
+			es.Isolation = &iso
+		}
+		if st.Message != "" {
+			es.Message = &st.Message
+		}
+		if st.Instances != nil {
+			es.Instances = st.Instances
+		}
+		if st.URL != "" {
+			es.URL = st.URL
 		}
 	}
 	return es, nil
 }
 
-// sinceOf follows scale rows back to the rollout that brought the image.
+// waitHealthy waits until env reports healthy with at least want replicas
+// ready, or until the health timeout.
+func (c *Controller) waitHealthy(ctx context.Context, env string, want int) error {
+	deadline := time.NewTimer(c.cfg.HealthTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last deploy.Status
+	for {
+		st, err := c.deps.Deployer.Status(ctx, env)
+		if err == nil && st.Healthy && st.Replicas.Ready >= want {
+			return nil
+		}
+		last = st
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("%d of %d replicas ready after %s", last.Replicas.Ready, want, c.cfg.HealthTimeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// sinceOf follows scale, stop and start rows back to the rollout that
+// brought the image.
 func (c *Controller) sinceOf(ctx context.Context, d ledger.Deployment) time.Time {
 	for range 100 {
-		if d.Kind != ledger.KindScale || d.PreviousID == 0 {
+		if (d.Kind != ledger.KindScale && d.Kind != ledger.KindStop && d.Kind != ledger.KindStart) || d.PreviousID == 0 {
 			break
 		}
 		p, err := c.deps.Store.Get(ctx, d.PreviousID)
@@ -190,8 +223,8 @@ func (c *Controller) sinceOf(ctx context.Context, d ledger.Deployment) time.Time
 func (c *Controller) Diff(ctx context.Context, from, to string) ([]Commit, error) {
 	commits := map[string]string{}
 	for _, name := range []string{from, to} {
-		if _, ok := c.envs[name]; !ok {
-			return nil, fmt.Errorf("diff %s %s: %s: %w (environments: %s)", from, to, name, ErrUnknownEnv, c.envNames())
+		if _, err := c.env("diff "+from+" "+to+":", name); err != nil {
+			return nil, err
 		}
 		cur, err := c.deps.Store.Current(ctx, name)
 		if err != nil && !errors.Is(err, ledger.ErrNoDeployment) {

@@ -1,0 +1,118 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"slipway.dev/slipway/internal/ledger"
+)
+
+// promote takes a release or rollback row through its steps: tags, branch,
+// deploy, health; and undoes them when one fails. restarted says the row
+// was in flight when the controller started, and notes that.
+func (c *Controller) promote(ctx context.Context, ro *rollout, d *ledger.Deployment, prev ledger.Deployment, restarted bool) {
+	e := c.envs[d.Env]
+	log := c.log.With("env", e.Name, "commit", shortHash(d.Commit), "release", d.ReleaseName, "deployment", d.ID)
+	var rolledOut bool
+	err := c.runSteps(ctx, ro, d, []step{
+		{"tags", func(ctx context.Context) error {
+			if d.Kind == ledger.KindRelease && d.ReleaseName != "" {
+				if err := c.deps.Tagger.Tag(ctx, d.Digest, d.ReleaseName); err != nil {
+					return err
+				}
+				msg := fmt.Sprintf("%s: release of %s to %s", d.ReleaseName, shortHash(d.Commit), e.Name)
+				if d.Forced {
+					msg += " (forced: " + d.ForceReason + ")"
+				}
+				if err := c.deps.Repo.TagRelease(ctx, d.ReleaseName, d.Commit, msg); err != nil {
+					return err
+				}
+			}
+			if err := c.tagEnv(ctx, e, d.Digest); err != nil {
+				return err
+			}
+			if err := c.pointBranch(ctx, e, d.Commit); err != nil {
+				return err
+			}
+			d.State = ledger.StateRolling
+			return nil
+		}},
+		{"deploy", func(ctx context.Context) error {
+			log.Info("roll out", "digest", d.Digest, "replicas", d.Replicas)
+			if err := c.deps.Deployer.Deploy(ctx, *d); err != nil {
+				return err
+			}
+			rolledOut = true
+			return nil
+		}},
+		{"health", func(ctx context.Context) error { return c.waitHealthy(ctx, e.Name, d.Replicas) }},
+	})
+	if ctx.Err() != nil {
+		c.finish(ctx, ro, log, d)
+		return
+	}
+	switch {
+	case err == nil:
+		d.State, d.Step = ledger.StateSucceeded, "live"
+		if restarted {
+			d.Note = joinNote(d.Note, "finished after restart")
+		}
+	case d.Step == "tags":
+		d.State, d.Reason = ledger.StateFailed, c.undo(ctx, e, prev, false, fmt.Sprintf("tagging failed: %v", err))
+	default:
+		d.State = ledger.StateFailed
+		if prev.ID != 0 {
+			d.State = ledger.StateRolledBack
+		}
+		d.Reason = c.undo(ctx, e, prev, rolledOut, fmt.Sprintf("%s did not become healthy: %v", e.Name, err))
+	}
+	if err != nil && restarted {
+		d.Note = joinNote(d.Note, "undone after restart")
+	}
+	c.finish(ctx, ro, log, d)
+}
+
+// pointBranch moves e's branch (a controlled environment's release branch)
+// to commit.
+func (c *Controller) pointBranch(ctx context.Context, e *Env, commit string) error {
+	if e.Automatic || e.Branch == "" {
+		return nil
+	}
+	head, err := c.deps.Repo.Head(ctx, e.Branch)
+	if err != nil {
+		return err
+	}
+	if head == commit {
+		return nil
+	}
+	return c.deps.Repo.MoveBranch(ctx, e.Branch, head, commit)
+}
+
+// undo puts e back on prev: its image (when the rollout went ahead), its
+// tags and its branch.
+func (c *Controller) undo(ctx context.Context, e *Env, prev ledger.Deployment, redeploy bool, reason string) string {
+	if prev.ID == 0 {
+		return reason + "; there is no earlier release to go back to"
+	}
+	var problems []string
+	try := func(what string, fn func(context.Context) error) {
+		if err := c.retry(ctx, nil, what, fn); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", what, err))
+		}
+	}
+	if redeploy {
+		try("redeploy", func(ctx context.Context) error { return c.deps.Deployer.Deploy(ctx, prev) })
+	}
+	try("move the tags back", func(ctx context.Context) error { return c.tagEnv(ctx, e, prev.Digest) })
+	try("point "+e.Branch+" back", func(ctx context.Context) error { return c.pointBranch(ctx, e, prev.Commit) })
+	what := prev.ReleaseName
+	if what == "" {
+		what = "deployment " + fmt.Sprint(prev.ID)
+	}
+	msg := fmt.Sprintf("%s; rolled back to %s (%s)", reason, what, shortHash(prev.Commit))
+	if len(problems) > 0 {
+		msg += "; but: " + strings.Join(problems, "; ")
+	}
+	return msg
+}
