@@ -261,20 +261,20 @@ type Replica struct {
 
 // Status is what an environment serves.
 type Status struct {
-	Environment string    `json:"environment"`
-	Image       string    `json:"image"`
-	Digest      string    `json:"digest"`
-	Commit      string    `json:"commit"`
-	Version     string    `json:"version"`
-	Replicas    Replicas  `json:"replicas"`
-	Healthy     bool      `json:"healthy"`
+	Environment string   `json:"environment"`
+	Image       string   `json:"image"`
+	Digest      string   `json:"digest"`
+	Commit      string   `json:"commit"`
+	Version     string   `json:"version"`
+	Replicas    Replicas `json:"replicas"`
+	Healthy     bool     `json:"healthy"`
 	// Stopped: the environment was applied with no replicas; its front end
 	// answers that it is stopped.
-	Stopped bool      `json:"stopped,omitempty"`
-	Since       time.Time `json:"since"`
-	URL         string    `json:"url,omitempty"`
-	Isolation   Isolation `json:"isolation,omitempty"`
-	Instances   []Replica `json:"instances,omitempty"`
+	Stopped   bool      `json:"stopped,omitempty"`
+	Since     time.Time `json:"since"`
+	URL       string    `json:"url,omitempty"`
+	Isolation Isolation `json:"isolation,omitempty"`
+	Instances []Replica `json:"instances,omitempty"`
 	// Message explains what is wrong: crash-looping replicas, drift from
 	// the desired state, a rollout in progress.
 	Message string `json:"message,omitempty"`

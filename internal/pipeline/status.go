@@ -25,14 +25,14 @@ type EnvStatus struct {
 	Name string `json:"name"`
 	// Mode is automatic or controlled; From names the environment an
 	// automatic one takes its commits from.
-	Mode        string     `json:"mode"`
-	Branch      string     `json:"branch"`
-	From        string     `json:"from,omitempty"`
-	Commit      *string    `json:"commit"`
-	ShortCommit *string    `json:"shortCommit"`
-	Release     *string    `json:"release"`
-	Image       *string    `json:"image"`
-	Digest      *string    `json:"digest"`
+	Mode        string  `json:"mode"`
+	Branch      string  `json:"branch"`
+	From        string  `json:"from,omitempty"`
+	Commit      *string `json:"commit"`
+	ShortCommit *string `json:"shortCommit"`
+	Release     *string `json:"release"`
+	Image       *string `json:"image"`
+	Digest      *string `json:"digest"`
 	// Tag is the registry tag on the image the environment runs.
 	Tag      string     `json:"tag"`
 	Replicas Replicas   `json:"replicas"`
