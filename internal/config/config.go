@@ -21,10 +21,10 @@ const (
 	RuntimeKubernetes = "kubernetes"
 )
 
-// Environment modes: how a new commit on the tracked branch reaches an
-// environment.
+// Environment modes: how a new commit reaches an environment.
 const (
-	// ModeAutomatic deploys every new commit of the branch (dev).
+	// ModeAutomatic deploys every new commit of the branch (dev), or,
+	// with From, every commit verified on another environment (staging).
 	ModeAutomatic = "automatic"
 	// ModeControlled deploys only commits that pass the release preflight:
 	// a fast-forward of the previous release, contained in master and
@@ -131,14 +131,22 @@ type Environment struct {
 	// Name is the environment's name, such as dev or prod. Required.
 	Name string `yaml:"name"`
 	// Branch is the git branch the environment tracks. Default: master for
-	// dev, release for prod; required for other names.
+	// dev (unless From is set), release for prod; required for other names
+	// unless From is set. An automatic environment has Branch or From, not
+	// both.
 	Branch string `yaml:"branch"`
+	// From makes an automatic environment take each commit once it is
+	// verified on the environment of that name, as the same image digest,
+	// instead of tracking a branch. Not for controlled environments.
+	From string `yaml:"from,omitempty"`
 	// Mode is "automatic" (every new commit is deployed) or "controlled"
 	// (only commits passing the release preflight). Default: controlled for
 	// prod, automatic otherwise.
 	Mode string `yaml:"mode"`
 	// RequireVerifiedOn is the environment a commit must be verified on
-	// before a controlled environment takes it. Default dev for prod.
+	// before a controlled environment takes it. Default: the environment
+	// listed just before it (dev for the default prod). Only for controlled
+	// environments.
 	RequireVerifiedOn string `yaml:"requireVerifiedOn"`
 	// MinTimeVerified is how long a commit must have been verified on
 	// RequireVerifiedOn before it may be released. Default 0.
@@ -459,13 +467,16 @@ func Default() *Config {
 		Build:        Build{Main: ".", Port: 8080, Timeout: 10 * time.Minute},
 		Runtime:      RuntimeLocal,
 		Kubernetes:   Kubernetes{Namespace: "{{.App}}-{{.Environment}}", ProgressDeadline: 10 * time.Minute},
-		Environments: []Environment{DefaultEnvironment("dev"), DefaultEnvironment("prod")},
+		Environments: defaultVerifiedOn([]Environment{DefaultEnvironment("dev"), DefaultEnvironment("prod")}),
 	}
 }
 
 // DefaultEnvironment returns the defaults for an environment of the given
 // name: dev and prod have their own; any other name gets the common ones
-// and must set branch and listen itself.
+// and must set branch (or from) and listen itself. RequireVerifiedOn
+// depends on where the environment is listed, so it is left empty: Parse
+// and Default set it (see defaultVerifiedOn), and Validate reads an empty
+// one of a controlled environment the same way.
 func DefaultEnvironment(name string) Environment {
 	e := Environment{
 		Name:          name,
@@ -493,7 +504,6 @@ func DefaultEnvironment(name string) Environment {
 	case "prod":
 		e.Branch = "release"
 		e.Mode = ModeControlled
-		e.RequireVerifiedOn = "dev"
 		e.Listen = ":8080"
 		e.Replicas = 4
 	}
@@ -508,6 +518,18 @@ func Load(path string) (*Config, error) {
 	}
 	defer f.Close()
 	return Parse(path, f)
+}
+
+// defaultVerifiedOn gives each controlled environment without
+// RequireVerifiedOn the environment listed just before it, and returns
+// envs.
+func defaultVerifiedOn(envs []Environment) []Environment {
+	for i := range envs {
+		if envs[i].Mode == ModeControlled && envs[i].RequireVerifiedOn == "" && i > 0 {
+			envs[i].RequireVerifiedOn = envs[i-1].Name
+		}
+	}
+	return envs
 }
 
 // File is the name of the file the configuration was parsed from.

@@ -142,7 +142,7 @@ func TestErrors(t *testing.T) {
 			[]string{`f.yaml:5: registry.ref: "https://ghcr.io/org" has a scheme: write the host without it, such as ghcr.io/org; set insecure: true for plain HTTP`}},
 		{"new environment needs branch and listen", head + "environments:\n  - name: staging\n",
 			[]string{
-				`f.yaml:5: environments[0].branch: is required for environment "staging": the git branch it tracks, such as branch: staging`,
+				`f.yaml:5: environments[0].branch: is required for environment "staging": the git branch it tracks, such as branch: staging; or from: dev to deploy each commit once it is verified on dev`,
 				`f.yaml:5: environments[0].listen: is required for environment "staging" on the local runtime: its load balancer's address, such as listen: 127.0.0.1:8082`,
 			}},
 		{"environment problems", head + "environments:\n  - name: dev\n    replicas: 0\n    readinessPath: readyz\n  - name: prod\n    listen: 127.0.0.1:8081\n    requireVerifiedOn: qa\n",

@@ -285,7 +285,9 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 }
 
 // decodeEnvironments starts each environment from the defaults for its
-// name, so that `- name: prod` alone is the default prod environment.
+// name, so that `- name: prod` alone is the default prod environment, and
+// then applies the defaults that depend on the other fields and on the
+// environment's place in the list.
 func (d *decoder) decodeEnvironments(n *yaml.Node, v reflect.Value, path string) {
 	d.pos[path] = n.Line
 	if n.Kind != yaml.SequenceNode {
@@ -303,9 +305,15 @@ func (d *decoder) decodeEnvironments(n *yaml.Node, v reflect.Value, path string)
 			}
 		}
 		envs[i] = DefaultEnvironment(name)
-		d.decode(el, reflect.ValueOf(&envs[i]).Elem(), fmt.Sprintf("%s[%d]", path, i))
+		p := fmt.Sprintf("%s[%d]", path, i)
+		d.decode(el, reflect.ValueOf(&envs[i]).Elem(), p)
+		// An automatic environment fed by another one tracks no branch:
+		// dev's default master goes unless branch was written too.
+		if _, written := d.pos[p+".branch"]; envs[i].From != "" && envs[i].Mode == ModeAutomatic && !written {
+			envs[i].Branch = ""
+		}
 	}
-	v.Set(reflect.ValueOf(envs))
+	v.Set(reflect.ValueOf(defaultVerifiedOn(envs)))
 }
 
 func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
