@@ -102,3 +102,37 @@ func TestValidateEmptyVerifiedOn(t *testing.T) {
 		t.Error("prod listed before dev without requireVerifiedOn: Validate accepted it")
 	}
 }
+
+func TestFinalEnvironmentAndEnvTag(t *testing.T) {
+	c, err := Parse("f.yaml", strings.NewReader("app: demo\nrepo:\n  url: ./app.git\nenvironments:\n  - name: dev\n  - name: staging\n    from: dev\n    listen: :8082\n  - name: prod\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.FinalEnvironment().Name; got != "prod" {
+		t.Errorf("FinalEnvironment = %q, want prod", got)
+	}
+	if got := (&Config{}).FinalEnvironment(); got.Name != "" {
+		t.Errorf("FinalEnvironment of no environments = %+v, want the zero Environment", got)
+	}
+	if got := EnvTag("staging"); got != "env-staging" {
+		t.Errorf("EnvTag = %q, want env-staging", got)
+	}
+}
+
+func TestBuildConcurrency(t *testing.T) {
+	const head = "app: demo\nrepo:\n  url: ./app.git\n"
+	c, err := Parse("f.yaml", strings.NewReader(head+"build:\n  concurrency: 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Build.Concurrency != 3 {
+		t.Errorf("build.concurrency = %d, want 3", c.Build.Concurrency)
+	}
+	if n := DefaultBuildConcurrency(); n < 1 {
+		t.Errorf("DefaultBuildConcurrency = %d, want at least 1", n)
+	}
+	checkParseErrors(t, []parseErrorCase{
+		{"negative", head + "build:\n  concurrency: -1\n",
+			[]string{`f.yaml:5: build.concurrency: -1: give how many builds may run at once, at least 1, or leave it out for half the CPUs`}},
+	})
+}

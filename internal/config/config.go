@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -95,7 +96,15 @@ type Build struct {
 	LDFlags string `yaml:"ldflags,omitempty"`
 	// Tags are Go build tags.
 	Tags []string `yaml:"tags,omitempty"`
+	// Concurrency is how many builds run at once, for every app together.
+	// 0: DefaultBuildConcurrency(). In a file of several apps it is set
+	// once, in the top-level build, and read from Set.BuildConcurrency.
+	Concurrency int `yaml:"concurrency,omitempty"`
 }
+
+// DefaultBuildConcurrency is the number of builds run at once when
+// build.concurrency is not set: half the CPUs, at least 1.
+func DefaultBuildConcurrency() int { return max(1, runtime.NumCPU()/2) }
 
 // Registry is the OCI registry images go to.
 type Registry struct {
@@ -544,6 +553,20 @@ func (c *Config) Environment(name string) (Environment, bool) {
 	}
 	return Environment{}, false
 }
+
+// FinalEnvironment is the environment listed last, the end of the
+// pipeline: the live tag, release names (RCyyyyMMdd_HHmm) and git release
+// tags belong to it. The zero Environment when there is none.
+func (c *Config) FinalEnvironment() Environment {
+	if len(c.Environments) == 0 {
+		return Environment{}
+	}
+	return c.Environments[len(c.Environments)-1]
+}
+
+// EnvTag is the registry tag carried by the image an environment runs:
+// env-NAME.
+func EnvTag(env string) string { return "env-" + env }
 
 // ImageRepository is the repository images of the app are pushed to:
 // Registry.Ref/App, or embeddedAddr/App for the embedded registry.

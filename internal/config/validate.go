@@ -73,6 +73,9 @@ func (c *Config) Validate() error {
 	if c.Build.Timeout <= 0 {
 		v.add("build.timeout", "must be more than 0, such as 10m")
 	}
+	if c.Build.Concurrency < 0 {
+		v.add("build.concurrency", "%d: give how many builds may run at once, at least 1, or leave it out for half the CPUs", c.Build.Concurrency)
+	}
 
 	if c.Registry.Ref != "" {
 		if _, err := name.NewRepository(strings.TrimSuffix(c.Registry.Ref, "/") + "/" + nonEmpty(c.App, "app")); err != nil {
