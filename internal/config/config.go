@@ -55,6 +55,13 @@ type Config struct {
 
 	file string         // the file Parse read, for error positions
 	pos  map[string]int // field path -> line in file
+	// prefix is the app's field path in a file of several apps, such as
+	// apps[1]; "" in a file of one app.
+	prefix string
+	// inherited holds the lines of the fields of a file of several apps
+	// that every app inherits (registry, runtime, kubernetes), by their
+	// path at the top of the file.
+	inherited map[string]int
 }
 
 // Repo is the application's git repository.

@@ -27,8 +27,11 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // Validate checks the configuration as a whole and returns every problem
 // found, each naming the field and what to set it to. The error matches
 // ErrInvalid.
-func (c *Config) Validate() error {
-	v := &validator{c: c}
+func (c *Config) Validate() error { return c.validate(c.prefix) }
+
+// validate is Validate with the field paths of messages led by prefix.
+func (c *Config) validate(prefix string) error {
+	v := &validator{c: c, prefix: prefix}
 
 	switch {
 	case c.App == "":
@@ -74,7 +77,7 @@ func (c *Config) Validate() error {
 		v.add("build.timeout", "must be more than 0, such as 10m")
 	}
 	if c.Build.Concurrency < 0 {
-		v.add("build.concurrency", "%d: give how many builds may run at once, at least 1, or leave it out for half the CPUs", c.Build.Concurrency)
+		v.add("build.concurrency", concurrencyMsg, c.Build.Concurrency)
 	}
 
 	if c.Registry.Ref != "" {
@@ -246,6 +249,10 @@ func (v *validator) chain(envs []Environment, names map[string]int) {
 	}
 }
 
+// concurrencyMsg is the message for a negative build.concurrency, in a
+// file of one app or at the top of a file of several.
+const concurrencyMsg = "%d: give how many builds may run at once, at least 1, or leave it out for half the CPUs"
+
 func nonEmpty(s, def string) string {
 	if s == "" {
 		return def
@@ -262,17 +269,24 @@ func envNames(envs []Environment) []string {
 }
 
 type validator struct {
-	c    *Config
-	errs []error
+	c      *Config
+	prefix string // leads the field paths of messages: apps[1]
+	errs   []error
 }
 
 // add records a problem with field, at the line the field (or its nearest
-// parent) was written on.
+// parent) was written on. A field the app inherits from the top of a file
+// of several apps is named as it is written there, without the app's
+// prefix.
 func (v *validator) add(field, format string, args ...any) {
-	e := &FieldError{File: v.c.file, Field: field, Msg: fmt.Sprintf(format, args...)}
+	e := &FieldError{File: v.c.file, Field: join(v.prefix, field), Msg: fmt.Sprintf(format, args...)}
 	for p := field; p != ""; {
 		if line, ok := v.c.pos[p]; ok {
 			e.Line = line
+			break
+		}
+		if line, ok := v.c.inherited[p]; ok {
+			e.Line, e.Field = line, field
 			break
 		}
 		i := strings.LastIndexAny(p, ".[")
