@@ -54,7 +54,7 @@ type Config struct {
 	Environments []Environment `yaml:"environments"`
 
 	file string         // the file Parse read, for error positions
-	pos  map[string]int // field path -> line in file
+	pos  map[string]int // field path -> line in file; "": the app's first line in a file of several
 	// prefix is the app's field path in a file of several apps, such as
 	// apps[1]; "" in a file of one app.
 	prefix string

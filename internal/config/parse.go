@@ -74,7 +74,7 @@ func Parse(name string, r io.Reader) (*Config, error) {
 	}
 	if k, _ := mappingKey(root, "apps"); k != nil {
 		return nil, invalid([]error{&FieldError{File: name, Line: k.Line, Field: "apps",
-			Msg: "this file holds several apps, and this reads the file of one app: give it a file with app, repo and environments at the top, or read this one as a set of apps"}})
+			Msg: "the file holds several apps, where the file of one app is wanted (app, repo and environments at the top)"}})
 	}
 	c, errs := parseApp(name, root, nil, nil, "")
 	if len(errs) > 0 {
@@ -133,6 +133,9 @@ func parseApp(name string, n *yaml.Node, base *Config, inherited map[string]int,
 	d := &decoder{file: name, pos: c.pos, prefix: prefix}
 	if n != nil {
 		d.decode(n, reflect.ValueOf(c).Elem(), "")
+		if prefix != "" {
+			c.pos[""] = n.Line
+		}
 	}
 	c.Repo.URL = resolveRepo(name, c.Repo.URL)
 	resolveTLSFiles(name, c)

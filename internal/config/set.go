@@ -134,6 +134,12 @@ func parseApps(name string, root *yaml.Node) (*Set, []error) {
 	s.pos["apps"] = appsKey.Line
 	s.BuildConcurrency = top.Build.Concurrency
 	base := &Config{Registry: top.Registry, Runtime: top.Runtime, Kubernetes: top.Kubernetes}
+	inherited := map[string]int{}
+	for path, line := range s.pos {
+		if first, _, _ := strings.Cut(path, "."); first == "registry" || first == "runtime" || first == "kubernetes" {
+			inherited[path] = line
+		}
+	}
 
 	if apps.Kind == yaml.AliasNode {
 		apps = apps.Alias
@@ -150,7 +156,7 @@ func parseApps(name string, root *yaml.Node) (*Set, []error) {
 	}
 	for i, el := range apps.Content {
 		prefix := fmt.Sprintf("apps[%d]", i)
-		c, appErrs := parseApp(name, el, base, s.pos, prefix)
+		c, appErrs := parseApp(name, el, base, inherited, prefix)
 		errs = append(errs, appErrs...)
 		if line, ok := c.pos["build.concurrency"]; ok {
 			errs = append(errs, &FieldError{File: name, Line: line, Field: prefix + ".build.concurrency",
@@ -247,14 +253,11 @@ func (s *Set) prefix(i int) string {
 // and must not.
 func (s *Set) conflicts(vs []*validator) {
 	type where struct {
-		app, env int
-		field    string
+		app, env    int
+		field, addr string
 	}
 	names := map[string]int{}
-	var addrs []struct {
-		where
-		addr string
-	}
+	var addrs []where
 	spaces := map[[3]string]where{} // kubeconfig, context, namespace
 	for i, c := range s.Apps {
 		v := vs[i]
@@ -272,7 +275,7 @@ func (s *Set) conflicts(vs []*validator) {
 					if a.addr == "" {
 						continue
 					}
-					here := where{i, ei, envPath + "." + a.field}
+					here := where{i, ei, envPath + "." + a.field, a.addr}
 					for _, o := range addrs {
 						if o.app != i && sameAddress(a.addr, o.addr) {
 							other := s.Apps[o.app]
@@ -281,10 +284,7 @@ func (s *Set) conflicts(vs []*validator) {
 							break
 						}
 					}
-					addrs = append(addrs, struct {
-						where
-						addr string
-					}{here, a.addr})
+					addrs = append(addrs, here)
 				}
 			}
 			if c.Runtime == RuntimeKubernetes {
@@ -298,7 +298,7 @@ func (s *Set) conflicts(vs []*validator) {
 					v.add(field, "makes environment %q's namespace %q, which is also that of app %q environment %q in the same cluster: give each app's environments namespaces of their own, such as with the default {{.App}}-{{.Environment}}",
 						e.Name, ns, other.App, other.Environments[o.env].Name)
 				} else if !dup {
-					spaces[key] = where{i, ei, field}
+					spaces[key] = where{app: i, env: ei, field: field}
 				}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -71,7 +72,7 @@ apps:
 	}
 	want := map[string]inherited{
 		"web":  {Registry{Ref: "ghcr.io/team"}, RuntimeKubernetes, Kubernetes{Context: "shared", Namespace: "team-{{.App}}-{{.Environment}}", ProgressDeadline: Default().Kubernetes.ProgressDeadline}},
-		"api":  {Registry{Ref: "ghcr.io/team", Insecure: true}, RuntimeKubernetes, Kubernetes{Context: "shared", Namespace: "team-{{.App}}-{{.Environment}}", ProgressDeadline: 3 * 60e9}},
+		"api":  {Registry{Ref: "ghcr.io/team", Insecure: true}, RuntimeKubernetes, Kubernetes{Context: "shared", Namespace: "team-{{.App}}-{{.Environment}}", ProgressDeadline: 3 * time.Minute}},
 		"tool": {Registry{Ref: "localhost:5000"}, RuntimeLocal, Kubernetes{Context: "shared", Namespace: "team-{{.App}}-{{.Environment}}", ProgressDeadline: Default().Kubernetes.ProgressDeadline}},
 	}
 	for name, w := range want {
@@ -129,10 +130,17 @@ func TestSetErrors(t *testing.T) {
 			[]string{`f.yaml:13: apps[1].environments[0].listen: "nowhere" is not an address: use host:port or :port, such as 127.0.0.1:8081`}},
 		{"inherited mistake reported once", "runtime: docker\napps:\n" + web + api,
 			[]string{`f.yaml:1: runtime: "docker" is not a runtime: use local or kubernetes`}},
+		{"inherited mistake beside an app's own field", "runtime: kubernetes\nregistry:\n  ref: https://ghcr.io/team\napps:\n" + web + "    registry: {insecure: true}\n" + api,
+			[]string{`f.yaml:3: registry.ref: "https://ghcr.io/team" has a scheme: write the host without it, such as ghcr.io/org; set insecure: true for plain HTTP`}},
 		{"an app's own override of an inherited field", "registry: {ref: ghcr.io/team}\napps:\n" + web + "    registry: {ref: \"https://ghcr.io/web\"}\n",
 			[]string{`f.yaml:5: apps[0].registry.ref: "https://ghcr.io/web" has a scheme: write the host without it, such as ghcr.io/org; set insecure: true for plain HTTP`}},
 		{"two apps of one name", "runtime: kubernetes\napps:\n" + web + web,
 			[]string{`f.yaml:5: apps[1].app: "web" is also the name of apps[0]: give each app its own name; it names the app's image repository (REGISTRY/web), its data and its namespaces`}},
+		{"default addresses", "apps:\n" + web + api,
+			[]string{
+				`f.yaml:4: apps[1].environments[0].listen: "127.0.0.1:8081" is also where app "web" environment "dev" listens (apps[0].environments[0].listen "127.0.0.1:8081"): give each environment of each app its own address`,
+				`f.yaml:4: apps[1].environments[1].listen: ":8080" is also where app "web" environment "prod" listens (apps[0].environments[1].listen ":8080"): give each environment of each app its own address`,
+			}},
 		{"two apps on one address", "apps:\n" + web + webEnvs + api + "    environments:\n      - name: dev\n        listen: 127.0.0.1:9001\n      - name: prod\n        listen: 0.0.0.0:9002\n",
 			[]string{
 				`f.yaml:13: apps[1].environments[0].listen: "127.0.0.1:9001" is also where app "web" environment "dev" listens (apps[0].environments[0].listen "127.0.0.1:9001"): give each environment of each app its own address`,
@@ -168,7 +176,7 @@ func TestSetNoConflict(t *testing.T) {
 
 func TestParseRefusesApps(t *testing.T) {
 	_, err := Parse("f.yaml", strings.NewReader("apps:\n  - app: web\n    repo: {url: /srv/web.git}\n"))
-	want := `f.yaml:1: apps: this file holds several apps, and this reads the file of one app: give it a file with app, repo and environments at the top, or read this one as a set of apps`
+	want := `f.yaml:1: apps: the file holds several apps, where the file of one app is wanted (app, repo and environments at the top)`
 	if err == nil || !errors.Is(err, ErrInvalid) || err.Error() != want {
 		t.Errorf("Parse = %v, want %s", err, want)
 	}

@@ -295,6 +295,9 @@ func (v *validator) add(field, format string, args ...any) {
 		}
 		p = p[:i]
 	}
+	if e.Line == 0 {
+		e.Line = v.c.pos[""] // where the app starts, in a file of several
+	}
 	if e.Line == 0 && v.c.file != "" {
 		e.Line = 1
 	}
