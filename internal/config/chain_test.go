@@ -38,6 +38,8 @@ func TestChainErrors(t *testing.T) {
 				`f.yaml:4: environments: no environment deploys a branch: make one automatic with a branch, such as - name: dev (branch master by default), and feed the others from it`,
 				`f.yaml:6: environments[0].from: "staging" closes a loop: dev takes its commits from staging, staging takes its commits from dev; no commit could ever get in: point one of them at an environment outside the loop`,
 			}},
+		{"loop of three", head + "  - name: dev\n  - name: a\n    from: c\n    listen: :8082\n  - name: b\n    from: a\n    listen: :8083\n  - name: c\n    from: b\n    listen: :8084\n",
+			[]string{`f.yaml:7: environments[1].from: "c" closes a loop: a takes its commits from c, c takes its commits from b, b takes its commits from a; no commit could ever get in: point one of them at an environment outside the loop`}},
 		{"loop through requireVerifiedOn and from", head + "  - name: dev\n  - name: qa\n    from: prod\n    listen: :8082\n  - name: prod\n    requireVerifiedOn: qa\n",
 			[]string{`f.yaml:7: environments[1].from: "prod" closes a loop: qa takes its commits from prod, prod requires them verified on qa; no commit could ever get in: point one of them at an environment outside the loop`}},
 		{"loop through requireVerifiedOn", head + "  - name: dev\n  - name: a\n    mode: controlled\n    branch: a\n    requireVerifiedOn: b\n    listen: :8082\n  - name: b\n    mode: controlled\n    branch: b\n    listen: :8083\n",
