@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -97,10 +96,6 @@ func ParseSet(name string, r io.Reader) (*Set, error) {
 	return s, nil
 }
 
-// appFields are the keys of the file of one app that the apps form keeps
-// in each app, not at the top.
-var appFields = []string{"app", "repo", "test", "environments"}
-
 // parseApps decodes the apps form: the top level's defaults, then each
 // app on top of them.
 func parseApps(name string, root *yaml.Node) (*Set, []error) {
@@ -122,7 +117,7 @@ func parseApps(name string, root *yaml.Node) (*Set, []error) {
 		case k.Value == "apps":
 			appsKey, apps = k, val
 			continue
-		case slices.Contains(appFields, k.Value):
+		case isAppField(k.Value):
 			d.fail(k, k.Value, "belongs to each app in a file of several apps: move it into the apps entries, such as apps[0].%s", k.Value)
 			continue
 		case k.Value == "build":
@@ -165,6 +160,13 @@ func parseApps(name string, root *yaml.Node) (*Set, []error) {
 		s.Apps = append(s.Apps, c)
 	}
 	return s, errs
+}
+
+// isAppField reports whether key is a field of the file of one app that
+// the apps form keeps in each app, not at the top (app, repo, test,
+// environments).
+func isAppField(key string) bool {
+	return fieldIndex(reflect.TypeFor[Config](), key) >= 0 && fieldIndex(reflect.TypeFor[setFile](), key) < 0
 }
 
 // topBuild reports the keys of the top-level build that belong to each
