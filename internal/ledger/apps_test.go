@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"go/build"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -329,5 +330,28 @@ func TestBuildsPerApp(t *testing.T) {
 	un, err = s.UnfinishedBuilds(ctx, "blog")
 	if err != nil || len(un) != 1 {
 		t.Errorf("blog's unfinished builds = %+v, %v; want one", un, err)
+	}
+}
+
+// TestDesiredStateHasOneOwner checks that the runtime's copy of the
+// desired state is gone: no environments table, and no import of the
+// runtimes' package (the ledger records deployments, not specs).
+func TestDesiredStateHasOneOwner(t *testing.T) {
+	st := openTest(t, filepath.Join(t.TempDir(), FileName))
+	var n int
+	if err := st.DB().QueryRowContext(t.Context(), `SELECT COUNT(*) FROM sqlite_master WHERE name = 'environments'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Error("the ledger still has an environments table")
+	}
+	pkg, err := build.ImportDir(".", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, imp := range pkg.Imports {
+		if strings.HasPrefix(imp, "slipway.dev/slipway/internal/deploy") {
+			t.Errorf("package ledger imports %s", imp)
+		}
 	}
 }

@@ -6,13 +6,15 @@
 // this program (see SupervisorMain), that owns the environment's load
 // balancer and replicas. The controller (Backend) tells it what to run
 // through a unix socket in the environment's directory. Because supervisors
-// outlive the controller, restarting slipway drops no request: the new
-// controller finds the running supervisors and adopts them (Restore).
+// outlive the controller, restarting slipway drops no request: a new
+// Backend talks to the supervisors that still run as to its own. The
+// desired state is the controller's (the ledger's): an environment whose
+// supervisor is gone reports deploy.ErrNotDeployed, and the controller
+// applies it again.
 package local
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +23,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,21 +33,11 @@ import (
 	"slipway.dev/slipway/internal/deploy"
 )
 
-// StateStore keeps the desired state of every environment, so that after a
-// restart each comes back to it.
-type StateStore interface {
-	SaveDesired(ctx context.Context, spec deploy.Spec) error
-	DeleteDesired(ctx context.Context, env string) error
-	LoadDesired(ctx context.Context) ([]deploy.Spec, error)
-}
-
 // Options configure a Backend.
 type Options struct {
 	// Dir holds the unpacked images (images/) and one directory per
 	// environment (envs/NAME: its data, replica logs, supervisor socket).
 	Dir string
-	// Store keeps the desired states.
-	Store StateStore
 	// RemoteOptions are used to pull images (e.g. authentication).
 	RemoteOptions []remote.Option
 	// Insecure allows plain HTTP to registries other than localhost.
@@ -64,7 +55,6 @@ type Options struct {
 // Backend runs environments on this machine.
 type Backend struct {
 	dir       string
-	store     StateStore
 	images    *unpacker
 	exe       string
 	logger    *slog.Logger
@@ -82,9 +72,6 @@ var (
 func New(opts Options) (*Backend, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("local runtime: no data directory given")
-	}
-	if opts.Store == nil {
-		return nil, errors.New("local runtime: no state store given")
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -108,7 +95,6 @@ func New(opts Options) (*Backend, error) {
 	}
 	return &Backend{
 		dir:       dir,
-		store:     opts.Store,
 		images:    &unpacker{dir: filepath.Join(dir, "images"), opts: opts.RemoteOptions, insecure: opts.Insecure},
 		exe:       exe,
 		logger:    logger,
@@ -143,19 +129,6 @@ func (k *keyedLocks) lock(key string) func() {
 	return l.Unlock
 }
 
-func (b *Backend) desired(ctx context.Context, env string) (deploy.Spec, bool, error) {
-	specs, err := b.store.LoadDesired(ctx)
-	if err != nil {
-		return deploy.Spec{}, false, fmt.Errorf("load desired state: %w", err)
-	}
-	for _, s := range specs {
-		if s.Environment == env {
-			return s, true, nil
-		}
-	}
-	return deploy.Spec{}, false, nil
-}
-
 // Apply brings the environment to spec: see deploy.Backend.
 func (b *Backend) Apply(ctx context.Context, spec deploy.Spec) error {
 	spec = spec.WithDefaults()
@@ -170,44 +143,22 @@ func (b *Backend) Apply(ctx context.Context, spec deploy.Spec) error {
 }
 
 func (b *Backend) apply(ctx context.Context, spec deploy.Spec) error {
-	env := spec.Environment
-	prev, hadPrev, err := b.desired(ctx, env)
-	if err != nil {
-		return err
-	}
-	if err := b.store.SaveDesired(ctx, spec); err != nil {
-		return fmt.Errorf("record desired state of %s: %w", env, err)
-	}
 	sent, err := b.rollOut(ctx, spec)
-	if err == nil {
-		return nil
+	if err == nil || !sent {
+		return err
 	}
 	var re *deploy.RolloutError
-	if sent && !errors.As(err, &re) && ctx.Err() != nil {
+	if !errors.As(err, &re) && ctx.Err() != nil {
 		// The caller gave up waiting, but the supervisor goes on with the
-		// rollout: the recorded intent stands.
+		// rollout.
 		return err
 	}
-	// Put the record back to what serves.
+	// A supervisor started for this rollout that serves nothing is not
+	// left holding the environment's address.
 	ctx = context.WithoutCancel(ctx)
-	ctl := newControl(b.envDir(env))
-	var serving deploy.Spec
-	if serr := ctl.do(ctx, "GET", "/spec", nil, &serving); serr == nil {
-		if hadPrev {
-			serving.Cause = prev.Cause
-		}
-		if rerr := b.store.SaveDesired(ctx, serving); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("restore desired state of %s: %w", env, rerr))
-		}
-	} else {
-		if errors.Is(serr, deploy.ErrNotDeployed) {
-			ctl.do(ctx, "POST", "/stop", nil, nil)
-		}
-		if hadPrev {
-			b.store.SaveDesired(ctx, prev)
-		} else if rerr := b.store.DeleteDesired(ctx, env); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("remove desired state of %s: %w", env, rerr))
-		}
+	ctl := newControl(b.envDir(spec.Environment))
+	if serr := ctl.do(ctx, "GET", "/spec", nil, nil); errors.Is(serr, deploy.ErrNotDeployed) {
+		ctl.do(ctx, "POST", "/stop", nil, nil)
 	}
 	return err
 }
@@ -298,51 +249,33 @@ func (b *Backend) supervisor(ctx context.Context, env string) (*control, error) 
 	}
 }
 
-// Status reports what env serves: see deploy.Backend.
+// Status reports what env serves: see deploy.Backend. An environment
+// whose supervisor is gone (the machine restarted, or it was killed) is
+// not deployed: the controller, which holds the desired state, applies it
+// again.
 func (b *Backend) Status(ctx context.Context, env string) (deploy.Status, error) {
 	var st deploy.Status
 	err := newControl(b.envDir(env)).do(ctx, "GET", "/status", nil, &st)
-	if err == nil && (st.Commit != "" || len(st.Instances) > 0) {
-		return st, nil
-	}
-	if err != nil && !errors.Is(err, errNoSupervisor) {
-		return st, fmt.Errorf("status of %s: %w", env, err)
-	}
-	spec, ok, derr := b.desired(ctx, env)
-	if derr != nil {
-		return st, derr
-	}
-	if !ok {
+	switch {
+	case errors.Is(err, errNoSupervisor):
+		return deploy.Status{}, fmt.Errorf("status of %s: %w", env, deploy.ErrNotDeployed)
+	case err != nil:
+		return deploy.Status{}, fmt.Errorf("status of %s: %w", env, err)
+	case st.Commit == "" && len(st.Instances) == 0:
 		return deploy.Status{}, fmt.Errorf("status of %s: %w", env, deploy.ErrNotDeployed)
 	}
-	return deploy.Status{
-		Environment: env, Image: spec.Image, Digest: spec.Digest(), Commit: spec.Commit, Version: spec.Version,
-		Replicas: deploy.Replicas{Desired: spec.Replicas},
-		Message:  "not running: its supervisor is gone; slipway restores it when it starts, or apply it again",
-	}, nil
+	return st, nil
 }
 
-// Stop removes env's replicas, load balancer and desired state; its data
-// directory stays.
+// Stop removes env's replicas and load balancer; its data directory stays.
 func (b *Backend) Stop(ctx context.Context, env string) error {
 	defer b.lock(env)()
-	ctl := newControl(b.envDir(env))
-	err := ctl.do(ctx, "POST", "/stop", nil, nil)
-	running := err == nil
-	if err != nil && !errors.Is(err, errNoSupervisor) {
-		return fmt.Errorf("stop %s: %w", env, err)
-	}
-	_, recorded, derr := b.desired(ctx, env)
-	if derr != nil {
-		return derr
-	}
-	if !running && !recorded {
+	err := newControl(b.envDir(env)).do(ctx, "POST", "/stop", nil, nil)
+	switch {
+	case errors.Is(err, errNoSupervisor):
 		return fmt.Errorf("stop %s: %w", env, deploy.ErrNotDeployed)
-	}
-	if recorded {
-		if err := b.store.DeleteDesired(ctx, env); err != nil {
-			return fmt.Errorf("stop %s: remove desired state: %w", env, err)
-		}
+	case err != nil:
+		return fmt.Errorf("stop %s: %w", env, err)
 	}
 	return nil
 }
@@ -354,47 +287,4 @@ func (b *Backend) Logs(ctx context.Context, env string, follow bool, w io.Writer
 		return fmt.Errorf("logs of %s: %w", env, deploy.ErrNotDeployed)
 	}
 	return writeLogs(ctx, dir, follow, w)
-}
-
-// Restore brings every environment with a recorded desired state back to
-// it: a supervisor that still runs and serves that state is adopted as it
-// is (no replica restarts, no request dropped); otherwise the state is
-// applied again. Call it when the controller starts.
-func (b *Backend) Restore(ctx context.Context) error {
-	specs, err := b.store.LoadDesired(ctx)
-	if err != nil {
-		return fmt.Errorf("restore environments: load desired state: %w", err)
-	}
-	var errs []error
-	for _, spec := range specs {
-		unlock := b.lock(spec.Environment)
-		if b.serves(ctx, newControl(b.envDir(spec.Environment)), spec) {
-			b.logger.Info("adopted running environment", "environment", spec.Environment, "version", spec.Version)
-			unlock()
-			continue
-		}
-		b.logger.Info("restoring environment", "environment", spec.Environment, "version", spec.Version)
-		if err := b.apply(ctx, spec); err != nil {
-			errs = append(errs, fmt.Errorf("restore %s: %w", spec.Environment, err))
-		}
-		unlock()
-	}
-	return errors.Join(errs...)
-}
-
-// serves reports whether the supervisor behind ctl runs spec already.
-func (b *Backend) serves(ctx context.Context, ctl *control, spec deploy.Spec) bool {
-	var serving deploy.Spec
-	if err := ctl.do(ctx, "GET", "/spec", nil, &serving); err != nil {
-		return false
-	}
-	resolved, err := b.resolve(ctx, ctl, spec)
-	return err == nil && sameState(serving, resolved)
-}
-
-func sameState(a, b deploy.Spec) bool {
-	a.Cause, b.Cause = "", ""
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return reflect.DeepEqual(ja, jb)
 }

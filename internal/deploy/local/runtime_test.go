@@ -29,7 +29,7 @@ type deployed struct {
 func deployFixture(t *testing.T, env string, replicas int) *deployed {
 	t.Helper()
 	v1r, _, _ := fixtureReleases(t)
-	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec(env)
 	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, replicas
 	if err := b.Apply(t.Context(), spec); err != nil {
@@ -99,7 +99,7 @@ func TestIsolation(t *testing.T) {
 func TestPlainProcess(t *testing.T) {
 	v1r, _, _ := fixtureReleases(t)
 	dir := shortTempDir(t)
-	b, err := New(Options{Dir: dir, Store: &memStore{}, NoSandbox: true})
+	b, err := New(Options{Dir: dir, NoSandbox: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +352,7 @@ func TestUnreadyReplicaIsEjected(t *testing.T) {
 
 func TestCrashingReleaseFailsRollout(t *testing.T) {
 	v1r, _, _ := fixtureReleases(t)
-	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec("crash")
 	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, "crashes", 1
 	spec.Env = map[string]string{"FIXTURE_CRASH": "1"}
@@ -464,7 +464,7 @@ func TestLivenessFailureRestartsReplica(t *testing.T) {
 
 func TestStopKillsReplicaIgnoringSIGTERM(t *testing.T) {
 	v1r, _, _ := fixtureReleases(t)
-	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec("stubborn")
 	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, 2
 	spec.Env = map[string]string{"FIXTURE_IGNORE_TERM": "1"}
