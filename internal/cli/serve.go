@@ -176,7 +176,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	default:
 		lb, err := local.New(local.Options{
 			Dir:      filepath.Join(dataDir, runtimeDir),
-			Insecure: cfg.Registry.Insecure,
+			Registry: regClient,
 			Logger:   log.With("component", "runtime"),
 		})
 		if err != nil {

@@ -28,9 +28,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"slipway.dev/slipway/internal/deploy"
+	"slipway.dev/slipway/internal/registry"
 )
 
 // Options configure a Backend.
@@ -38,10 +37,10 @@ type Options struct {
 	// Dir holds the unpacked images (images/) and one directory per
 	// environment (envs/NAME: its data, replica logs, supervisor socket).
 	Dir string
-	// RemoteOptions are used to pull images (e.g. authentication).
-	RemoteOptions []remote.Option
-	// Insecure allows plain HTTP to registries other than localhost.
-	Insecure bool
+	// Registry pulls the images: its credentials, retries and insecure
+	// setting apply. Default: registry.NewClient() (Docker's credentials,
+	// TLS verified except on localhost).
+	Registry *registry.Client
 	// Executable is the program started as supervisor; it must call
 	// SupervisorMain first. Default: this program.
 	Executable string
@@ -83,6 +82,10 @@ func New(opts Options) (*Backend, error) {
 			return nil, fmt.Errorf("local runtime: find own executable: %w", err)
 		}
 	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = registry.NewClient()
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -95,7 +98,7 @@ func New(opts Options) (*Backend, error) {
 	}
 	return &Backend{
 		dir:       dir,
-		images:    &unpacker{dir: filepath.Join(dir, "images"), opts: opts.RemoteOptions, insecure: opts.Insecure},
+		images:    &unpacker{dir: filepath.Join(dir, "images"), reg: reg},
 		exe:       exe,
 		logger:    logger,
 		noSandbox: opts.NoSandbox,
