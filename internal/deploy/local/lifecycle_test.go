@@ -2,6 +2,8 @@ package local
 
 import (
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,5 +78,78 @@ func TestNewBackendAdoptsRunningSupervisor(t *testing.T) {
 	st, err = b2.Status(ctx, d.env)
 	if err != nil || !st.Healthy || st.Replicas.Ready != 2 {
 		t.Fatalf("status after applying again = %+v, %v; want 2 ready replicas", st, err)
+	}
+}
+
+// TestStoppedEnvironment checks Replicas 0: a request in flight is
+// answered, every replica is drained and stopped, the address answers 503
+// with a text that names the app and environment and says how to start it,
+// status reports it stopped; and applying replicas again starts it on the
+// same address.
+func TestStoppedEnvironment(t *testing.T) {
+	d := deployFixture(t, "halt", 2)
+	ctx := t.Context()
+	st := d.status(t)
+	base := st.URL
+
+	inflight := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(base + "/slow?ms=700")
+		if err == nil {
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %s", resp.Status)
+			}
+			resp.Body.Close()
+		}
+		inflight <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+
+	stop := d.spec
+	stop.Replicas = 0
+	if err := d.b.Apply(ctx, stop); err != nil {
+		t.Fatalf("Apply(replicas 0): %v", err)
+	}
+	if err := <-inflight; err != nil {
+		t.Errorf("request in flight while stopping: %v", err)
+	}
+	st, err := d.b.Status(ctx, d.env)
+	if err != nil {
+		t.Fatalf("status of the stopped environment: %v", err)
+	}
+	if !st.Stopped || st.Healthy || st.Replicas != (deploy.Replicas{}) || len(st.Instances) != 0 || st.Commit != d.spec.Commit {
+		t.Errorf("status = %+v; want stopped, not healthy, no replica, still naming commit %s", st, d.spec.Commit)
+	}
+	if st.URL != base {
+		t.Errorf("URL = %s, want the same address %s", st.URL, base)
+	}
+	resp, body := httpGet(t, base+"/version")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("GET while stopped: %s, want 503", resp.Status)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		t.Errorf("Content-Type = %q, want text/plain", ct)
+	}
+	for _, want := range []string{"environment halt of fixture is stopped", "slipway start halt"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("body while stopped = %q, want it to contain %q", body, want)
+		}
+	}
+
+	// Stopped again: nothing changes.
+	if err := d.b.Apply(ctx, stop); err != nil {
+		t.Fatalf("Apply(replicas 0) again: %v", err)
+	}
+
+	if err := d.b.Apply(ctx, d.spec); err != nil {
+		t.Fatalf("Apply(replicas 2) to start it: %v", err)
+	}
+	st = d.status(t)
+	if st.Stopped || !st.Healthy || st.Replicas.Ready != 2 || st.URL != base {
+		t.Fatalf("status after starting = %+v; want 2 ready replicas on %s", st, base)
+	}
+	resp, body = httpGet(t, base+"/version")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, d.spec.Commit) {
+		t.Errorf("GET after starting: %s %q, want 200 naming %s", resp.Status, body, d.spec.Commit)
 	}
 }
