@@ -93,9 +93,6 @@ func New(opts Options) (*Backend, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "envs"), 0o755); err != nil {
 		return nil, fmt.Errorf("local runtime: %w", err)
 	}
-	if sock := filepath.Join(dir, "envs", strings.Repeat("x", 40), socketName); len(sock) > 107 {
-		return nil, fmt.Errorf("local runtime: data directory %s is too long for unix sockets (%d bytes with an environment): choose a shorter one", dir, len(sock))
-	}
 	return &Backend{
 		dir:       dir,
 		images:    &unpacker{dir: filepath.Join(dir, "images"), reg: reg},

@@ -153,3 +153,32 @@ func TestStoppedEnvironment(t *testing.T) {
 		t.Errorf("GET after starting: %s %q, want 200 naming %s", resp.Status, body, d.spec.Commit)
 	}
 }
+
+// TestLongDirectory checks that the runtime works in a directory whose
+// control sockets' paths are longer than a unix socket address holds
+// (DATA/run/APP/envs/ENV/ctl.sock with long names): the supervisor binds
+// and the backend dials through the directory's /proc/self/fd link.
+func TestLongDirectory(t *testing.T) {
+	v1r, _, _ := fixtureReleases(t)
+	dir := filepath.Join(shortTempDir(t), strings.Repeat("d", 40), "run", strings.Repeat("a", 40))
+	env := strings.Repeat("e", 40)
+	if sock := filepath.Join(dir, "envs", env, socketName); len(sock) <= maxSocketPath {
+		t.Fatalf("socket path %s is short: the test checks nothing", sock)
+	}
+	b := newTestBackend(t, dir)
+	spec := baseSpec(env)
+	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, 1
+	if err := b.Apply(t.Context(), spec); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	st, err := b.Status(t.Context(), env)
+	if err != nil || !st.Healthy {
+		t.Fatalf("Status = %+v, %v; want healthy", st, err)
+	}
+	if err := b.Stop(t.Context(), env); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if _, err := b.Status(t.Context(), env); !errors.Is(err, deploy.ErrNotDeployed) {
+		t.Errorf("after Stop: %v, want ErrNotDeployed", err)
+	}
+}
