@@ -614,7 +614,8 @@ func (e *env) logPushToDev(commit string, pushed, serving time.Time) {
 func stopEnvironments(t *testing.T, dataDir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b, err := local.New(local.Options{Dir: filepath.Join(dataDir, "run")})
+	b, err := local.New(local.Options{Dir: filepath.Join(dataDir, "run", demo.AppName), App: demo.AppName,
+		LegacyDir: filepath.Join(dataDir, "run")})
 	if err != nil {
 		t.Log(err)
 		return

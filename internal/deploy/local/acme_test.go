@@ -275,7 +275,7 @@ func TestACMEBackend(t *testing.T) {
 		t.Errorf("replica saw X-Forwarded-Proto %q, want https", v)
 	}
 	u, _ := neturl.Parse(p.directory)
-	cache := filepath.Join(b.envDir("acme"), "acme", strings.ReplaceAll(u.Host, ":", "_"))
+	cache := filepath.Join(b.ownDir("acme"), "acme", strings.ReplaceAll(u.Host, ":", "_"))
 	fi, err := os.Stat(cache)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +37,19 @@ import (
 type Options struct {
 	// Dir holds the unpacked images (images/) and one directory per
 	// environment (envs/NAME: its data, replica logs, supervisor socket).
+	// A backend runs the environments of one app: slipway gives each app
+	// DATA/run/APP.
 	Dir string
+	// App is the application whose environments this backend runs; it
+	// is needed with LegacyDir.
+	App string
+	// LegacyDir is where an older slipway, which ran one app, put every
+	// environment (DATA/run, each in envs/NAME). An environment there
+	// whose supervisor serves App, or last served it when none runs (its
+	// serving.json), is run where it is, by that supervisor: its data
+	// stays, and no second supervisor is started on its address. Empty:
+	// none.
+	LegacyDir string
 	// Registry pulls the images: its credentials, retries and insecure
 	// setting apply. Default: registry.NewClient() (Docker's credentials,
 	// TLS verified except on localhost).
@@ -54,6 +67,8 @@ type Options struct {
 // Backend runs environments on this machine.
 type Backend struct {
 	dir       string
+	app       string
+	legacy    string // "" when there is none
 	images    *unpacker
 	exe       string
 	logger    *slog.Logger
@@ -76,6 +91,18 @@ func New(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	var legacy string
+	if opts.LegacyDir != "" {
+		if opts.App == "" {
+			return nil, errors.New("local runtime: a legacy directory is given without the app whose environments to take from it: set App")
+		}
+		if legacy, err = filepath.Abs(opts.LegacyDir); err != nil {
+			return nil, err
+		}
+		if legacy == dir {
+			legacy = ""
+		}
+	}
 	exe := opts.Executable
 	if exe == "" {
 		if exe, err = os.Executable(); err != nil {
@@ -95,6 +122,8 @@ func New(opts Options) (*Backend, error) {
 	}
 	return &Backend{
 		dir:       dir,
+		app:       opts.App,
+		legacy:    legacy,
 		images:    &unpacker{dir: filepath.Join(dir, "images"), reg: reg},
 		exe:       exe,
 		logger:    logger,
@@ -102,7 +131,47 @@ func New(opts Options) (*Backend, error) {
 	}, nil
 }
 
-func (b *Backend) envDir(env string) string { return filepath.Join(b.dir, "envs", env) }
+// ownDir is the directory of env under the backend's own directory.
+func (b *Backend) ownDir(env string) string { return filepath.Join(b.dir, "envs", env) }
+
+// envDir returns the directory env runs in: its own one, unless an older
+// slipway started env in the legacy directory for this app (see
+// Options.LegacyDir). A supervisor answering in its own directory wins.
+func (b *Backend) envDir(ctx context.Context, env string) string {
+	own := b.ownDir(env)
+	if b.legacy == "" {
+		return own
+	}
+	if c, err := dialSocket(ctx, filepath.Join(own, socketName)); err == nil {
+		c.Close()
+		return own
+	}
+	if old := filepath.Join(b.legacy, "envs", env); b.ownsLegacy(ctx, old) {
+		return old
+	}
+	return own
+}
+
+// ownsLegacy reports whether the environment directory dir, which an older
+// slipway made, is this backend's app's: its supervisor serves the app or,
+// when none runs or it serves nothing, the spec it last served
+// (serving.json) names the app.
+func (b *Backend) ownsLegacy(ctx context.Context, dir string) bool {
+	if _, err := os.Stat(dir); err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var spec deploy.Spec
+	if err := newControl(dir).do(ctx, "GET", "/spec", nil, &spec); err == nil {
+		return spec.App == b.app
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "serving.json"))
+	if err != nil || json.Unmarshal(raw, &spec) != nil {
+		return false
+	}
+	return spec.App == b.app
+}
 
 // lock serializes the changes to one environment.
 func (b *Backend) lock(env string) func() { return b.locks.lock(env) }
@@ -139,11 +208,12 @@ func (b *Backend) Apply(ctx context.Context, spec deploy.Spec) error {
 		spec.ListenAddr = "127.0.0.1:0"
 	}
 	defer b.lock(spec.Environment)()
-	return b.apply(ctx, spec)
+	return b.apply(ctx, b.envDir(ctx, spec.Environment), spec)
 }
 
-func (b *Backend) apply(ctx context.Context, spec deploy.Spec) error {
-	sent, err := b.rollOut(ctx, spec)
+// apply rolls spec out in the environment directory dir.
+func (b *Backend) apply(ctx context.Context, dir string, spec deploy.Spec) error {
+	sent, err := b.rollOut(ctx, dir, spec)
 	if err == nil || !sent {
 		return err
 	}
@@ -156,7 +226,7 @@ func (b *Backend) apply(ctx context.Context, spec deploy.Spec) error {
 	// A supervisor started for this rollout that serves nothing is not
 	// left holding the environment's address.
 	ctx = context.WithoutCancel(ctx)
-	ctl := newControl(b.envDir(spec.Environment))
+	ctl := newControl(dir)
 	if serr := ctl.do(ctx, "GET", "/spec", nil, nil); errors.Is(serr, deploy.ErrNotDeployed) {
 		ctl.do(ctx, "POST", "/stop", nil, nil)
 	}
@@ -165,16 +235,16 @@ func (b *Backend) apply(ctx context.Context, spec deploy.Spec) error {
 
 // rollOut unpacks the image and has the supervisor roll it out; sent
 // reports whether the supervisor got the request.
-func (b *Backend) rollOut(ctx context.Context, spec deploy.Spec) (sent bool, err error) {
+func (b *Backend) rollOut(ctx context.Context, dir string, spec deploy.Spec) (sent bool, err error) {
 	img, err := b.images.unpack(ctx, spec.Image)
 	if err != nil {
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
-	ctl, err := b.supervisor(ctx, spec.Environment)
+	ctl, err := b.supervisor(ctx, dir, spec.Environment)
 	if err != nil {
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
-	spec, err = b.resolve(ctx, ctl, spec)
+	spec, err = b.resolve(ctx, ctl, dir, spec)
 	if err != nil {
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
@@ -188,22 +258,22 @@ func (b *Backend) rollOut(ctx context.Context, spec deploy.Spec) (sent bool, err
 	return true, nil
 }
 
-// resolve returns spec as the supervisor behind ctl is to run it: $DATA_DIR
+// resolve returns spec as the supervisor behind ctl, of the environment
+// directory dir, is to run it: $DATA_DIR
 // in its Env replaced by the data directory its replicas see, which
 // depends on how the supervisor isolates them. The supervisor gets values
 // it passes on as they are, whichever version of slipway started it.
-func (b *Backend) resolve(ctx context.Context, ctl *control, spec deploy.Spec) (deploy.Spec, error) {
+func (b *Backend) resolve(ctx context.Context, ctl *control, dir string, spec deploy.Spec) (deploy.Spec, error) {
 	var st deploy.Status
 	if err := ctl.do(ctx, "GET", "/status", nil, &st); err != nil {
 		return spec, err
 	}
-	return resolveDataDir(spec, replicaDataDir(b.envDir(spec.Environment), st.Isolation)), nil
+	return resolveDataDir(spec, replicaDataDir(dir, st.Isolation)), nil
 }
 
-// supervisor returns the control of env's supervisor, starting one when
-// none runs.
-func (b *Backend) supervisor(ctx context.Context, env string) (*control, error) {
-	dir := b.envDir(env)
+// supervisor returns the control of env's supervisor, whose directory is
+// dir, starting one when none runs.
+func (b *Backend) supervisor(ctx context.Context, dir, env string) (*control, error) {
 	ctl := newControl(dir)
 	if err := ctl.do(ctx, "GET", "/status", nil, nil); err == nil {
 		return ctl, nil
@@ -255,7 +325,7 @@ func (b *Backend) supervisor(ctx context.Context, env string) (*control, error) 
 // again.
 func (b *Backend) Status(ctx context.Context, env string) (deploy.Status, error) {
 	var st deploy.Status
-	err := newControl(b.envDir(env)).do(ctx, "GET", "/status", nil, &st)
+	err := newControl(b.envDir(ctx, env)).do(ctx, "GET", "/status", nil, &st)
 	switch {
 	case errors.Is(err, errNoSupervisor):
 		return deploy.Status{}, fmt.Errorf("status of %s: %w", env, deploy.ErrNotDeployed)
@@ -270,7 +340,7 @@ func (b *Backend) Status(ctx context.Context, env string) (deploy.Status, error)
 // Stop removes env's replicas and load balancer; its data directory stays.
 func (b *Backend) Stop(ctx context.Context, env string) error {
 	defer b.lock(env)()
-	err := newControl(b.envDir(env)).do(ctx, "POST", "/stop", nil, nil)
+	err := newControl(b.envDir(ctx, env)).do(ctx, "POST", "/stop", nil, nil)
 	switch {
 	case errors.Is(err, errNoSupervisor):
 		return fmt.Errorf("stop %s: %w", env, deploy.ErrNotDeployed)
@@ -282,7 +352,7 @@ func (b *Backend) Stop(ctx context.Context, env string) error {
 
 // Logs writes env's replica logs to w: see deploy.LogSource.
 func (b *Backend) Logs(ctx context.Context, env string, follow bool, w io.Writer) error {
-	dir := filepath.Join(b.envDir(env), "logs")
+	dir := filepath.Join(b.envDir(ctx, env), "logs")
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("logs of %s: %w", env, deploy.ErrNotDeployed)
 	}

@@ -59,17 +59,7 @@ func TestNewBackendAdoptsRunningSupervisor(t *testing.T) {
 		t.Errorf("applying the state it serves replaced the replicas %v with %v", before, deploytest.InstanceNames(st))
 	}
 
-	raw, err := os.ReadFile(filepath.Join(d.b.envDir(d.env), "supervisor.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	killSupervisor(t, d.b.ownDir(d.env))
 	waitErr(t, b2, d.env, deploy.ErrNotDeployed)
 
 	if err := b2.Apply(ctx, d.spec); err != nil {
@@ -180,5 +170,106 @@ func TestLongDirectory(t *testing.T) {
 	}
 	if _, err := b.Status(t.Context(), env); !errors.Is(err, deploy.ErrNotDeployed) {
 		t.Errorf("after Stop: %v, want ErrNotDeployed", err)
+	}
+}
+
+// TestLegacyEnvironmentsAdopted checks an upgrade from a slipway that ran
+// one app with every environment in DATA/run/envs: a backend of the app,
+// on DATA/run/APP, runs that app's environments where they are (the same
+// supervisor, address and data, even after the supervisor died), leaves
+// another app's alone, and puts new environments in its own directory.
+func TestLegacyEnvironmentsAdopted(t *testing.T) {
+	v1r, v2r, _ := fixtureReleases(t)
+	ctx := t.Context()
+	legacy := shortTempDir(t)
+	old := newTestBackend(t, legacy) // the older slipway; stops what is left in legacy at the end
+	dev := baseSpec("dev")
+	dev.Image, dev.Commit, dev.Version, dev.Replicas = v1r.Image, v1r.Commit, v1r.Version, 1
+	other := dev
+	other.Environment, other.App = "qa", "other-app"
+	for _, sp := range []deploy.Spec{dev, other} {
+		if err := old.Apply(ctx, sp); err != nil {
+			t.Fatalf("Apply(%s) by the older slipway: %v", sp.Environment, err)
+		}
+	}
+	before, err := old.Status(ctx, "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	own := filepath.Join(legacy, "fixture")
+	b := newTestBackendOpts(t, Options{Dir: own, App: "fixture", LegacyDir: legacy})
+	st, err := b.Status(ctx, "dev")
+	if err != nil || st.URL != before.URL || !slices.Equal(deploytest.InstanceNames(st), deploytest.InstanceNames(before)) {
+		t.Fatalf("status of the legacy dev = %+v, %v; want the running one %+v", st, err, before)
+	}
+	if _, err := b.Status(ctx, "qa"); !errors.Is(err, deploy.ErrNotDeployed) {
+		t.Errorf("status of another app's legacy qa: %v, want ErrNotDeployed", err)
+	}
+
+	// An update goes to the legacy supervisor: same address, no second
+	// supervisor.
+	v2 := dev
+	v2.Image, v2.Commit, v2.Version = v2r.Image, v2r.Commit, v2r.Version
+	if err := b.Apply(ctx, v2); err != nil {
+		t.Fatalf("Apply(v2): %v", err)
+	}
+	if st, err := old.Status(ctx, "dev"); err != nil || st.Commit != v2r.Commit || st.URL != before.URL {
+		t.Errorf("legacy dev after the update = %+v, %v; want v2 on %s", st, err, before.URL)
+	}
+	if _, err := os.Stat(b.ownDir("dev")); err == nil {
+		t.Errorf("%s was made: the legacy environment must be run where it is", b.ownDir("dev"))
+	}
+
+	// Its supervisor gone, it is not deployed; applied again, it runs in
+	// the legacy directory still, with its data.
+	marker := filepath.Join(hostDataDir(filepath.Join(legacy, "envs", "dev")), "kept")
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	killSupervisor(t, filepath.Join(legacy, "envs", "dev"))
+	waitErr(t, b, "dev", deploy.ErrNotDeployed)
+	if err := b.Apply(ctx, v2); err != nil {
+		t.Fatalf("Apply after the legacy supervisor died: %v", err)
+	}
+	if _, err := os.Stat(b.ownDir("dev")); err == nil {
+		t.Errorf("%s was made after the legacy supervisor died: its data is in the legacy directory", b.ownDir("dev"))
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("legacy data: %v", err)
+	}
+	if st, err := b.Status(ctx, "dev"); err != nil || !st.Healthy {
+		t.Errorf("dev after applying again = %+v, %v", st, err)
+	}
+
+	// Another app's environment of the same name is not taken: this app
+	// gets its own.
+	mine := other
+	mine.App = "fixture"
+	if err := b.Apply(ctx, mine); err != nil {
+		t.Fatalf("Apply(qa of this app): %v", err)
+	}
+	if _, err := os.Stat(b.ownDir("qa")); err != nil {
+		t.Errorf("this app's qa is not in its own directory: %v", err)
+	}
+	if st, err := old.Status(ctx, "qa"); err != nil || !st.Healthy {
+		t.Errorf("the other app's qa = %+v, %v; want it untouched", st, err)
+	}
+}
+
+// killSupervisor kills the supervisor of the environment directory dir
+// with SIGKILL.
+func killSupervisor(t *testing.T, dir string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "supervisor.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -85,7 +85,14 @@ func shortTempDir(t testing.TB) string {
 // are all stopped when the test ends.
 func newTestBackend(t testing.TB, dir string) *Backend {
 	t.Helper()
-	b, err := New(Options{Dir: dir})
+	return newTestBackendOpts(t, Options{Dir: dir})
+}
+
+// newTestBackendOpts is newTestBackend with options.
+func newTestBackendOpts(t testing.TB, opts Options) *Backend {
+	t.Helper()
+	dir := opts.Dir
+	b, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
