@@ -10,6 +10,7 @@ DROP INDEX deployments_commit;
 DROP INDEX deployments_release_name;
 CREATE INDEX deployments_app_env_id ON deployments (app, env, id);
 CREATE INDEX deployments_app_env_state_id ON deployments (app, env, state, id);
+CREATE INDEX deployments_app_env_kind_state_id ON deployments (app, env, kind, state, id);
 CREATE INDEX deployments_app_state ON deployments (app, state);
 CREATE INDEX deployments_app_commit ON deployments (app, commit_sha, env, id);
 CREATE INDEX deployments_app_release_name ON deployments (app, release_name);
