@@ -175,16 +175,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 	default:
 		lb, err := local.New(local.Options{
-			Dir:      filepath.Join(dataDir, runtimeDir),
-			Store:    store,
-			Insecure: cfg.Registry.Insecure,
-			Logger:   log.With("component", "runtime"),
+			Dir:       filepath.Join(dataDir, runtimeDir, cfg.App),
+			App:       cfg.App,
+			LegacyDir: filepath.Join(dataDir, runtimeDir),
+			Registry:  regClient,
+			Logger:    log.With("component", "runtime"),
 		})
 		if err != nil {
 			return err
-		}
-		if err := lb.Restore(ctx); err != nil {
-			log.Warn("restore environments", "err", err)
 		}
 		backend = lb
 	}
