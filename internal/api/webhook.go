@@ -183,11 +183,14 @@ func repoMatches(repoURL, id string) bool {
 	if want == "" {
 		return false
 	}
-	if !strings.Contains(id, ":") && !strings.HasPrefix(id, "/") && strings.Count(id, "/") >= 1 && !strings.Contains(strings.SplitN(id, "/", 2)[0], ".") {
-		// OWNER/NAME: the end of the repository's path.
-		return strings.HasSuffix(want, "/"+strings.ToLower(strings.TrimSuffix(id, ".git")))
+	if NormalizeRepoURL(id) == want {
+		return true
 	}
-	return NormalizeRepoURL(id) == want
+	if !strings.Contains(id, ":") && !strings.HasPrefix(id, "/") && strings.Contains(id, "/") && !strings.Contains(strings.SplitN(id, "/", 2)[0], ".") {
+		// OWNER/NAME: the end of the repository's path.
+		return strings.HasSuffix(strings.ToLower(want), "/"+strings.ToLower(strings.TrimSuffix(id, ".git")))
+	}
+	return false
 }
 
 // NormalizeRepoURL reduces a repository URL to what identifies the
@@ -216,9 +219,9 @@ func NormalizeRepoURL(raw string) string {
 	if strings.Contains(s, "://") {
 		u, err := url.Parse(s)
 		if err != nil {
-			return strings.ToLower(trim(s))
+			return trim(strings.ToLower(s))
 		}
-		return strings.ToLower(trim(u.Hostname() + "/" + strings.TrimPrefix(u.Path, "/")))
+		return trim(strings.ToLower(u.Hostname() + "/" + strings.TrimPrefix(u.Path, "/")))
 	}
 	// scp-like: [user@]host:path, with no slash before the colon.
 	if i := strings.Index(s, ":"); i > 0 && !strings.Contains(s[:i], "/") {
@@ -226,7 +229,7 @@ func NormalizeRepoURL(raw string) string {
 		if at := strings.LastIndex(host, "@"); at >= 0 {
 			host = host[at+1:]
 		}
-		return strings.ToLower(trim(host + "/" + strings.TrimPrefix(s[i+1:], "/")))
+		return trim(strings.ToLower(host + "/" + strings.TrimPrefix(s[i+1:], "/")))
 	}
 	return trim(path.Clean(s))
 }

@@ -164,3 +164,25 @@ func FuzzVerifyWebhook(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWebhookRepos feeds payloads and repository URLs to the routing of
+// webhooks: it must not panic, and what NormalizeRepoURL returns ends in
+// neither a slash nor .git, and names the same repository as its input.
+func FuzzWebhookRepos(f *testing.F) {
+	f.Add(`{"repository":{"clone_url":"https://github.com/o/r.git","full_name":"o/r"}}`, "git@github.com:o/r.git")
+	f.Add(`{"project":{"git_ssh_url":"git@gitlab.example:team/api.git","path_with_namespace":"team/api"}}`, "https://gitlab.example/team/api")
+	f.Add(`{"repository":null}`, "/srv/git/app.git/")
+	f.Add(`[]`, "https://h/o/r.GIT")
+	f.Fuzz(func(t *testing.T, payload, repo string) {
+		for _, id := range payloadRepos([]byte(payload)) {
+			repoMatches(repo, id)
+		}
+		n := NormalizeRepoURL(repo)
+		if n != "" && (strings.HasSuffix(n, "/") || strings.HasSuffix(n, ".git")) {
+			t.Fatalf("NormalizeRepoURL(%q) = %q ends in / or .git", repo, n)
+		}
+		if n != "" && !repoMatches(repo, repo) && !repoMatches(repo, n) {
+			t.Fatalf("%q does not match itself (normalised %q)", repo, n)
+		}
+	})
+}
