@@ -162,3 +162,12 @@ func TestStagingConfig(t *testing.T) {
 		t.Fatalf("%v\n%s", err, b)
 	}
 }
+
+func TestDemoNextStepsStaging(t *testing.T) {
+	ws := demo.Workspace{Dir: "/tmp/slipway-demo", Clone: "/tmp/slipway-demo/app"}
+	var buf bytes.Buffer
+	printNextSteps(&buf, ws, "http://127.0.0.1:8400", demoOptions{devAddr: "127.0.0.1:8081", prodAddr: ":8080", staging: true, stagingAddr: "127.0.0.1:8082"}, false)
+	if want := "dev on http://127.0.0.1:8081, staging on http://127.0.0.1:8082, prod on http://127.0.0.1:8080,"; !strings.Contains(buf.String(), want) {
+		t.Errorf("next steps lack %q:\n%s", want, buf.String())
+	}
+}
