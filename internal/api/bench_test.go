@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +25,39 @@ type steadyRuntime struct{}
 func (steadyRuntime) Deploy(ctx context.Context, d ledger.Deployment) error { return nil }
 func (steadyRuntime) Health(ctx context.Context, env string) (pipeline.Health, error) {
 	return pipeline.Health{Ready: 4, Desired: 4, Healthy: true}, nil
+}
+
+// controllerApp serves one controller as an App: the benchmark only asks
+// for its status.
+type controllerApp struct{ *pipeline.Controller }
+
+func (controllerApp) Name() string    { return "app" }
+func (controllerApp) RepoURL() string { return "" }
+func (a controllerApp) Rollback(ctx context.Context, req pipeline.RollbackRequest) (ledger.Deployment, error) {
+	return a.Controller.Rollback(ctx, req.Target, req.Trigger)
+}
+func (controllerApp) Stop(ctx context.Context, env string) (ledger.Deployment, error) {
+	return ledger.Deployment{}, errors.ErrUnsupported
+}
+func (controllerApp) Start(ctx context.Context, env string) (ledger.Deployment, error) {
+	return ledger.Deployment{}, errors.ErrUnsupported
+}
+func (controllerApp) Logs(ctx context.Context, env string, follow bool, w io.Writer) error {
+	return errors.ErrUnsupported
+}
+func (controllerApp) Builds(ctx context.Context, f ledger.BuildFilter) ([]ledger.Build, error) {
+	return nil, nil
+}
+
+type benchApps struct{ app controllerApp }
+
+func (b benchApps) List() []App { return []App{b.app} }
+func (b benchApps) Get(name string) (App, bool) {
+	return b.app, name == b.app.Name()
+}
+func (benchApps) Leftovers(ctx context.Context) ([]Leftover, error) { return nil, nil }
+func (benchApps) Remove(ctx context.Context, req RemoveRequest) (RemoveReport, error) {
+	return RemoveReport{}, errors.ErrUnsupported
 }
 
 // BenchmarkStatus is `slipway status` against a controller whose ledger
@@ -81,12 +116,12 @@ func BenchmarkStatus(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := NewServer(ctl, nil, "t", nil)
+	srv := NewServer(benchApps{controllerApp{ctl}}, "t", nil)
 	go srv.Serve(l)
 	defer srv.Shutdown(ctx)
 	c := NewClient("http://"+l.Addr().String(), "")
 
-	st, err := c.Status(ctx)
+	st, err := c.Status(ctx, "")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,7 +130,7 @@ func BenchmarkStatus(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := c.Status(ctx); err != nil {
+		if _, err := c.Status(ctx, ""); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -223,16 +223,16 @@ func runServe(ctx context.Context, o serveOptions) error {
 			return fmt.Errorf("API: listen on %s (is another slipway running? choose another with --api-addr): %w", o.apiAddr, err)
 		}
 	}
-	srv := api.NewServer(ctl, backend, token, log.With("component", "api"))
-	srv.IncludeBuilds(store)
-	srv.EnableMetrics(store.Deployments())
+	app := &singleApp{name: cfg.App, repo: cfg.Repo.URL, ctl: ctl, logs: backend, builds: store}
+	srv := api.NewServer(app, token, log.With("component", "api"))
+	srv.EnableMetrics(func(string) api.DeploymentCounter { return store.Deployments() })
 	if name := cfg.Repo.WebhookSecretEnv; name != "" {
 		secret := os.Getenv(name)
 		if secret == "" {
 			l.Close()
 			return usageErrorf("%s: repo.webhookSecretEnv names %s, which is empty: set it to the secret the forge signs its webhooks with", o.configPath, name)
 		}
-		srv.EnableWebhooks([]byte(secret), ctl)
+		srv.EnableWebhooks(map[string][]byte{cfg.App: []byte(secret)})
 		log.Info("push webhooks accepted", "url", "http://"+l.Addr().String()+"/api/v1/webhooks/{github,gitlab,gitea}")
 	}
 	serveErr := make(chan error, 1)

@@ -18,6 +18,8 @@ const (
 	KindRelease  DeploymentKind = "release"  // a release to a controlled environment (prod)
 	KindRollback DeploymentKind = "rollback" // back to an earlier release
 	KindScale    DeploymentKind = "scale"    // same image, another replica count
+	KindStop     DeploymentKind = "stop"     // every replica stopped, the address kept
+	KindStart    DeploymentKind = "start"    // a stopped environment started again
 )
 
 // DeploymentState is where a deployment is in its life.

@@ -541,12 +541,26 @@ func (c *Controller) checkReleaseBranch(ctx context.Context, masterHead string) 
 
 // ReleaseRequest asks for a release.
 type ReleaseRequest struct {
+	// Env is the controlled environment to release to; empty means the
+	// final environment.
+	Env string
 	// Commit is a revision; empty means the newest commit verified on the
 	// source environment.
 	Commit string
 	// Force skips the preflight; Reason is then required and recorded.
 	Force   bool
 	Reason  string
+	Trigger string
+}
+
+// RollbackRequest asks for a rollback.
+type RollbackRequest struct {
+	// Env is the controlled environment to roll back; empty means the
+	// final environment.
+	Env string
+	// Target is an RC name or a commit; empty means the release live
+	// before the current one.
+	Target  string
 	Trigger string
 }
 

@@ -12,6 +12,8 @@ import (
 // Status is what runs where: the answer of `slipway status`. Its JSON form
 // is a documented contract (docs/api.md).
 type Status struct {
+	// App is the application's name.
+	App          string      `json:"app"`
 	Environments []EnvStatus `json:"environments"`
 	// Pending are the commits of the source branch the controlled
 	// environment does not run, newest first.
@@ -40,6 +42,17 @@ type EnvStatus struct {
 	// drift from what slipway applied), or null.
 	Message   *string    `json:"message"`
 	Instances []Instance `json:"instances"`
+	// Mode is automatic or controlled.
+	Mode string `json:"mode"`
+	// From is the environment an automatic environment takes verified
+	// commits from ("" when it tracks a branch).
+	From string `json:"from"`
+	// Tag is the registry tag that names the environment's current image
+	// (env-NAME).
+	Tag string `json:"tag"`
+	// Stopped is true when the environment was stopped (slipway stop):
+	// nothing runs and its address answers 503.
+	Stopped bool `json:"stopped"`
 }
 
 // Instance is one replica of an environment, as the runtime reports it.
