@@ -87,16 +87,49 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 	return resp, nil
 }
 
-// Status returns what runs where.
-func (c *Client) Status(ctx context.Context) (pipeline.Status, error) {
+// appPath is the path of an app's route: /api/v1/apps/APP/ROUTE, or
+// /api/v1/ROUTE when app is "" (which works while the controller runs one
+// app).
+func appPath(app, route string) string {
+	if app == "" {
+		return "/api/v1" + route
+	}
+	return "/api/v1/apps/" + url.PathEscape(app) + route
+}
+
+// Apps lists the apps the controller runs, in its configuration's order.
+func (c *Client) Apps(ctx context.Context) ([]AppInfo, error) {
+	var l AppList
+	err := c.do(ctx, http.MethodGet, "/api/v1/apps", nil, &l)
+	return l.Apps, err
+}
+
+// Status returns what runs where in app ("": the only app).
+func (c *Client) Status(ctx context.Context, app string) (pipeline.Status, error) {
 	var st pipeline.Status
-	err := c.do(ctx, http.MethodGet, "/api/v1/status", nil, &st)
+	err := c.do(ctx, http.MethodGet, appPath(app, "/status"), nil, &st)
 	return st, err
 }
 
-// History returns the newest deployments of env (of all environments, and
-// the builds, when env is empty).
-func (c *Client) History(ctx context.Context, env string, limit int) (History, error) {
+// StatusAll returns the status of every app the controller runs, in its
+// configuration's order.
+func (c *Client) StatusAll(ctx context.Context) ([]pipeline.Status, error) {
+	var st struct {
+		pipeline.Status
+		Apps []pipeline.Status `json:"apps"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/api/v1/status", nil, &st); err != nil {
+		return nil, err
+	}
+	if st.Apps != nil {
+		return st.Apps, nil
+	}
+	return []pipeline.Status{st.Status}, nil
+}
+
+// History returns the newest deployments of app's environment env (of all
+// its environments, and its builds, when env is empty).
+func (c *Client) History(ctx context.Context, app, env string, limit int) (History, error) {
 	q := url.Values{}
 	if env != "" {
 		q.Set("env", env)
@@ -105,49 +138,89 @@ func (c *Client) History(ctx context.Context, env string, limit int) (History, e
 		q.Set("limit", strconv.Itoa(limit))
 	}
 	var h History
-	err := c.do(ctx, http.MethodGet, "/api/v1/history?"+q.Encode(), nil, &h)
+	err := c.do(ctx, http.MethodGet, appPath(app, "/history?"+q.Encode()), nil, &h)
 	return h, err
 }
 
-// Diff returns the commits from runs and to does not.
-func (c *Client) Diff(ctx context.Context, from, to string) ([]pipeline.Commit, error) {
+// Builds returns app's newest builds.
+func (c *Client) Builds(ctx context.Context, app string, limit int) ([]ledger.Build, error) {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var b Builds
+	err := c.do(ctx, http.MethodGet, appPath(app, "/builds?"+q.Encode()), nil, &b)
+	return b.Builds, err
+}
+
+// Diff returns the commits app's environment from runs and to does not.
+func (c *Client) Diff(ctx context.Context, app, from, to string) ([]pipeline.Commit, error) {
 	q := url.Values{"from": {from}, "to": {to}}
 	var d Diff
-	err := c.do(ctx, http.MethodGet, "/api/v1/diff?"+q.Encode(), nil, &d)
+	err := c.do(ctx, http.MethodGet, appPath(app, "/diff?"+q.Encode()), nil, &d)
 	return d.Commits, err
 }
 
-// Deployment returns one deployment.
-func (c *Client) Deployment(ctx context.Context, id int64) (ledger.Deployment, error) {
+// Deployment returns one of app's deployments.
+func (c *Client) Deployment(ctx context.Context, app string, id int64) (ledger.Deployment, error) {
 	var d ledger.Deployment
-	err := c.do(ctx, http.MethodGet, "/api/v1/deployments/"+strconv.FormatInt(id, 10), nil, &d)
+	err := c.do(ctx, http.MethodGet, appPath(app, "/deployments/"+strconv.FormatInt(id, 10)), nil, &d)
 	return d, err
 }
 
-// Release starts a release.
-func (c *Client) Release(ctx context.Context, req ReleaseRequest) (ledger.Deployment, error) {
+// Release starts a release of app.
+func (c *Client) Release(ctx context.Context, app string, req ReleaseRequest) (ledger.Deployment, error) {
 	var d ledger.Deployment
-	err := c.do(ctx, http.MethodPost, "/api/v1/releases", req, &d)
+	err := c.do(ctx, http.MethodPost, appPath(app, "/releases"), req, &d)
 	return d, err
 }
 
-// Rollback starts a rollback.
-func (c *Client) Rollback(ctx context.Context, target string) (ledger.Deployment, error) {
+// Rollback starts a rollback of app.
+func (c *Client) Rollback(ctx context.Context, app string, req RollbackRequest) (ledger.Deployment, error) {
 	var d ledger.Deployment
-	err := c.do(ctx, http.MethodPost, "/api/v1/rollbacks", RollbackRequest{Target: target}, &d)
+	err := c.do(ctx, http.MethodPost, appPath(app, "/rollbacks"), req, &d)
 	return d, err
 }
 
-// Scale starts a scale change.
-func (c *Client) Scale(ctx context.Context, env string, replicas int) (ledger.Deployment, error) {
+// Scale starts a scale change of app's environment env.
+func (c *Client) Scale(ctx context.Context, app, env string, replicas int) (ledger.Deployment, error) {
 	var d ledger.Deployment
-	err := c.do(ctx, http.MethodPost, "/api/v1/scale", ScaleRequest{Env: env, Replicas: replicas}, &d)
+	err := c.do(ctx, http.MethodPost, appPath(app, "/scale"), ScaleRequest{Env: env, Replicas: replicas}, &d)
 	return d, err
 }
 
-// Logs copies env's logs to w; with follow, until ctx ends.
-func (c *Client) Logs(ctx context.Context, env string, follow bool, w io.Writer) error {
-	path := "/api/v1/logs/" + url.PathEscape(env)
+// Stop stops every replica of app's environment env.
+func (c *Client) Stop(ctx context.Context, app, env string) (ledger.Deployment, error) {
+	var d ledger.Deployment
+	err := c.do(ctx, http.MethodPost, appPath(app, "/environments/"+url.PathEscape(env)+"/stop"), nil, &d)
+	return d, err
+}
+
+// Start starts app's stopped environment env again.
+func (c *Client) Start(ctx context.Context, app, env string) (ledger.Deployment, error) {
+	var d ledger.Deployment
+	err := c.do(ctx, http.MethodPost, appPath(app, "/environments/"+url.PathEscape(env)+"/start"), nil, &d)
+	return d, err
+}
+
+// Leftovers lists the apps and environments that left the configuration.
+func (c *Client) Leftovers(ctx context.Context) ([]Leftover, error) {
+	var l Leftovers
+	err := c.do(ctx, http.MethodGet, "/api/v1/leftovers", nil, &l)
+	return l.Leftovers, err
+}
+
+// Remove deletes what a leftover app or environment left behind.
+func (c *Client) Remove(ctx context.Context, req RemoveRequest) (RemoveReport, error) {
+	var r RemoveReport
+	err := c.do(ctx, http.MethodPost, "/api/v1/remove", req, &r)
+	return r, err
+}
+
+// Logs copies the logs of app's environment env to w; with follow, until
+// ctx ends.
+func (c *Client) Logs(ctx context.Context, app, env string, follow bool, w io.Writer) error {
+	path := appPath(app, "/logs/"+url.PathEscape(env))
 	if follow {
 		path += "?follow=1"
 	}
@@ -163,12 +236,12 @@ func (c *Client) Logs(ctx context.Context, env string, follow bool, w io.Writer)
 	return err
 }
 
-// Wait follows deployment id until it ends, calling progress on each change
-// of state or step, and returns the final row.
-func (c *Client) Wait(ctx context.Context, id int64, progress func(ledger.Deployment)) (ledger.Deployment, error) {
+// Wait follows app's deployment id until it ends, calling progress on each
+// change of state or step, and returns the final row.
+func (c *Client) Wait(ctx context.Context, app string, id int64, progress func(ledger.Deployment)) (ledger.Deployment, error) {
 	var last string
 	for {
-		d, err := c.Deployment(ctx, id)
+		d, err := c.Deployment(ctx, app, id)
 		if err != nil {
 			return d, err
 		}

@@ -19,8 +19,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"slipway.dev/slipway/internal/deploy"
@@ -35,56 +37,172 @@ const DefaultAddr = "127.0.0.1:8400"
 // TokenFile is the token's file inside the data directory.
 const TokenFile = "api-token"
 
-// Controller is what the API serves.
-type Controller interface {
+// App is one application the controller runs: its pipeline, builds and
+// environments.
+type App interface {
+	Name() string
+	RepoURL() string
 	Status(ctx context.Context) (pipeline.Status, error)
 	History(ctx context.Context, env string, limit int) ([]ledger.Deployment, error)
 	Diff(ctx context.Context, from, to string) ([]pipeline.Commit, error)
 	Deployment(ctx context.Context, id int64) (ledger.Deployment, error)
 	Release(ctx context.Context, req pipeline.ReleaseRequest) (ledger.Deployment, error)
-	Rollback(ctx context.Context, target, trigger string) (ledger.Deployment, error)
+	Rollback(ctx context.Context, req pipeline.RollbackRequest) (ledger.Deployment, error)
 	Scale(ctx context.Context, env string, replicas int) (ledger.Deployment, error)
+	Stop(ctx context.Context, env string) (ledger.Deployment, error)
+	Start(ctx context.Context, env string) (ledger.Deployment, error)
+	// Logs copies env's logs to w; with follow, until ctx ends. It returns
+	// deploy.ErrNotDeployed when nothing runs there, pipeline.ErrUnknownEnv
+	// for a name that is not configured, and errors.ErrUnsupported when the
+	// runtime keeps no logs.
+	Logs(ctx context.Context, env string, follow bool, w io.Writer) error
+	Builds(ctx context.Context, f ledger.BuildFilter) ([]ledger.Build, error)
+	// Poll makes the app look at its repository now (push webhooks).
+	Poll()
 }
 
-// BuildLister lists the builds the ledger recorded.
-type BuildLister interface {
-	ListBuilds(ctx context.Context, f ledger.BuildFilter) ([]ledger.Build, error)
+// Apps are the applications the controller runs.
+type Apps interface {
+	// List returns the apps in the configuration's order.
+	List() []App
+	Get(name string) (App, bool)
+	// Leftovers are the apps and environments the ledger knows that left
+	// the configuration.
+	Leftovers(ctx context.Context) ([]Leftover, error)
+	// Remove deletes what a leftover app or environment left behind. It
+	// returns ErrUnknownApp for an app it knows nothing of and
+	// ErrStillConfigured for one still in the configuration.
+	Remove(ctx context.Context, req RemoveRequest) (RemoveReport, error)
 }
+
+// Leftover is an app, or one environment of an app, that the ledger knows
+// and the configuration no longer names.
+type Leftover struct {
+	App string `json:"app"`
+	Env string `json:"env,omitempty"` // "": the whole app
+}
+
+// RemoveRequest is the body of POST /api/v1/remove: what to remove of a
+// leftover app (Env "": all of it) and whether its database and registry
+// tags go too.
+type RemoveRequest struct {
+	App            string `json:"app"`
+	Env            string `json:"env,omitempty"`
+	DeleteDatabase bool   `json:"deleteDatabase"`
+	DeleteTags     bool   `json:"deleteTags"`
+}
+
+// RemoveReport is the answer of POST /api/v1/remove: one line per thing
+// removed and per thing kept, for people to read.
+type RemoveReport struct {
+	Removed []string `json:"removed"`
+	Kept    []string `json:"kept"`
+}
+
+// Errors an Apps implementation returns for callers to act on.
+var (
+	// ErrUnknownApp: no app of that name (404).
+	ErrUnknownApp = errors.New("no such app")
+	// ErrStillConfigured: what a remove names is still in the
+	// configuration (409).
+	ErrStillConfigured = errors.New("still in the configuration")
+)
 
 // Server is the API's HTTP server.
 type Server struct {
-	ctl    Controller
-	builds BuildLister      // nil: history has no builds
-	logs   deploy.LogSource // nil: no logs
-	token  string
-	log    *slog.Logger
-	mux    *http.ServeMux
-	srv    *http.Server
+	apps  Apps
+	token string
+	log   *slog.Logger
+	mux   *http.ServeMux
+	srv   *http.Server
 }
 
-// NewServer returns the API over ctl. logs may be nil. token guards changes.
-func NewServer(ctl Controller, logs deploy.LogSource, token string, logger *slog.Logger) *Server {
+// NewServer returns the API over apps. token guards changes.
+func NewServer(apps Apps, token string, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{ctl: ctl, logs: logs, token: token, log: logger, mux: http.NewServeMux()}
+	s := &Server{apps: apps, token: token, log: logger, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	s.mux.HandleFunc("GET /api/v1/status", s.read(s.status))
-	s.mux.HandleFunc("GET /api/v1/history", s.read(s.history))
-	s.mux.HandleFunc("GET /api/v1/diff", s.read(s.diff))
-	s.mux.HandleFunc("GET /api/v1/deployments/{id}", s.read(s.deployment))
-	s.mux.HandleFunc("GET /api/v1/logs/{env}", s.read(s.envLogs))
-	s.mux.HandleFunc("POST /api/v1/releases", s.write(s.release))
-	s.mux.HandleFunc("POST /api/v1/rollbacks", s.write(s.rollback))
-	s.mux.HandleFunc("POST /api/v1/scale", s.write(s.scale))
+	s.mux.HandleFunc("GET /api/v1/apps", s.read(s.listApps))
+	s.mux.HandleFunc("GET /api/v1/status", s.read(s.statusAll))
+	s.mux.HandleFunc("GET /api/v1/apps/{app}/status", s.read(s.scoped(s.status)))
+	s.mux.HandleFunc("GET /api/v1/leftovers", s.read(s.leftovers))
+	s.mux.HandleFunc("POST /api/v1/remove", s.write(s.remove))
+	s.route("GET /history", false, s.history)
+	s.route("GET /diff", false, s.diff)
+	s.route("GET /deployments/{id}", false, s.deployment)
+	s.route("GET /logs/{env}", false, s.envLogs)
+	s.route("GET /builds", false, s.listBuilds)
+	s.route("POST /releases", true, s.release)
+	s.route("POST /rollbacks", true, s.rollback)
+	s.route("POST /scale", true, s.scale)
+	s.route("POST /environments/{env}/stop", true, s.stop)
+	s.route("POST /environments/{env}/start", true, s.start)
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
 }
 
-// IncludeBuilds adds the ledger's builds to the history of all environments.
-func (s *Server) IncludeBuilds(b BuildLister) { s.builds = b }
+// appHandler serves a request about one app.
+type appHandler func(w http.ResponseWriter, r *http.Request, a App) error
+
+// route serves h at /api/v1/apps/{app}PATH and at /api/v1PATH, which works
+// while the controller runs one app; write says it changes something.
+func (s *Server) route(pattern string, write bool, h appHandler) {
+	method, path, _ := strings.Cut(pattern, " ")
+	guard := s.read
+	if write {
+		guard = s.write
+	}
+	s.mux.HandleFunc(method+" /api/v1/apps/{app}"+path, guard(s.scoped(h)))
+	s.mux.HandleFunc(method+" /api/v1"+path, guard(s.unscoped(h)))
+}
+
+// scoped serves h for the app named in the path.
+func (s *Server) scoped(h appHandler) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		a, err := s.app(r.PathValue("app"))
+		if err != nil {
+			return err
+		}
+		return h(w, r, a)
+	}
+}
+
+// unscoped serves h for the only app; with several, the request must name
+// one.
+func (s *Server) unscoped(h appHandler) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		list := s.apps.List()
+		switch len(list) {
+		case 0:
+			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "this controller runs no app"}
+		case 1:
+			return h(w, r, list[0])
+		}
+		scoped := "/api/v1/apps/" + list[0].Name() + strings.TrimPrefix(r.URL.Path, "/api/v1")
+		return invalid("this controller runs several apps (%s): name one in the path, such as %s, or with slipway --app APP",
+			strings.Join(appNames(list), ", "), scoped)
+	}
+}
+
+func (s *Server) app(name string) (App, error) {
+	if a, ok := s.apps.Get(name); ok {
+		return a, nil
+	}
+	return nil, &Error{Status: http.StatusNotFound, Code: CodeNotFound,
+		Message: fmt.Sprintf("no app %q on this controller: its apps are %s", name, strings.Join(appNames(s.apps.List()), ", "))}
+}
+
+func appNames(list []App) []string {
+	names := make([]string, len(list))
+	for i, a := range list {
+		names[i] = a.Name()
+	}
+	return names
+}
 
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -219,6 +337,12 @@ func classify(err error) *Error {
 		e.Status, e.Code = http.StatusNotFound, CodeNotFound
 	case errors.Is(err, pipeline.ErrInvalid), errors.Is(err, pipeline.ErrReasonRequired), errors.Is(err, pipeline.ErrNoControlledEnv):
 		e.Status, e.Code = http.StatusBadRequest, CodeInvalid
+	case errors.Is(err, ErrUnknownApp), errors.Is(err, deploy.ErrNotDeployed):
+		e.Status, e.Code = http.StatusNotFound, CodeNotFound
+	case errors.Is(err, ErrStillConfigured):
+		e.Status, e.Code = http.StatusConflict, CodeConflict
+	case errors.Is(err, errors.ErrUnsupported):
+		e.Status, e.Code = http.StatusNotImplemented, CodeInvalid
 	}
 	return e
 }
@@ -246,12 +370,128 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
-	st, err := s.ctl.Status(r.Context())
+// AppInfo is one app in the answer of GET /api/v1/apps.
+type AppInfo struct {
+	Name string `json:"name"`
+	// Repo is the app's repository URL, as configured.
+	Repo string `json:"repo"`
+	// Environments are the names of its environments, in the
+	// configuration's order.
+	Environments []string `json:"environments"`
+}
+
+// AppList is the answer of GET /api/v1/apps.
+type AppList struct {
+	Apps []AppInfo `json:"apps"`
+}
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
+	list := s.apps.List()
+	sts, err := statuses(r.Context(), list)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, st)
+	out := AppList{Apps: make([]AppInfo, len(list))}
+	for i, a := range list {
+		out.Apps[i] = AppInfo{Name: a.Name(), Repo: a.RepoURL(), Environments: envNames(sts[i])}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func envNames(st pipeline.Status) []string {
+	names := make([]string, len(st.Environments))
+	for i, e := range st.Environments {
+		names[i] = e.Name
+	}
+	return names
+}
+
+// statuses reads the status of every app in list, at the same time.
+func statuses(ctx context.Context, list []App) ([]pipeline.Status, error) {
+	sts := make([]pipeline.Status, len(list))
+	errs := make([]error, len(list))
+	var wg sync.WaitGroup
+	for i, a := range list {
+		wg.Go(func() {
+			st, err := a.Status(ctx)
+			if err != nil {
+				errs[i] = fmt.Errorf("status of %s: %w", a.Name(), err)
+				return
+			}
+			st.App = a.Name()
+			sts[i] = st
+		})
+	}
+	wg.Wait()
+	return sts, errors.Join(errs...)
+}
+
+// AppsStatus is the answer of GET /api/v1/status when the controller runs
+// several apps: each app's status, in the configuration's order. With one
+// app the answer is that app's pipeline.Status.
+type AppsStatus struct {
+	Apps []pipeline.Status `json:"apps"`
+}
+
+func (s *Server) statusAll(w http.ResponseWriter, r *http.Request) error {
+	list := s.apps.List()
+	if len(list) == 1 {
+		return s.status(w, r, list[0])
+	}
+	sts, err := statuses(r.Context(), list)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, AppsStatus{Apps: sts})
+	return nil
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request, a App) error {
+	sts, err := statuses(r.Context(), []App{a})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sts[0])
+	return nil
+}
+
+// Leftovers is the answer of GET /api/v1/leftovers.
+type Leftovers struct {
+	Leftovers []Leftover `json:"leftovers"`
+}
+
+func (s *Server) leftovers(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.apps.Leftovers(r.Context())
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []Leftover{}
+	}
+	writeJSON(w, http.StatusOK, Leftovers{Leftovers: list})
+	return nil
+}
+
+func (s *Server) remove(w http.ResponseWriter, r *http.Request) error {
+	var req RemoveRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.App == "" {
+		return invalid("remove needs the app: {\"app\": \"NAME\"} (GET /api/v1/leftovers lists what left the configuration)")
+	}
+	rep, err := s.apps.Remove(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	if rep.Removed == nil {
+		rep.Removed = []string{}
+	}
+	if rep.Kept == nil {
+		rep.Kept = []string{}
+	}
+	writeJSON(w, http.StatusOK, rep)
 	return nil
 }
 
@@ -262,17 +502,13 @@ type History struct {
 	Builds      []ledger.Build      `json:"builds,omitempty"`
 }
 
-func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
-	limit := 50
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 10000 {
-			return invalid("limit %q: give a number from 1 to 10000", v)
-		}
-		limit = n
+func (s *Server) history(w http.ResponseWriter, r *http.Request, a App) error {
+	limit, err := limitParam(r, 50)
+	if err != nil {
+		return err
 	}
 	env := r.URL.Query().Get("env")
-	list, err := s.ctl.History(r.Context(), env, limit)
+	list, err := a.History(r.Context(), env, limit)
 	if err != nil {
 		return err
 	}
@@ -280,12 +516,46 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) error {
 		list = []ledger.Deployment{}
 	}
 	h := History{Deployments: list}
-	if env == "" && s.builds != nil {
-		if h.Builds, err = s.builds.ListBuilds(r.Context(), ledger.BuildFilter{Limit: limit}); err != nil {
+	if env == "" {
+		if h.Builds, err = a.Builds(r.Context(), ledger.BuildFilter{Limit: limit}); err != nil {
 			return err
 		}
 	}
 	writeJSON(w, http.StatusOK, h)
+	return nil
+}
+
+func limitParam(r *http.Request, def int) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 10000 {
+		return 0, invalid("limit %q: give a number from 1 to 10000", v)
+	}
+	return n, nil
+}
+
+// Builds is the answer of GET /api/v1/builds.
+type Builds struct {
+	Builds []ledger.Build `json:"builds"`
+}
+
+func (s *Server) listBuilds(w http.ResponseWriter, r *http.Request, a App) error {
+	limit, err := limitParam(r, 50)
+	if err != nil {
+		return err
+	}
+	f := ledger.BuildFilter{Limit: limit, State: ledger.BuildState(r.URL.Query().Get("state"))}
+	list, err := a.Builds(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []ledger.Build{}
+	}
+	writeJSON(w, http.StatusOK, Builds{Builds: list})
 	return nil
 }
 
@@ -296,25 +566,28 @@ type Diff struct {
 	Commits []pipeline.Commit `json:"commits"`
 }
 
-func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) diff(w http.ResponseWriter, r *http.Request, a App) error {
 	from, to := r.URL.Query().Get("from"), r.URL.Query().Get("to")
 	if from == "" || to == "" {
 		return invalid("diff needs from and to environments")
 	}
-	list, err := s.ctl.Diff(r.Context(), from, to)
+	list, err := a.Diff(r.Context(), from, to)
 	if err != nil {
 		return err
+	}
+	if list == nil {
+		list = []pipeline.Commit{}
 	}
 	writeJSON(w, http.StatusOK, Diff{From: from, To: to, Commits: list})
 	return nil
 }
 
-func (s *Server) deployment(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) deployment(w http.ResponseWriter, r *http.Request, a App) error {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
 		return invalid("deployment id %q is not a number", r.PathValue("id"))
 	}
-	d, err := s.ctl.Deployment(r.Context(), id)
+	d, err := a.Deployment(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -324,17 +597,19 @@ func (s *Server) deployment(w http.ResponseWriter, r *http.Request) error {
 
 // ReleaseRequest is the body of POST /api/v1/releases.
 type ReleaseRequest struct {
+	// Env is the controlled environment; empty: the final environment.
+	Env    string `json:"env,omitempty"`
 	Commit string `json:"commit"`
 	Force  bool   `json:"force"`
 	Reason string `json:"reason"`
 }
 
-func (s *Server) release(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) release(w http.ResponseWriter, r *http.Request, a App) error {
 	var req ReleaseRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	d, err := s.ctl.Release(r.Context(), pipeline.ReleaseRequest{Commit: req.Commit, Force: req.Force, Reason: req.Reason, Trigger: "release command"})
+	d, err := a.Release(r.Context(), pipeline.ReleaseRequest{Env: req.Env, Commit: req.Commit, Force: req.Force, Reason: req.Reason, Trigger: "release command"})
 	if err != nil {
 		return err
 	}
@@ -344,15 +619,17 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) error {
 
 // RollbackRequest is the body of POST /api/v1/rollbacks.
 type RollbackRequest struct {
+	// Env is the controlled environment; empty: the final environment.
+	Env    string `json:"env,omitempty"`
 	Target string `json:"target"`
 }
 
-func (s *Server) rollback(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) rollback(w http.ResponseWriter, r *http.Request, a App) error {
 	var req RollbackRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	d, err := s.ctl.Rollback(r.Context(), req.Target, "rollback command")
+	d, err := a.Rollback(r.Context(), pipeline.RollbackRequest{Env: req.Env, Target: req.Target, Trigger: "rollback command"})
 	if err != nil {
 		return err
 	}
@@ -366,12 +643,12 @@ type ScaleRequest struct {
 	Replicas int    `json:"replicas"`
 }
 
-func (s *Server) scale(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) scale(w http.ResponseWriter, r *http.Request, a App) error {
 	var req ScaleRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	d, err := s.ctl.Scale(r.Context(), req.Env, req.Replicas)
+	d, err := a.Scale(r.Context(), req.Env, req.Replicas)
 	if err != nil {
 		return err
 	}
@@ -379,17 +656,61 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) envLogs(w http.ResponseWriter, r *http.Request) error {
-	if s.logs == nil {
-		return &Error{Status: http.StatusNotImplemented, Code: CodeInvalid, Message: "this runtime does not keep logs"}
+func (s *Server) stop(w http.ResponseWriter, r *http.Request, a App) error {
+	env, err := configuredEnv(r, a)
+	if err != nil {
+		return err
+	}
+	d, err := a.Stop(r.Context(), env)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, d)
+	return nil
+}
+
+func (s *Server) start(w http.ResponseWriter, r *http.Request, a App) error {
+	env, err := configuredEnv(r, a)
+	if err != nil {
+		return err
+	}
+	d, err := a.Start(r.Context(), env)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, d)
+	return nil
+}
+
+// configuredEnv returns the path's {env} if it is one of a's configured
+// environments: only such a name goes on to the runtime (which may make a
+// file name of it).
+func configuredEnv(r *http.Request, a App) (string, error) {
+	env := r.PathValue("env")
+	sts, err := statuses(r.Context(), []App{a})
+	if err != nil {
+		return "", err
+	}
+	names := envNames(sts[0])
+	if slices.Contains(names, env) {
+		return env, nil
+	}
+	return "", &Error{Status: http.StatusNotFound, Code: CodeNotFound,
+		Message: fmt.Sprintf("%s has no environment %q: its environments are %s", a.Name(), env, strings.Join(names, ", "))}
+}
+
+func (s *Server) envLogs(w http.ResponseWriter, r *http.Request, a App) error {
+	env, err := configuredEnv(r, a)
+	if err != nil {
+		return err
 	}
 	follow := r.URL.Query().Get("follow") == "1" || r.URL.Query().Get("follow") == "true"
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fw := &flushWriter{w: w}
-	err := s.logs.Logs(r.Context(), r.PathValue("env"), follow, fw)
+	err = a.Logs(r.Context(), env, follow, fw)
 	if err != nil && !fw.wrote {
-		if errors.Is(err, deploy.ErrNotDeployed) {
-			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}
+		if errors.Is(err, errors.ErrUnsupported) {
+			return &Error{Status: http.StatusNotImplemented, Code: CodeInvalid, Message: "this runtime does not keep logs"}
 		}
 		return err
 	}

@@ -7,14 +7,10 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 )
-
-type countPoller struct{ n atomic.Int32 }
-
-func (c *countPoller) Poll() { c.n.Add(1) }
 
 func sign(secret, body string) string {
 	mac := hmac.New(sha256.New, []byte(secret))
@@ -24,9 +20,9 @@ func sign(secret, body string) string {
 
 func TestWebhooks(t *testing.T) {
 	const secret, body = "s3cret", `{"ref":"refs/heads/master"}`
-	p := &countPoller{}
-	s := NewServer(&fakeController{}, nil, "token", nil)
-	s.EnableWebhooks([]byte(secret), p)
+	app := newFakeApp("web")
+	s := NewServer(&fakeApps{apps: []*fakeApp{app}}, "token", nil)
+	s.EnableWebhooks(map[string][]byte{"web": []byte(secret)})
 	tests := []struct {
 		name     string
 		provider string
@@ -47,20 +43,98 @@ func TestWebhooks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := p.n.Load()
-			req := httptest.NewRequest("POST", "/api/v1/webhooks/"+tt.provider, strings.NewReader(body))
-			for k, v := range tt.headers {
-				req.Header.Set(k, v)
-			}
-			w := httptest.NewRecorder()
-			s.ServeHTTP(w, req)
+			before := app.pollCount()
+			w := postWebhook(s, "/api/v1/webhooks/"+tt.provider, body, tt.headers)
 			if w.Code != tt.want {
 				t.Errorf("status %d, want %d: %s", w.Code, tt.want, w.Body)
 			}
-			if polled := p.n.Load() > before; polled != tt.polls {
+			if polled := app.pollCount() > before; polled != tt.polls {
 				t.Errorf("polled = %v, want %v", polled, tt.polls)
 			}
 		})
+	}
+}
+
+func postWebhook(s *Server, path, body string, headers map[string]string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("POST", path, strings.NewReader(body))
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	return w
+}
+
+// TestWebhooksSeveralApps: a push goes to the app whose repository the
+// payload names, signed with that app's secret.
+func TestWebhooksSeveralApps(t *testing.T) {
+	web, api, docs := newFakeApp("web"), newFakeApp("api"), newFakeApp("docs")
+	api.repo = "git@gitlab.example:team/api.git"
+	s := NewServer(&fakeApps{apps: []*fakeApp{web, api, docs}}, "token", nil)
+	s.EnableWebhooks(map[string][]byte{"web": []byte("web-secret"), "api": []byte("api-secret")})
+	github := func(secret, body string) map[string]string {
+		return map[string]string{"X-Hub-Signature-256": "sha256=" + sign(secret, body), "X-GitHub-Event": "push"}
+	}
+	gitlab := map[string]string{"X-Gitlab-Token": "api-secret", "X-Gitlab-Event": "Push Hook"}
+	tests := []struct {
+		name    string
+		path    string
+		body    string
+		headers map[string]string
+		want    int
+		polled  []*fakeApp
+	}{
+		{"github clone_url", "/api/v1/webhooks/github", `{"repository":{"clone_url":"https://github.com/example/web.git"}}`,
+			github("web-secret", `{"repository":{"clone_url":"https://github.com/example/web.git"}}`), http.StatusAccepted, []*fakeApp{web}},
+		{"github full_name", "/api/v1/webhooks/github", `{"repository":{"full_name":"Example/Web"}}`,
+			github("web-secret", `{"repository":{"full_name":"Example/Web"}}`), http.StatusAccepted, []*fakeApp{web}},
+		{"gitlab ssh url", "/api/v1/webhooks/gitlab", `{"project":{"git_ssh_url":"git@gitlab.example:team/api.git"}}`,
+			gitlab, http.StatusAccepted, []*fakeApp{api}},
+		{"signed with another app's secret", "/api/v1/webhooks/github", `{"repository":{"full_name":"example/web"}}`,
+			github("api-secret", `{"repository":{"full_name":"example/web"}}`), http.StatusUnauthorized, nil},
+		{"no app's repository", "/api/v1/webhooks/github", `{"repository":{"full_name":"example/other"}}`,
+			github("web-secret", `{"repository":{"full_name":"example/other"}}`), http.StatusNotFound, nil},
+		{"no repository in the payload", "/api/v1/webhooks/github", `{"ref":"refs/heads/master"}`,
+			github("web-secret", `{"ref":"refs/heads/master"}`), http.StatusBadRequest, nil},
+		{"app without a secret", "/api/v1/webhooks/github", `{"repository":{"full_name":"example/docs"}}`,
+			github("web-secret", `{"repository":{"full_name":"example/docs"}}`), http.StatusUnauthorized, nil},
+		{"scoped route", "/api/v1/apps/api/webhooks/github", `{}`, github("api-secret", `{}`), http.StatusAccepted, []*fakeApp{api}},
+		{"scoped route, wrong secret", "/api/v1/apps/api/webhooks/github", `{}`, github("web-secret", `{}`), http.StatusUnauthorized, nil},
+		{"scoped route, unknown app", "/api/v1/apps/nope/webhooks/github", `{}`, github("web-secret", `{}`), http.StatusNotFound, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := map[*fakeApp]int{web: web.pollCount(), api: api.pollCount(), docs: docs.pollCount()}
+			w := postWebhook(s, tt.path, tt.body, tt.headers)
+			if w.Code != tt.want {
+				t.Errorf("status %d, want %d: %s", w.Code, tt.want, w.Body)
+			}
+			for a, n := range before {
+				if polled, want := a.pollCount() > n, slices.Contains(tt.polled, a); polled != want {
+					t.Errorf("%s polled = %v, want %v", a.name, polled, want)
+				}
+			}
+		})
+	}
+}
+
+func TestNormalizeRepoURL(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"https://github.com/o/r.git", "github.com/o/r"},
+		{"https://git@GitHub.com/o/r.git/", "github.com/o/r"},
+		{"https://user:pass@github.com:443/o/r", "github.com/o/r"},
+		{"git@github.com:o/r.git", "github.com/o/r"},
+		{"github.com:o/r", "github.com/o/r"},
+		{"ssh://git@github.com/o/r", "github.com/o/r"},
+		{"git://github.com/o/r.git", "github.com/o/r"},
+		{"file:///srv/git/app.git", "/srv/git/app"},
+		{"/srv/git/app.git/", "/srv/git/app"},
+		{"/srv/git/../git/App", "/srv/git/App"},
+		{"", ""},
+	} {
+		if got := NormalizeRepoURL(tt.in); got != tt.want {
+			t.Errorf("NormalizeRepoURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }
 
@@ -87,6 +161,28 @@ func FuzzVerifyWebhook(f *testing.F) {
 		}
 		if err != nil && !errors.Is(err, ErrNoSignature) && !errors.Is(err, ErrBadSignature) && !errors.Is(err, ErrProvider) {
 			t.Fatalf("unclassified error %v", err)
+		}
+	})
+}
+
+// FuzzWebhookRepos feeds payloads and repository URLs to the routing of
+// webhooks: it must not panic, and what NormalizeRepoURL returns ends in
+// neither a slash nor .git, and names the same repository as its input.
+func FuzzWebhookRepos(f *testing.F) {
+	f.Add(`{"repository":{"clone_url":"https://github.com/o/r.git","full_name":"o/r"}}`, "git@github.com:o/r.git")
+	f.Add(`{"project":{"git_ssh_url":"git@gitlab.example:team/api.git","path_with_namespace":"team/api"}}`, "https://gitlab.example/team/api")
+	f.Add(`{"repository":null}`, "/srv/git/app.git/")
+	f.Add(`[]`, "https://h/o/r.GIT")
+	f.Fuzz(func(t *testing.T, payload, repo string) {
+		for _, id := range payloadRepos([]byte(payload)) {
+			repoMatches(repo, id)
+		}
+		n := NormalizeRepoURL(repo)
+		if n != "" && (strings.HasSuffix(n, "/") || strings.HasSuffix(n, ".git")) {
+			t.Fatalf("NormalizeRepoURL(%q) = %q ends in / or .git", repo, n)
+		}
+		if n != "" && !repoMatches(repo, repo) && !repoMatches(repo, n) {
+			t.Fatalf("%q does not match itself (normalised %q)", repo, n)
 		}
 	})
 }

@@ -1,17 +1,10 @@
-package pipeline
+package apps
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -20,6 +13,7 @@ import (
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/gitsource"
 	"slipway.dev/slipway/internal/ledger"
+	"slipway.dev/slipway/internal/pipeline"
 	"slipway.dev/slipway/internal/registry"
 )
 
@@ -28,61 +22,90 @@ import (
 
 // GitRepo is the app's repository through its mirror. Operations that
 // change the mirror (fetch, branch moves, tags) take turns: a fetch prunes
-// tags the repository does not have yet, and git locks refs it updates.
+// tags the repository does not have yet, and git locks refs it updates. A
+// remote that does not answer is a transient error.
 type GitRepo struct {
 	*gitsource.Source
 	mu sync.Mutex
 }
 
-var _ Repo = (*GitRepo)(nil)
+var _ pipeline.Repo = (*GitRepo)(nil)
+
+// transientIf marks err transient when it matches target.
+func transientIf(err, target error) error {
+	if err != nil && errors.Is(err, target) {
+		return pipeline.Transient(err)
+	}
+	return err
+}
 
 // Fetch updates the mirror.
 func (g *GitRepo) Fetch(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.Source.Fetch(ctx)
+	return transientIf(g.Source.Fetch(ctx), gitsource.ErrUnreachable)
 }
 
 // MoveBranch moves a branch of the repository.
 func (g *GitRepo) MoveBranch(ctx context.Context, branch, from, to string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.Source.MoveBranch(ctx, branch, from, to)
+	return transientIf(g.Source.MoveBranch(ctx, branch, from, to), gitsource.ErrUnreachable)
 }
 
 // TagRelease tags a release in the repository.
 func (g *GitRepo) TagRelease(ctx context.Context, name, commit, message string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.Source.TagRelease(ctx, name, commit, message)
+	return transientIf(g.Source.TagRelease(ctx, name, commit, message), gitsource.ErrUnreachable)
 }
 
 // Commits lists commits through git log.
-func (g *GitRepo) Commits(ctx context.Context, exclude, include string, limit int) ([]Commit, error) {
+func (g *GitRepo) Commits(ctx context.Context, exclude, include string, limit int) ([]pipeline.Commit, error) {
 	entries, err := g.Log(ctx, exclude, include, limit)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Commit, 0, len(entries))
+	out := make([]pipeline.Commit, 0, len(entries))
 	for _, e := range entries {
-		out = append(out, Commit{Hash: e.Hash, Short: shortHash(e.Hash), Subject: e.Subject, Author: e.Author, Time: e.Time})
+		out = append(out, pipeline.Commit{Hash: e.Hash, Short: short(e.Hash), Subject: e.Subject, Author: e.Author, Time: e.Time})
 	}
 	return out, nil
 }
 
-// ImageBuilder builds with slipway's builder.
-type ImageBuilder struct{ *build.Builder }
-
-// Build tests and builds commit, or returns its existing image.
-func (b ImageBuilder) Build(ctx context.Context, commit string) (Image, error) {
-	res, err := b.Run(ctx, build.Request{Rev: commit, Trigger: "controller", NoFetch: true})
-	if err != nil {
-		return Image{}, err
+func short(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
 	}
-	return Image{Ref: res.Reference(), Digest: res.Digest.String()}, nil
+	return commit
 }
 
-// RegistryTagger tags images of one repository.
+// ImageBuilder builds with slipway's builder, at most as many builds at
+// once (of every app) as slots holds. A push that failed is transient.
+type ImageBuilder struct {
+	Builder *build.Builder
+	Slots   chan struct{}
+}
+
+// Build tests and builds commit, or returns its existing image.
+func (b ImageBuilder) Build(ctx context.Context, commit string) (pipeline.Image, error) {
+	if b.Slots != nil {
+		select {
+		case b.Slots <- struct{}{}:
+			defer func() { <-b.Slots }()
+		case <-ctx.Done():
+			return pipeline.Image{}, ctx.Err()
+		}
+	}
+	res, err := b.Builder.Run(ctx, build.Request{Rev: commit, Trigger: "controller", NoFetch: true})
+	if err != nil {
+		return pipeline.Image{}, transientIf(err, build.ErrPush)
+	}
+	return pipeline.Image{Ref: res.Reference(), Digest: res.Digest.String()}, nil
+}
+
+// RegistryTagger tags images of one repository; a registry that does not
+// answer is a transient error.
 type RegistryTagger struct {
 	Client     *registry.Client
 	Repository string
@@ -94,7 +117,10 @@ func (r RegistryTagger) Tag(ctx context.Context, digest, tag string) error {
 	if err != nil {
 		return fmt.Errorf("tag %s: digest %q: %w", tag, digest, err)
 	}
-	return r.Client.Tag(ctx, r.Repository, tag, h)
+	if err := r.Client.Tag(ctx, r.Repository, tag, h); err != nil {
+		return pipeline.Transient(err)
+	}
+	return nil
 }
 
 // Runtime deploys through a deploy.Backend, with each environment's settings
@@ -108,7 +134,7 @@ type Runtime struct {
 func (r Runtime) Spec(d ledger.Deployment) (deploy.Spec, error) {
 	e, ok := r.Config.Environment(d.Env)
 	if !ok {
-		return deploy.Spec{}, fmt.Errorf("deploy %s: %w", d.Env, ErrUnknownEnv)
+		return deploy.Spec{}, fmt.Errorf("deploy %s: %w", d.Env, pipeline.ErrUnknownEnv)
 	}
 	env := map[string]string{}
 	for k, v := range e.Env {
@@ -119,7 +145,7 @@ func (r Runtime) Spec(d ledger.Deployment) (deploy.Spec, error) {
 	}
 	version := d.ReleaseName
 	if version == "" {
-		version = shortHash(d.Commit)
+		version = short(d.Commit)
 	}
 	return deploy.Spec{
 		Environment:   d.Env,
@@ -153,85 +179,9 @@ func (r Runtime) Deploy(ctx context.Context, d ledger.Deployment) error {
 	return r.Backend.Apply(ctx, spec)
 }
 
-// Health reads the environment's status; nothing deployed is Desired 0.
-func (r Runtime) Health(ctx context.Context, env string) (Health, error) {
-	st, err := r.Backend.Status(ctx, env)
-	if errors.Is(err, deploy.ErrNotDeployed) {
-		return Health{}, nil
-	}
-	if err != nil {
-		return Health{}, err
-	}
-	h := Health{Ready: st.Replicas.Ready, Desired: st.Replicas.Desired, Healthy: st.Healthy,
-		Isolation: string(st.Isolation), Message: st.Message, Instances: []Instance{}, URL: st.URL}
-	for _, r := range st.Instances {
-		h.Instances = append(h.Instances, Instance{Name: r.Name, Commit: r.Commit, State: r.State, Ready: r.Ready,
-			Restarts: r.Restarts, Since: r.Since, Message: r.Message})
-	}
-	return h, nil
-}
-
-// CommandSmoker runs each environment's smoke-test command (through
-// /bin/sh -c) in a clean checkout of the commit, with SLIPWAY_URL set.
-type CommandSmoker struct {
-	Source *gitsource.Source
-	Config *config.Config
-	// Dir holds the checkouts (Dir/smoke/…) and logs (Dir/logs/smoke/…).
-	Dir string
-}
-
-// Smoke runs env's smoke test against url; no command means no test.
-func (s CommandSmoker) Smoke(ctx context.Context, env, commit, url string) error {
-	e, ok := s.Config.Environment(env)
-	if !ok || strings.TrimSpace(e.Smoke.Command) == "" {
-		return nil
-	}
-	work := filepath.Join(s.Dir, "smoke", env)
-	if err := os.RemoveAll(work); err != nil {
-		return fmt.Errorf("smoke test: clear %s: %w", work, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(work), 0o755); err != nil {
-		return fmt.Errorf("smoke test: %w", err)
-	}
-	if err := s.Source.Checkout(ctx, commit, work); err != nil {
-		return fmt.Errorf("smoke test: %w", err)
-	}
-	logDir := filepath.Join(s.Dir, "logs", "smoke")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return fmt.Errorf("smoke test: %w", err)
-	}
-	logPath := filepath.Join(logDir, env+"-"+commit+".log")
-	timeout := e.Smoke.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(cctx, "/bin/sh", "-c", e.Smoke.Command)
-	cmd.Dir = work
-	cmd.Env = append(os.Environ(), "SLIPWAY_URL="+url, "SLIPWAY_ENV="+env, "SLIPWAY_COMMIT="+commit)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	_ = os.WriteFile(logPath, out.Bytes(), 0o644)
-	if err != nil {
-		if cctx.Err() == context.DeadlineExceeded {
-			err = fmt.Errorf("timed out after %s", timeout)
-		}
-		return fmt.Errorf("%q: %w; last lines (full log %s):\n%s", e.Smoke.Command, err, logPath, tail(out.String(), 15))
-	}
-	return nil
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+// Status is the runtime's report of env.
+func (r Runtime) Status(ctx context.Context, env string) (deploy.Status, error) {
+	return r.Backend.Status(ctx, env)
 }
 
 // frontendSpec is what the runtime needs of an environment's front end.

@@ -316,10 +316,11 @@ func (b *Builder) checkoutDir(work string) (string, func()) {
 // Reconcile finishes the ledger rows of builds that were in flight when
 // slipway stopped: each is marked failed, with the step it was in, so that
 // the next build of its commit starts afresh (nothing was tagged: tags are
-// written only after a complete push). Call it once at start-up, before
-// any build of this data directory runs.
+// written only after a complete push). Only this builder's app's rows are
+// touched: each app's builder reconciles its own. Call it once at
+// start-up, before any build of this app runs.
 func (b *Builder) Reconcile(ctx context.Context) ([]ledger.Build, error) {
-	rows, err := b.Ledger.UnfinishedBuilds(ctx)
+	rows, err := b.Ledger.UnfinishedBuilds(ctx, b.App)
 	if err != nil {
 		return nil, err
 	}

@@ -1,21 +1,25 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"slipway.dev/slipway/internal/api"
 )
 
-// The commands that talk to the controller (status, release, rollback,
-// history, diff, scale, logs ENV) and the ones that run it (serve, demo).
+// What the commands that talk to the controller (status, release, rollback,
+// history, diff, scale, stop, start, remove, logs ENV, render) share.
 
 // Environment variables the controller's CLI reads.
 const (
@@ -26,35 +30,114 @@ const (
 // defaultDataDir is slipway's data directory unless --data-dir says otherwise.
 const defaultDataDir = ".slipway"
 
-// clientFlags are the flags of every command that talks to the controller.
-type clientFlags struct {
-	server string
-	output string
+// clientOptions are the inputs every command that talks to the controller
+// shares: where it is, the app to act on, and the client made of them.
+type clientOptions struct {
+	server  string
+	app     string // --app; resolveApp fills it in
+	dataDir string
+	client  *api.Client
 }
 
-func (f *clientFlags) register(cmd *cobra.Command, withOutput bool) {
+// register adds --server and --app to cmd.
+func (o *clientOptions) register(cmd *cobra.Command) {
 	def := os.Getenv(envServer)
 	if def == "" {
 		def = "http://" + api.DefaultAddr
 	}
-	cmd.Flags().StringVar(&f.server, "server", def, "the controller's URL (env "+envServer+")")
-	if withOutput {
-		cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
-	}
+	cmd.Flags().StringVar(&o.server, "server", def, "the controller's URL (env "+envServer+")")
+	cmd.PersistentFlags().StringVarP(&o.app, "app", "a", "", "the app to act on (default: the controller's only app, or the one whose repository is the origin of the git clone in this directory)")
 }
 
-func (f *clientFlags) validate() error {
-	if f.output != "" && f.output != "text" && f.output != "json" {
-		return usageErrorf("--output %q: use text or json", f.output)
-	}
-	return nil
+// complete makes the client, with the token found by findToken.
+func (o *clientOptions) complete(cmd *cobra.Command) {
+	o.dataDir = flagValue(cmd, "data-dir")
+	o.client = api.NewClient(o.server, findToken(o.dataDir))
 }
 
-func (f *clientFlags) json() bool { return f.output == "json" }
+// resolveApp settles which app the command acts on: --app; else the
+// controller's only app; else the app whose repository is the origin
+// remote of the git clone in the working directory. example is the
+// command line to suggest, with APP for the app.
+func (o *clientOptions) resolveApp(ctx context.Context, example string) error {
+	if o.app != "" {
+		return nil
+	}
+	apps, err := o.client.Apps(ctx)
+	if err != nil {
+		return err
+	}
+	var origin string
+	if len(apps) > 1 {
+		origin = originURL(ctx)
+	}
+	o.app, err = chooseApp(apps, origin, example)
+	return err
+}
 
-// client returns an API client with the token found by findToken.
-func (f *clientFlags) client(cmd *cobra.Command) *api.Client {
-	return api.NewClient(f.server, findToken(flagValue(cmd, "data-dir")))
+// chooseApp picks the only app, or the one whose repository is origin.
+func chooseApp(apps []api.AppInfo, origin, example string) (string, error) {
+	switch len(apps) {
+	case 0:
+		return "", errors.New("the controller runs no app: check its configuration")
+	case 1:
+		return apps[0].Name, nil
+	}
+	var names []string
+	for _, a := range apps {
+		names = append(names, a.Name)
+	}
+	if origin != "" {
+		want := api.NormalizeRepoURL(origin)
+		for _, a := range apps {
+			if api.NormalizeRepoURL(a.Repo) == want {
+				return a.Name, nil
+			}
+		}
+		return "", usageErrorf("the controller runs several apps (%s) and none has this directory's origin (%s) as its repository: name one with --app, e.g. %s",
+			strings.Join(names, ", "), origin, strings.ReplaceAll(example, "APP", names[0]))
+	}
+	return "", usageErrorf("the controller runs several apps (%s): name one with --app, e.g. %s, or run the command in a clone of the app's repository",
+		strings.Join(names, ", "), strings.ReplaceAll(example, "APP", names[0]))
+}
+
+// originURL is the origin remote of the git clone the working directory is
+// in, a relative path made absolute; "" when there is none.
+func originURL(ctx context.Context) string {
+	u, err := gitOutput(ctx, "remote", "get-url", "origin")
+	if err != nil || u == "" {
+		return ""
+	}
+	if strings.Contains(u, "://") || filepath.IsAbs(u) || isSCPLike(u) {
+		return u
+	}
+	top, err := gitOutput(ctx, "rev-parse", "--show-toplevel")
+	if err != nil {
+		return u
+	}
+	return filepath.Join(top, u)
+}
+
+// isSCPLike reports whether u is git's [user@]host:path.
+func isSCPLike(u string) bool {
+	i := strings.Index(u, ":")
+	return i > 0 && !strings.Contains(u[:i], "/")
+}
+
+// gitOutput runs git in the working directory and returns its trimmed
+// output.
+func gitOutput(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C")
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = time.Second
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("git %s: %w", strings.Join(args, " "), err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // findToken returns the API token: SLIPWAY_TOKEN, else the token file in

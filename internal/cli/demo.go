@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/apps"
 	"slipway.dev/slipway/internal/demo"
 	"slipway.dev/slipway/internal/pipeline"
 	"slipway.dev/slipway/internal/registry"
@@ -24,6 +25,8 @@ type demoOptions struct {
 	dir          string
 	devAddr      string
 	prodAddr     string
+	staging      bool
+	stagingAddr  string
 	apiAddr      string
 	registryAddr string
 }
@@ -39,9 +42,14 @@ the data directory. Then runs the controller in the foreground: it builds the
 app, deploys dev (2 replicas on --dev-addr) and releases to prod (4 replicas on
 --prod-addr), prints what runs where and what to try next.
 
+With --staging, a staging environment (1 replica on --staging-addr) sits
+between them: it takes each commit once it is verified on dev, the same image,
+and prod releases only commits verified on staging.
+
 Ctrl-C stops everything (the controller and every replica). Running it again
 resumes the same workspace.`,
 		Example: `  slipway demo
+  slipway demo --staging
   slipway demo --dir /tmp/demo --prod-addr 127.0.0.1:9080`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -51,6 +59,8 @@ resumes the same workspace.`,
 	cmd.Flags().StringVar(&o.dir, "dir", defaultDemoDir, "the workspace directory")
 	cmd.Flags().StringVar(&o.devAddr, "dev-addr", "127.0.0.1:8081", "where dev's load balancer listens")
 	cmd.Flags().StringVar(&o.prodAddr, "prod-addr", ":8080", "where prod's load balancer listens")
+	cmd.Flags().BoolVar(&o.staging, "staging", false, "add a staging environment between dev and prod: dev → staging → prod")
+	cmd.Flags().StringVar(&o.stagingAddr, "staging-addr", defaultStagingAddr, "where staging's load balancer listens (with --staging)")
 	cmd.Flags().StringVar(&o.apiAddr, "api-addr", api.DefaultAddr, "where the controller's API listens")
 	cmd.Flags().StringVar(&o.registryAddr, "registry-addr", registry.DefaultAddr, "where the embedded registry listens")
 	return cmd
@@ -60,6 +70,11 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	ws, err := demo.Prepare(ctx, demo.Options{Dir: o.dir, DevAddr: o.devAddr, ProdAddr: o.prodAddr})
 	if err != nil {
 		return err
+	}
+	if o.staging {
+		if err := writeStagingConfig(ws.Config, o); err != nil {
+			return err
+		}
 	}
 	if ws.Created {
 		fmt.Fprintf(stderr, "demo workspace made in %s\n", ws.Dir)
@@ -73,8 +88,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		registryAddr:     o.registryAddr,
 		logger:           newLogger(stderr),
 		stopEnvironments: true,
-		ready: func(ctx context.Context, ctl *pipeline.Controller, apiURL string) {
-			st, ok := waitForProd(ctx, ctl)
+		ready: func(ctx context.Context, all *apps.Apps, apiURL string) {
+			st, ok := waitForProd(ctx, all.All()[0].Controller)
 			if !ok {
 				return
 			}
@@ -125,6 +140,9 @@ func printNextSteps(w io.Writer, ws demo.Workspace, apiURL string, o demoOptions
 		server = " --server " + apiURL
 	}
 	devURL := "http://" + o.devAddr
+	if o.staging {
+		devURL += ", staging on " + hostURL(o.stagingAddr)
+	}
 	fmt.Fprintf(w, `
 slipway demo is running: dev on %[1]s, prod on %[2]s, the API on %[3]s.
 

@@ -13,18 +13,46 @@ import (
 	"slipway.dev/slipway/internal/ledger"
 )
 
-// newLogsCommand is `slipway logs`, with the `build COMMIT` subcommand;
-// AddControllerCommands adds `logs ENV` to it.
+// envLogsOptions are the inputs of `slipway logs ENV`.
+type envLogsOptions struct {
+	clientOptions
+	env    string
+	follow bool
+}
+
+// newLogsCommand is `slipway logs ENV`, with the `build COMMIT` subcommand.
 func newLogsCommand() *cobra.Command {
+	o := &envLogsOptions{}
 	logs := &cobra.Command{
 		Use:   "logs (ENV | build COMMIT)",
 		Short: "Show an environment's logs or a build's output",
-		Long:  "`slipway logs build COMMIT` prints the full output of the newest build of COMMIT\n(its tests and go build), as kept in the data directory.",
-		Example: `  slipway logs build 3f2a1bc
+		Long: "`slipway logs ENV` prints the output of the environment's replicas, each line\nprefixed by its replica; -f keeps following it.\n\n" +
+			"`slipway logs build COMMIT` prints the full output of the newest build of COMMIT\n(its tests and go build), as kept in the data directory.",
+		Example: `  slipway logs prod
+  slipway logs dev -f --app web
+  slipway logs build 3f2a1bc
   slipway logs build 3f2a1bc -o json`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.complete(cmd)
+			if len(args) != 1 {
+				return usageErrorf("logs: name an environment (slipway logs dev) or a build (slipway logs build COMMIT)")
+			}
+			o.env = args[0]
+			return o.run(cmd.Context(), cmd.OutOrStdout())
+		},
 	}
+	o.register(logs)
+	logs.Flags().BoolVarP(&o.follow, "follow", "f", false, "keep printing new lines")
 	logs.AddCommand(newLogsBuildCommand())
 	return logs
+}
+
+func (o *envLogsOptions) run(ctx context.Context, stdout io.Writer) error {
+	if err := o.resolveApp(ctx, "slipway logs --app APP "+o.env); err != nil {
+		return err
+	}
+	return o.client.Logs(ctx, o.app, o.env, o.follow, stdout)
 }
 
 // logsBuildOptions are the inputs of `slipway logs build`.

@@ -7,15 +7,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"slipway.dev/slipway/internal/apps"
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/deploy/kube"
 	"slipway.dev/slipway/internal/ledger"
-	"slipway.dev/slipway/internal/pipeline"
 )
 
 // renderOptions are the inputs of `slipway render`.
 type renderOptions struct {
-	client     clientFlags
+	clientOptions
+	output     outputFlag
 	configPath string
 	env        string
 	image      string
@@ -26,7 +27,7 @@ type renderOptions struct {
 }
 
 func newRenderCommand() *cobra.Command {
-	o := &renderOptions{}
+	o := &renderOptions{output: outputFlag{formats: []string{"yaml", "json"}}}
 	cmd := &cobra.Command{
 		Use:   "render ENV",
 		Short: "Print the Kubernetes objects slipway applies to an environment",
@@ -36,7 +37,7 @@ NetworkPolicy and ResourceQuota), exactly as it applies them, for teams that
 apply manifests with their own tools (docs/kubernetes.md).
 
 Without --image, the objects are those of ENV's last successful deployment,
-asked of the controller (--server). With --image (pinned to a digest) and
+asked of the controller (--server; --app, default the configuration's app). With --image (pinned to a digest) and
 --commit, the controller is not needed; --release names the version (default:
 the short commit) and --replicas the count (default: the configuration's).`,
 		Example: `  slipway render prod
@@ -53,8 +54,8 @@ the short commit) and --replicas the count (default: the configuration's).`,
 			return o.run(cmd, cmd.OutOrStdout())
 		},
 	}
-	o.client.register(cmd, false)
-	cmd.Flags().StringVarP(&o.client.output, "output", "o", "yaml", "output format: yaml or json (a v1 List)")
+	o.register(cmd)
+	o.output.register(cmd)
 	cmd.Flags().StringVar(&o.image, "image", "", "the image, pinned to a digest (REGISTRY/REPO@sha256:…)")
 	cmd.Flags().StringVar(&o.commit, "commit", "", "the full commit the image was built from (with --image)")
 	cmd.Flags().StringVar(&o.release, "release", "", "the RC name (with --image; default: the short commit)")
@@ -63,6 +64,7 @@ the short commit) and --replicas the count (default: the configuration's).`,
 }
 
 func (o *renderOptions) complete(cmd *cobra.Command, args []string) error {
+	o.clientOptions.complete(cmd)
 	o.configPath = flagValue(cmd, "config")
 	o.env = args[0]
 	cfg, err := config.Load(o.configPath)
@@ -73,14 +75,20 @@ func (o *renderOptions) complete(cmd *cobra.Command, args []string) error {
 		return &UsageError{Err: err}
 	}
 	o.cfg = cfg
+	if o.app == "" {
+		o.app = cfg.App
+	}
 	return nil
 }
 
 var fullCommitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 func (o *renderOptions) validate() error {
-	if o.client.output != "yaml" && o.client.output != "json" {
-		return usageErrorf("--output %q: use yaml or json", o.client.output)
+	if err := o.output.validate(); err != nil {
+		return err
+	}
+	if o.app != o.cfg.App {
+		return usageErrorf("--app %s: %s configures the app %s; name the configuration of %s with --config", o.app, o.configPath, o.cfg.App, o.app)
 	}
 	if _, ok := o.cfg.Environment(o.env); !ok {
 		return usageErrorf("environment %q is not in %s", o.env, o.configPath)
@@ -102,7 +110,7 @@ func (o *renderOptions) run(cmd *cobra.Command, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	spec, err := pipeline.Runtime{Config: o.cfg}.Spec(d)
+	spec, err := apps.Runtime{Config: o.cfg}.Spec(d)
 	if err != nil {
 		return err
 	}
@@ -114,7 +122,7 @@ func (o *renderOptions) run(cmd *cobra.Command, w io.Writer) error {
 	if err != nil {
 		return &UsageError{Err: fmt.Errorf("render %s: %w", o.env, err)}
 	}
-	if o.client.output == "json" {
+	if o.output.json() {
 		return kube.WriteJSON(w, objs)
 	}
 	return kube.WriteYAML(w, objs)
@@ -132,7 +140,7 @@ func (o *renderOptions) deployment(cmd *cobra.Command) (ledger.Deployment, error
 		}
 		return d, nil
 	}
-	h, err := o.client.client(cmd).History(cmd.Context(), o.env, 50)
+	h, err := o.client.History(cmd.Context(), o.app, o.env, 50)
 	if err != nil {
 		return ledger.Deployment{}, fmt.Errorf("ask the controller what %s runs (or give --image and --commit): %w", o.env, err)
 	}

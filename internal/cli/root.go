@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -46,8 +48,23 @@ rolls back with one command. Configuration is one file, slipway.yaml
 	pf.String("registry-addr", registry.DefaultAddr, "where the embedded registry listens")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
 
-	root.AddCommand(newBuildCommand(), newValidateCommand(), newLogsCommand(), newRenderCommand())
-	AddControllerCommands(root)
+	root.AddCommand(
+		newBuildCommand(),
+		newValidateCommand(),
+		newLogsCommand(),
+		newRenderCommand(),
+		newServeCommand(),
+		newDemoCommand(),
+		newStatusCommand(),
+		newReleaseCommand(),
+		newRollbackCommand(),
+		newHistoryCommand(),
+		newDiffCommand(),
+		newScaleCommand(),
+		newStopCommand(),
+		newStartCommand(),
+		newRemoveCommand(),
+	)
 	usageArgs(root)
 	return root
 }
@@ -96,19 +113,31 @@ func cliLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// outputFlag is the -o flag of commands that print data.
-type outputFlag string
+// outputFlag is the -o flag of every command that prints data.
+type outputFlag struct {
+	format string
+	// formats are the formats the command prints, the first the default;
+	// nil means text and json.
+	formats []string
+}
+
+func (o *outputFlag) allowed() []string {
+	if o.formats == nil {
+		return []string{"text", "json"}
+	}
+	return o.formats
+}
 
 func (o *outputFlag) register(cmd *cobra.Command) {
-	cmd.Flags().StringVarP((*string)(o), "output", "o", "text", "output format: text or json")
+	f := o.allowed()
+	cmd.Flags().StringVarP(&o.format, "output", "o", f[0], "output format: "+strings.Join(f, " or "))
 }
 
-func (o outputFlag) validate() error {
-	switch o {
-	case "text", "json":
+func (o *outputFlag) validate() error {
+	if slices.Contains(o.allowed(), o.format) {
 		return nil
 	}
-	return usageErrorf("--output %q: use text or json", string(o))
+	return usageErrorf("--output %q: use %s", o.format, strings.Join(o.allowed(), " or "))
 }
 
-func (o outputFlag) json() bool { return o == "json" }
+func (o *outputFlag) json() bool { return o.format == "json" }

@@ -2,25 +2,15 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
-	"github.com/spf13/cobra"
 )
 
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"slipway": func() {
-			root := &cobra.Command{Use: "slipway", SilenceUsage: true, SilenceErrors: true}
-			AddControllerCommands(root)
-			err := root.ExecuteContext(context.Background())
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "slipway:", err)
-			}
-			os.Exit(ExitCode(err))
-		},
+		"slipway": func() { os.Exit(Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) },
 	})
 }
 

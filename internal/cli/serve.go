@@ -14,14 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"slipway.dev/slipway/internal/api"
-	"slipway.dev/slipway/internal/build"
+	"slipway.dev/slipway/internal/apps"
 	"slipway.dev/slipway/internal/config"
-	"slipway.dev/slipway/internal/deploy"
-	"slipway.dev/slipway/internal/deploy/kube"
-	"slipway.dev/slipway/internal/deploy/local"
-	"slipway.dev/slipway/internal/gitsource"
 	"slipway.dev/slipway/internal/ledger"
-	"slipway.dev/slipway/internal/pipeline"
 	"slipway.dev/slipway/internal/registry"
 )
 
@@ -39,7 +34,7 @@ type serveOptions struct {
 	// adopted at the next start.
 	stopEnvironments bool
 	// ready is called once the API serves, with the API's base URL.
-	ready func(ctx context.Context, ctl *pipeline.Controller, apiURL string)
+	ready func(ctx context.Context, all *apps.Apps, apiURL string)
 }
 
 func newServeCommand() *cobra.Command {
@@ -74,31 +69,8 @@ func newLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-// controllerEnvs turns the configuration's environments into the
-// controller's.
-func controllerEnvs(cfg *config.Config) []pipeline.Env {
-	var envs []pipeline.Env
-	for _, e := range cfg.Environments {
-		url := e.EnvironmentURL()
-		if cfg.Runtime == config.RuntimeKubernetes {
-			if u, err := kube.URL(cfg, e.Name); err == nil {
-				url = u
-			}
-		}
-		envs = append(envs, pipeline.Env{
-			Name:            e.Name,
-			Branch:          e.Branch,
-			Automatic:       e.Mode == config.ModeAutomatic,
-			URL:             url,
-			Replicas:        e.Replicas,
-			MinTimeOnSource: e.MinTimeVerified,
-		})
-	}
-	return envs
-}
-
-// runServe wires slipway's parts by hand and runs the controller until ctx
-// ends.
+// runServe wires every app of the configuration and runs their
+// controllers and the API until ctx ends.
 func runServe(ctx context.Context, o serveOptions) error {
 	if o.configPath == "" {
 		o.configPath = config.DefaultFile
@@ -113,12 +85,22 @@ func runServe(ctx context.Context, o serveOptions) error {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	log := o.logger
-	cfg, err := config.Load(o.configPath)
+	set, err := config.LoadSet(o.configPath)
 	if err != nil {
 		return &UsageError{Err: err}
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := set.Validate(); err != nil {
 		return &UsageError{Err: err}
+	}
+	secrets := map[string][]byte{}
+	for _, cfg := range set.Apps {
+		if name := cfg.Repo.WebhookSecretEnv; name != "" {
+			secret := os.Getenv(name)
+			if secret == "" {
+				return usageErrorf("%s: app %s: repo.webhookSecretEnv names %s, which is empty: set it to the secret the forge signs its webhooks with", o.configPath, cfg.App, name)
+			}
+			secrets[cfg.App] = []byte(secret)
+		}
 	}
 	dataDir, err := filepath.Abs(o.dataDir)
 	if err != nil {
@@ -134,9 +116,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	defer store.Close()
 
-	regClient := registry.NewClient(registry.Insecure(cfg.Registry.Insecure))
-	repository := cfg.ImageRepository(o.registryAddr)
-	if cfg.Registry.Embedded() {
+	for _, cfg := range set.Apps {
+		if !cfg.Registry.Embedded() {
+			continue
+		}
 		reg, _, err := registry.Listen(ctx, o.registryAddr, filepath.Join(dataDir, registry.StorageDir), log.With("component", "registry"))
 		if err != nil {
 			return err
@@ -146,73 +129,25 @@ func runServe(ctx context.Context, o serveOptions) error {
 			defer cancel()
 			reg.Close(sctx)
 		}()
+		break
 	}
 
-	src := gitsource.New(cfg.Repo.URL, filepath.Join(dataDir, gitsource.MirrorDir))
-	builder := build.New(cfg, src, regClient, repository, store, dataDir)
-	builder.Logger = log.With("component", "build")
-	interrupted, err := builder.Reconcile(ctx)
+	all, err := apps.Open(ctx, apps.Options{Set: set, DataDir: dataDir, RegistryAddr: o.registryAddr, Store: store, Logger: log})
 	if err != nil {
-		return fmt.Errorf("mark builds interrupted by the last stop as failed: %w", err)
-	}
-	for _, b := range interrupted {
-		log.Warn("build interrupted by the last stop: marked failed; its commit is built again when needed", "build", b.ID, "commit", b.Commit)
-	}
-
-	var backend interface {
-		deploy.Backend
-		deploy.LogSource
-	}
-	switch cfg.Runtime {
-	case config.RuntimeKubernetes:
-		rc, err := kube.RESTConfig(cfg.Kubernetes)
-		if err != nil {
+		if errors.Is(err, apps.ErrConfig) {
 			return &UsageError{Err: fmt.Errorf("%s: %w", o.configPath, err)}
 		}
-		backend, err = kube.New(rc, kube.Options{Config: cfg, Logger: log.With("component", "runtime")})
-		if err != nil {
-			return err
-		}
-	default:
-		lb, err := local.New(local.Options{
-			Dir:      filepath.Join(dataDir, runtimeDir),
-			Store:    store,
-			Insecure: cfg.Registry.Insecure,
-			Logger:   log.With("component", "runtime"),
-		})
-		if err != nil {
-			return err
-		}
-		if err := lb.Restore(ctx); err != nil {
-			log.Warn("restore environments", "err", err)
-		}
-		backend = lb
+		return err
 	}
 	if o.stopEnvironments {
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
-			for _, e := range cfg.Environments {
-				if err := backend.Stop(sctx, e.Name); err != nil && !errors.Is(err, context.Canceled) {
-					log.Debug("stop environment", "env", e.Name, "err", err)
-				}
-			}
+			all.StopAll(sctx)
 			log.Info("environments stopped")
 		}()
 	}
-
-	ctl, err := pipeline.New(pipeline.Config{Envs: controllerEnvs(cfg), PollInterval: cfg.PollInterval()}, pipeline.Deps{
-		Repo:     &pipeline.GitRepo{Source: src},
-		Builder:  pipeline.ImageBuilder{Builder: builder},
-		Tagger:   pipeline.RegistryTagger{Client: regClient, Repository: repository},
-		Deployer: pipeline.Runtime{Backend: backend, Config: cfg},
-		Smoker:   pipeline.CommandSmoker{Source: src, Config: cfg, Dir: dataDir},
-		Store:    store.Deployments(),
-		Logger:   log.With("component", "controller"),
-	})
-	if err != nil {
-		return &UsageError{Err: fmt.Errorf("%s: %w", o.configPath, err)}
-	}
+	all.ReportLeftovers(ctx)
 
 	token, err := api.LoadOrCreateToken(dataDir)
 	if err != nil {
@@ -225,31 +160,27 @@ func runServe(ctx context.Context, o serveOptions) error {
 			return fmt.Errorf("API: listen on %s (is another slipway running? choose another with --api-addr): %w", o.apiAddr, err)
 		}
 	}
-	srv := api.NewServer(ctl, backend, token, log.With("component", "api"))
-	srv.IncludeBuilds(store)
-	srv.EnableMetrics(store.Deployments())
-	if name := cfg.Repo.WebhookSecretEnv; name != "" {
-		secret := os.Getenv(name)
-		if secret == "" {
-			l.Close()
-			return usageErrorf("%s: repo.webhookSecretEnv names %s, which is empty: set it to the secret the forge signs its webhooks with", o.configPath, name)
-		}
-		srv.EnableWebhooks([]byte(secret), ctl)
+	srv := api.NewServer(all, token, log.With("component", "api"))
+	srv.EnableMetrics(func(app string) api.DeploymentCounter { return store.Deployments().ForApp(app) })
+	if len(secrets) > 0 {
+		srv.EnableWebhooks(secrets)
 		log.Info("push webhooks accepted", "url", "http://"+l.Addr().String()+"/api/v1/webhooks/{github,gitlab,gitea}")
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
 	apiURL := "http://" + l.Addr().String()
-	log.Info("controller started", "api", apiURL, "repo", src.URL(), "registry", repository, "data", dataDir)
+	for _, app := range all.All() {
+		log.Info("app", "app", app.Config.App, "repo", app.Source.URL(), "registry", app.Repository)
+	}
+	log.Info("controller started", "api", apiURL, "apps", len(set.Apps), "data", dataDir)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	runErr := make(chan error, 1)
-	go func() { runErr <- ctl.Run(runCtx) }()
+	go func() { runErr <- all.Run(runCtx) }()
 	if o.ready != nil {
-		go o.ready(runCtx, ctl, apiURL)
+		go o.ready(runCtx, all, apiURL)
 	}
-	go watchRefs(runCtx, src, ctl)
 	select {
 	case err = <-runErr:
 	case err = <-serveErr:
@@ -262,30 +193,3 @@ func runServe(ctx context.Context, o serveOptions) error {
 	log.Info("controller stopped")
 	return err
 }
-
-// watchRefs makes the controller look at a repository on this machine as
-// soon as a push changes its refs, rather than at the next poll.
-func watchRefs(ctx context.Context, src *gitsource.Source, ctl *pipeline.Controller) {
-	last, ok, _ := src.RefsStamp()
-	if !ok {
-		return
-	}
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		stamp, _, err := src.RefsStamp()
-		if err == nil && stamp != last {
-			last = stamp
-			ctl.Poll()
-		}
-	}
-}
-
-// runtimeDir is the local runtime's directory in the data directory; short,
-// because the runtime's unix sockets live below it.
-const runtimeDir = "run"

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -9,11 +10,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"slipway.dev/slipway/internal/api"
 	"slipway.dev/slipway/internal/pipeline"
 )
 
+// statusOptions are the inputs of `slipway status`.
+type statusOptions struct {
+	clientOptions
+	output outputFlag
+}
+
 func newStatusCommand() *cobra.Command {
-	var f clientFlags
+	o := &statusOptions{}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show which commit runs in which environment",
@@ -21,75 +29,163 @@ func newStatusCommand() *cobra.Command {
 replicas ready/desired, health, since when, its URL and its last failure; then
 the commits on master that prod does not have.
 
-With -o json it prints the documented, stable object described in docs/api.md.`,
+Without --app, it shows every app the controller runs, one row per app and
+environment. With -o json it prints the documented, stable object described in
+docs/api.md: one app's status (with its name in "app"), or {"apps": [...]} when
+the controller runs several and no --app is given.`,
 		Example: `  slipway status
+  slipway status --app web
   slipway status -o json | jq -r '.environments[] | select(.name=="prod") | .commit'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.validate(); err != nil {
+			o.complete(cmd)
+			if err := o.validate(); err != nil {
 				return err
 			}
-			st, err := f.client(cmd).Status(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if f.json() {
-				return writeJSONTo(cmd.OutOrStdout(), st)
-			}
-			return renderStatus(cmd.OutOrStdout(), st, time.Now())
+			return o.run(cmd.Context(), cmd.OutOrStdout())
 		},
 	}
-	f.register(cmd, true)
+	o.register(cmd)
+	o.output.register(cmd)
 	return cmd
 }
 
-// renderStatus writes the text form of `slipway status`.
+func (o *statusOptions) validate() error { return o.output.validate() }
+
+func (o *statusOptions) run(ctx context.Context, stdout io.Writer) error {
+	var sts []pipeline.Status
+	if o.app != "" {
+		st, err := o.client.Status(ctx, o.app)
+		if err != nil {
+			return err
+		}
+		sts = []pipeline.Status{st}
+	} else {
+		var err error
+		if sts, err = o.client.StatusAll(ctx); err != nil {
+			return err
+		}
+	}
+	if len(sts) == 1 {
+		if o.output.json() {
+			return writeJSONTo(stdout, sts[0])
+		}
+		return renderStatus(stdout, sts[0], time.Now())
+	}
+	if o.output.json() {
+		return writeJSONTo(stdout, api.AppsStatus{Apps: sts})
+	}
+	return renderStatusAll(stdout, sts, time.Now())
+}
+
+// renderStatus writes the text form of `slipway status` for one app.
 func renderStatus(w io.Writer, st pipeline.Status, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ENVIRONMENT\tCOMMIT\tRELEASE\tDIGEST\tREPLICAS\tHEALTHY\tSINCE\tURL")
+	for _, e := range st.Environments {
+		fmt.Fprintln(tw, strings.Join(envRow(e, now), "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	writeNotes(w, envNotes(st, ""))
+	fmt.Fprintln(w)
+	for _, line := range pendingLines(st) {
+		fmt.Fprintln(w, line)
+	}
+	return nil
+}
+
+// renderStatusAll writes the text form of `slipway status` for several
+// apps: one table of every app and environment, then each app's notes and
+// pending commits.
+func renderStatusAll(w io.Writer, sts []pipeline.Status, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "APP\tENVIRONMENT\tCOMMIT\tRELEASE\tDIGEST\tREPLICAS\tHEALTHY\tSINCE\tURL")
+	var notes []string
+	for _, st := range sts {
+		for _, e := range st.Environments {
+			fmt.Fprintln(tw, st.App+"\t"+strings.Join(envRow(e, now), "\t"))
+		}
+		notes = append(notes, envNotes(st, st.App+"/")...)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	writeNotes(w, notes)
+	fmt.Fprintln(w)
+	for _, st := range sts {
+		lines := pendingLines(st)
+		fmt.Fprintf(w, "%s: %s\n", st.App, lines[0])
+		for _, l := range lines[1:] {
+			fmt.Fprintln(w, l)
+		}
+	}
+	return nil
+}
+
+// envRow is an environment's cells: name, commit, release, digest,
+// replicas, health, since and URL.
+func envRow(e pipeline.EnvStatus, now time.Time) []string {
+	commit, release, digest, since := "-", "-", "-", "-"
+	if e.Commit != nil {
+		commit = short(*e.Commit)
+	}
+	if e.Release != nil {
+		release = *e.Release
+	}
+	if e.Digest != nil {
+		digest = shortDigest(*e.Digest)
+	}
+	if e.Since != nil {
+		since = e.Since.UTC().Format("2006-01-02 15:04") + " (" + age(now.Sub(*e.Since)) + " ago)"
+	}
+	healthy := "no"
+	if e.Healthy {
+		healthy = "yes"
+	}
+	if e.Commit == nil {
+		healthy = "-"
+	}
+	if e.Stopped {
+		healthy = "stopped"
+	}
+	return []string{e.Name, commit, release, digest, fmt.Sprintf("%d/%d", e.Replicas.Ready, e.Replicas.Desired), healthy, since, e.URL}
+}
+
+// envNotes are the lines under the table: rollouts in flight, failures,
+// the runtime's messages, stopped environments and how replicas are
+// confined; prefix goes before each environment's name.
+func envNotes(st pipeline.Status, prefix string) []string {
 	var notes, isolations []string
 	isolated := map[string][]string{}
 	for _, e := range st.Environments {
-		commit, release, digest, since := "-", "-", "-", "-"
-		if e.Commit != nil {
-			commit = short(*e.Commit)
-		}
-		if e.Release != nil {
-			release = *e.Release
-		}
-		if e.Digest != nil {
-			digest = shortDigest(*e.Digest)
-		}
-		if e.Since != nil {
-			since = e.Since.UTC().Format("2006-01-02 15:04") + " (" + age(now.Sub(*e.Since)) + " ago)"
-		}
-		healthy := "no"
-		if e.Healthy {
-			healthy = "yes"
-		}
-		if e.Commit == nil {
-			healthy = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", e.Name, commit, release, digest,
-			e.Replicas.Ready, e.Replicas.Desired, healthy, since, e.URL)
+		name := prefix + e.Name
 		if e.Rollout != nil {
 			what := e.Rollout.Kind + " of " + short(e.Rollout.Commit)
 			if e.Rollout.Release != "" {
 				what += " (" + e.Rollout.Release + ")"
 			}
-			notes = append(notes, fmt.Sprintf("%s: %s in progress, step %s", e.Name, what, e.Rollout.Step))
+			notes = append(notes, fmt.Sprintf("%s: %s in progress, step %s", name, what, e.Rollout.Step))
+		}
+		if e.Stopped {
+			start := "slipway start " + e.Name
+			if prefix != "" {
+				start += " --app " + st.App
+			}
+			notes = append(notes, fmt.Sprintf("%s: stopped; %s starts it again", name, start))
 		}
 		if e.LastFailure != nil {
-			notes = append(notes, fmt.Sprintf("%s: last failure: %s", e.Name, firstLineOf(*e.LastFailure)))
+			notes = append(notes, fmt.Sprintf("%s: last failure: %s", name, firstLineOf(*e.LastFailure)))
 		}
 		if e.Message != nil {
-			notes = append(notes, fmt.Sprintf("%s: %s", e.Name, firstLineOf(*e.Message)))
+			notes = append(notes, fmt.Sprintf("%s: %s", name, firstLineOf(*e.Message)))
 		}
 		if e.Isolation != nil {
 			if _, ok := isolated[*e.Isolation]; !ok {
 				isolations = append(isolations, *e.Isolation)
 			}
-			isolated[*e.Isolation] = append(isolated[*e.Isolation], e.Name)
+			isolated[*e.Isolation] = append(isolated[*e.Isolation], name)
 		}
 	}
 	// How replicas are confined, e.g. "replicas run in namespaces+chroot
@@ -101,49 +197,46 @@ func renderStatus(w io.Writer, st pipeline.Status, now time.Time) error {
 		}
 		notes = append(notes, "replicas run in "+strings.Join(parts, "; "))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(notes) > 0 {
-		fmt.Fprintln(w)
-		for _, n := range notes {
-			fmt.Fprintln(w, n)
-		}
-	}
-	prod := "prod"
-	var source string
-	prodRuns := false
-	for _, e := range st.Environments {
-		if e.Branch == "release" {
-			prod = e.Name
-			prodRuns = e.Commit != nil
-		}
-		if e.Branch == "master" {
-			source = e.Branch
-		}
-	}
-	if source == "" {
-		source = "master"
+	return notes
+}
+
+func writeNotes(w io.Writer, notes []string) {
+	if len(notes) == 0 {
+		return
 	}
 	fmt.Fprintln(w)
-	switch len(st.Pending) {
-	case 0:
-		if prodRuns {
-			fmt.Fprintf(w, "%s runs everything on %s.\n", prod, source)
-		} else {
-			fmt.Fprintf(w, "Nothing on %s yet.\n", source)
-		}
-	default:
-		s := "s"
-		if len(st.Pending) == 1 {
-			s = ""
-		}
-		fmt.Fprintf(w, "%d commit%s on %s not in %s:\n", len(st.Pending), s, source, prod)
-		for _, c := range st.Pending {
-			fmt.Fprintf(w, "  %s %s\n", c.Short, c.Subject)
+	for _, n := range notes {
+		fmt.Fprintln(w, n)
+	}
+}
+
+// pendingLines say what the source branch has that the final environment
+// does not run: a summary line, then one line per commit.
+func pendingLines(st pipeline.Status) []string {
+	final, source, finalRuns := "prod", "master", false
+	if n := len(st.Environments); n > 0 {
+		last := st.Environments[n-1]
+		final, finalRuns = last.Name, last.Commit != nil
+		if b := st.Environments[0].Branch; b != "" {
+			source = b
 		}
 	}
-	return nil
+	switch len(st.Pending) {
+	case 0:
+		if finalRuns {
+			return []string{fmt.Sprintf("%s runs everything on %s.", final, source)}
+		}
+		return []string{fmt.Sprintf("Nothing on %s yet.", source)}
+	}
+	s := "s"
+	if len(st.Pending) == 1 {
+		s = ""
+	}
+	lines := []string{fmt.Sprintf("%d commit%s on %s not in %s:", len(st.Pending), s, source, final)}
+	for _, c := range st.Pending {
+		lines = append(lines, fmt.Sprintf("  %s %s", c.Short, c.Subject))
+	}
+	return lines
 }
 
 func shortDigest(d string) string {

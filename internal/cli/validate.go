@@ -23,7 +23,8 @@ func newValidateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate [FILE]",
 		Short: "Check a slipway.yaml",
-		Long: `Parses and checks the configuration (--config, or FILE) and prints a summary.
+		Long: `Parses and checks the configuration (--config, or FILE), of one app or of
+several, and prints a summary.
 Each mistake is reported as FILE:LINE: FIELD: what is wrong and what would be
 right; any mistake makes the exit code 2.`,
 		Example: `  slipway validate
@@ -54,11 +55,17 @@ func (o *validateOptions) complete(cmd *cobra.Command, args []string) error {
 
 func (o *validateOptions) validate() error { return o.output.validate() }
 
-// validateOutput is the JSON `slipway validate -o json` prints.
+// validateOutput is the JSON `slipway validate -o json` prints: the app's
+// fields for a file of one app, apps for a file of several.
 type validateOutput struct {
-	File         string               `json:"file"`
-	Valid        bool                 `json:"valid"`
-	Errors       []validateError      `json:"errors,omitempty"`
+	File   string          `json:"file"`
+	Valid  bool            `json:"valid"`
+	Errors []validateError `json:"errors,omitempty"`
+	validateApp
+	Apps []validateApp `json:"apps,omitempty"`
+}
+
+type validateApp struct {
 	App          string               `json:"app,omitempty"`
 	Repo         string               `json:"repo,omitempty"`
 	Registry     string               `json:"registry,omitempty"` // "" for the embedded registry
@@ -75,13 +82,14 @@ type validateError struct {
 type validateEnvSummary struct {
 	Name     string `json:"name"`
 	Branch   string `json:"branch"`
+	From     string `json:"from,omitempty"`
 	Mode     string `json:"mode"`
 	Replicas int    `json:"replicas"`
 	Listen   string `json:"listen,omitempty"`
 }
 
 func (o *validateOptions) run(stdout io.Writer) error {
-	cfg, err := config.Load(o.configPath)
+	set, err := config.LoadSet(o.configPath)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return usageErrorf("%s does not exist: write one (docs/configuration.md) or name it with --config", o.configPath)
@@ -100,24 +108,41 @@ func (o *validateOptions) run(stdout io.Writer) error {
 		}
 		return &UsageError{Err: err}
 	}
-	out := validateOutput{File: o.configPath, Valid: true, App: cfg.App, Repo: cfg.Repo.URL, Registry: cfg.Registry.Ref, Runtime: cfg.Runtime}
-	for _, e := range cfg.Environments {
-		out.Environments = append(out.Environments, validateEnvSummary{Name: e.Name, Branch: e.Branch, Mode: e.Mode, Replicas: e.Replicas, Listen: e.Listen})
+	var apps []validateApp
+	for _, cfg := range set.Apps {
+		a := validateApp{App: cfg.App, Repo: cfg.Repo.URL, Registry: cfg.Registry.Ref, Runtime: cfg.Runtime}
+		for _, e := range cfg.Environments {
+			a.Environments = append(a.Environments, validateEnvSummary{Name: e.Name, Branch: e.Branch, From: e.From, Mode: e.Mode, Replicas: e.Replicas, Listen: e.Listen})
+		}
+		apps = append(apps, a)
+	}
+	out := validateOutput{File: o.configPath, Valid: true}
+	if set.Multi {
+		out.Apps = apps
+	} else {
+		out.validateApp = apps[0]
 	}
 	if o.output.json() {
 		return writeJSONTo(stdout, out)
 	}
-	reg := cfg.Registry.Ref
-	if reg == "" {
-		reg = "embedded"
-	}
-	fmt.Fprintf(stdout, "%s: valid\napp %s from %s, registry %s, runtime %s\n", o.configPath, cfg.App, cfg.Repo.URL, reg, cfg.Runtime)
-	for _, e := range out.Environments {
-		var where []string
-		if e.Listen != "" {
-			where = append(where, "on "+e.Listen)
+	fmt.Fprintf(stdout, "%s: valid\n", o.configPath)
+	for _, a := range apps {
+		reg := a.Registry
+		if reg == "" {
+			reg = "embedded"
 		}
-		fmt.Fprintf(stdout, "  %-8s tracks %s (%s), %d replicas %s\n", e.Name, e.Branch, e.Mode, e.Replicas, strings.Join(where, " "))
+		fmt.Fprintf(stdout, "app %s from %s, registry %s, runtime %s\n", a.App, a.Repo, reg, a.Runtime)
+		for _, e := range a.Environments {
+			var where []string
+			if e.Listen != "" {
+				where = append(where, "on "+e.Listen)
+			}
+			feed := "tracks " + e.Branch
+			if e.From != "" {
+				feed = "takes from " + e.From
+			}
+			fmt.Fprintf(stdout, "  %-8s %s (%s), %d replicas %s\n", e.Name, feed, e.Mode, e.Replicas, strings.Join(where, " "))
+		}
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -21,10 +22,10 @@ const (
 	RuntimeKubernetes = "kubernetes"
 )
 
-// Environment modes: how a new commit on the tracked branch reaches an
-// environment.
+// Environment modes: how a new commit reaches an environment.
 const (
-	// ModeAutomatic deploys every new commit of the branch (dev).
+	// ModeAutomatic deploys every new commit of the branch (dev), or,
+	// with From, every commit verified on another environment (staging).
 	ModeAutomatic = "automatic"
 	// ModeControlled deploys only commits that pass the release preflight:
 	// a fast-forward of the previous release, contained in master and
@@ -53,7 +54,14 @@ type Config struct {
 	Environments []Environment `yaml:"environments"`
 
 	file string         // the file Parse read, for error positions
-	pos  map[string]int // field path -> line in file
+	pos  map[string]int // field path -> line in file; "": the app's first line in a file of several
+	// prefix is the app's field path in a file of several apps, such as
+	// apps[1]; "" in a file of one app.
+	prefix string
+	// inherited holds the lines of the fields of a file of several apps
+	// that every app inherits (registry, runtime, kubernetes), by their
+	// path at the top of the file.
+	inherited map[string]int
 }
 
 // Repo is the application's git repository.
@@ -95,7 +103,15 @@ type Build struct {
 	LDFlags string `yaml:"ldflags,omitempty"`
 	// Tags are Go build tags.
 	Tags []string `yaml:"tags,omitempty"`
+	// Concurrency is how many builds run at once, for every app together.
+	// 0: DefaultBuildConcurrency(). In a file of several apps it is set
+	// once, in the top-level build, and read from Set.BuildConcurrency.
+	Concurrency int `yaml:"concurrency,omitempty"`
 }
+
+// DefaultBuildConcurrency is the number of builds run at once when
+// build.concurrency is not set: half the CPUs, at least 1.
+func DefaultBuildConcurrency() int { return max(1, runtime.NumCPU()/2) }
 
 // Registry is the OCI registry images go to.
 type Registry struct {
@@ -131,14 +147,22 @@ type Environment struct {
 	// Name is the environment's name, such as dev or prod. Required.
 	Name string `yaml:"name"`
 	// Branch is the git branch the environment tracks. Default: master for
-	// dev, release for prod; required for other names.
+	// dev (unless From is set), release for prod; required for other names
+	// unless From is set. An automatic environment has Branch or From, not
+	// both.
 	Branch string `yaml:"branch"`
+	// From makes an automatic environment take each commit once it is
+	// verified on the environment of that name, as the same image digest,
+	// instead of tracking a branch. Not for controlled environments.
+	From string `yaml:"from,omitempty"`
 	// Mode is "automatic" (every new commit is deployed) or "controlled"
 	// (only commits passing the release preflight). Default: controlled for
 	// prod, automatic otherwise.
 	Mode string `yaml:"mode"`
 	// RequireVerifiedOn is the environment a commit must be verified on
-	// before a controlled environment takes it. Default dev for prod.
+	// before a controlled environment takes it. Default: the environment
+	// listed just before it (dev for the default prod). Only for controlled
+	// environments.
 	RequireVerifiedOn string `yaml:"requireVerifiedOn"`
 	// MinTimeVerified is how long a commit must have been verified on
 	// RequireVerifiedOn before it may be released. Default 0.
@@ -459,13 +483,16 @@ func Default() *Config {
 		Build:        Build{Main: ".", Port: 8080, Timeout: 10 * time.Minute},
 		Runtime:      RuntimeLocal,
 		Kubernetes:   Kubernetes{Namespace: "{{.App}}-{{.Environment}}", ProgressDeadline: 10 * time.Minute},
-		Environments: []Environment{DefaultEnvironment("dev"), DefaultEnvironment("prod")},
+		Environments: defaultVerifiedOn([]Environment{DefaultEnvironment("dev"), DefaultEnvironment("prod")}),
 	}
 }
 
 // DefaultEnvironment returns the defaults for an environment of the given
 // name: dev and prod have their own; any other name gets the common ones
-// and must set branch and listen itself.
+// and must set branch (or from) and listen itself. RequireVerifiedOn
+// depends on where the environment is listed, so it is left empty: Parse
+// and Default set it (see defaultVerifiedOn), and Validate reads an empty
+// one of a controlled environment the same way.
 func DefaultEnvironment(name string) Environment {
 	e := Environment{
 		Name:          name,
@@ -493,7 +520,6 @@ func DefaultEnvironment(name string) Environment {
 	case "prod":
 		e.Branch = "release"
 		e.Mode = ModeControlled
-		e.RequireVerifiedOn = "dev"
 		e.Listen = ":8080"
 		e.Replicas = 4
 	}
@@ -510,6 +536,18 @@ func Load(path string) (*Config, error) {
 	return Parse(path, f)
 }
 
+// defaultVerifiedOn gives each controlled environment without
+// RequireVerifiedOn the environment listed just before it, and returns
+// envs.
+func defaultVerifiedOn(envs []Environment) []Environment {
+	for i := range envs {
+		if envs[i].Mode == ModeControlled && envs[i].RequireVerifiedOn == "" && i > 0 {
+			envs[i].RequireVerifiedOn = envs[i-1].Name
+		}
+	}
+	return envs
+}
+
 // File is the name of the file the configuration was parsed from.
 func (c *Config) File() string { return c.file }
 
@@ -522,6 +560,20 @@ func (c *Config) Environment(name string) (Environment, bool) {
 	}
 	return Environment{}, false
 }
+
+// FinalEnvironment is the environment listed last, the end of the
+// pipeline: the live tag, release names (RCyyyyMMdd_HHmm) and git release
+// tags belong to it. The zero Environment when there is none.
+func (c *Config) FinalEnvironment() Environment {
+	if len(c.Environments) == 0 {
+		return Environment{}
+	}
+	return c.Environments[len(c.Environments)-1]
+}
+
+// EnvTag is the registry tag carried by the image an environment runs:
+// env-NAME.
+func EnvTag(env string) string { return "env-" + env }
 
 // ImageRepository is the repository images of the app are pushed to:
 // Registry.Ref/App, or embeddedAddr/App for the embedded registry.

@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // TestGolden parses each testdata/*.yaml and compares the effective
-// configuration (defaults filled in) with testdata/*.golden.
+// configuration (defaults filled in, inherited fields copied into each
+// app) with testdata/*.golden.
 func TestGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.yaml")
 	if err != nil || len(files) == 0 {
@@ -25,12 +27,12 @@ func TestGolden(t *testing.T) {
 	}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			c, err := Load(file)
+			s, err := LoadSet(file)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var got bytes.Buffer
-			if err := Write(&got, c); err != nil {
+			if err := WriteSet(&got, s); err != nil {
 				t.Fatal(err)
 			}
 			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
@@ -46,12 +48,24 @@ func TestGolden(t *testing.T) {
 			if diff := cmp.Diff(string(want), got.String()); diff != "" {
 				t.Errorf("effective configuration (-want +got):\n%s", diff)
 			}
-			// What Write renders parses back to the same configuration.
-			again, err := Parse(file, &got)
+			if !s.Multi {
+				// Load reads a file of one app as LoadSet does.
+				c, err := Load(file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(s.Apps[0], c, cmpopts.IgnoreUnexported(Config{})); diff != "" {
+					t.Errorf("Load and LoadSet differ (-set +load):\n%s", diff)
+				}
+			}
+			// What WriteSet renders parses back to the same configuration
+			// (but for a relative repository path, which is resolved again).
+			again, err := ParseSet(file, &got)
 			if err != nil {
 				t.Fatalf("parse rendered configuration: %v", err)
 			}
-			if diff := cmp.Diff(c.Environments, again.Environments); diff != "" {
+			opts := cmp.Options{cmpopts.IgnoreUnexported(Config{}), cmpopts.IgnoreFields(Config{}, "Repo.URL")}
+			if diff := cmp.Diff(s, again, opts, cmpopts.IgnoreUnexported(Set{})); diff != "" {
 				t.Errorf("round trip (-first +second):\n%s", diff)
 			}
 		})
@@ -111,7 +125,7 @@ func TestErrors(t *testing.T) {
 		{"unknown top-level field", head + "bulid:\n  port: 80\n",
 			[]string{`f.yaml:4: bulid: unknown field "bulid"; did you mean "build"? Known fields: app, repo, test, build, registry, runtime, kubernetes, environments`}},
 		{"unknown nested field", head + "build:\n  prot: 80\n",
-			[]string{`f.yaml:5: build.prot: unknown field "prot" in build; did you mean "port"? Known fields: main, port, timeout, ldflags, tags`}},
+			[]string{`f.yaml:5: build.prot: unknown field "prot" in build; did you mean "port"? Known fields: main, port, timeout, ldflags, tags, concurrency`}},
 		{"wrong type int", head + "build:\n  port: eighty\n",
 			[]string{`f.yaml:5: build.port: want a whole number such as 3, got "eighty"`}},
 		{"quoted number is a string", head + "build:\n  port: \"80\"\n",
@@ -121,7 +135,7 @@ func TestErrors(t *testing.T) {
 		{"mapping for a string", head + "runtime:\n  kind: local\n",
 			[]string{`f.yaml:5: runtime: want a string, got a mapping (key: value lines)`}},
 		{"scalar for a mapping", head + "build: fast\n",
-			[]string{`f.yaml:4: build: want a mapping with the fields main, port, timeout, ldflags, tags, got a single value`}},
+			[]string{`f.yaml:4: build: want a mapping with the fields main, port, timeout, ldflags, tags, concurrency, got a single value`}},
 		{"bool", head + "registry:\n  ref: localhost:5000\n  insecure: yes please\n",
 			[]string{`f.yaml:6: registry.insecure: want true or false, got "yes please"`}},
 		{"missing app", "repo:\n  url: ./app.git\n",
@@ -142,7 +156,7 @@ func TestErrors(t *testing.T) {
 			[]string{`f.yaml:5: registry.ref: "https://ghcr.io/org" has a scheme: write the host without it, such as ghcr.io/org; set insecure: true for plain HTTP`}},
 		{"new environment needs branch and listen", head + "environments:\n  - name: staging\n",
 			[]string{
-				`f.yaml:5: environments[0].branch: is required for environment "staging": the git branch it tracks, such as branch: staging`,
+				`f.yaml:5: environments[0].branch: is required for environment "staging": the git branch it tracks, such as branch: staging; or from: dev to deploy each commit once it is verified on dev`,
 				`f.yaml:5: environments[0].listen: is required for environment "staging" on the local runtime: its load balancer's address, such as listen: 127.0.0.1:8082`,
 			}},
 		{"environment problems", head + "environments:\n  - name: dev\n    replicas: 0\n    readinessPath: readyz\n  - name: prod\n    listen: 127.0.0.1:8081\n    requireVerifiedOn: qa\n",
@@ -277,29 +291,41 @@ func TestDatabaseURL(t *testing.T) {
 	}
 }
 
-// parseErrorCase is a configuration that Parse must refuse, with every
-// message it must give, in order.
+// parseErrorCase is a configuration that ParseSet (and Parse, for a file
+// of one app) must refuse, with every message it must give, in order.
 type parseErrorCase struct {
 	name string
 	yaml string
 	want []string
 }
 
-// checkParseErrors parses each case as f.yaml and compares the messages.
+// checkParseErrors parses each case as f.yaml with ParseSet and, unless
+// it is in the apps form, with Parse, and compares the messages.
 func checkParseErrors(t *testing.T, tests []parseErrorCase) {
 	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("f.yaml", strings.NewReader(tt.yaml))
-			if err == nil {
-				t.Fatal("Parse succeeded, want an error")
+			check := func(what string, err error) {
+				t.Helper()
+				if err == nil {
+					t.Fatalf("%s succeeded, want an error", what)
+				}
+				if !errors.Is(err, ErrInvalid) {
+					t.Errorf("%s: error does not match ErrInvalid: %v", what, err)
+				}
+				if diff := cmp.Diff(tt.want, strings.Split(err.Error(), "\n")); diff != "" {
+					t.Errorf("%s: messages (-want +got):\n%s", what, diff)
+				}
 			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("error does not match ErrInvalid: %v", err)
+			_, err := ParseSet("f.yaml", strings.NewReader(tt.yaml))
+			check("ParseSet", err)
+			if root, _ := readYAML("f.yaml", strings.NewReader(tt.yaml)); root != nil {
+				if k, _ := mappingKey(root, "apps"); k != nil {
+					return
+				}
 			}
-			if diff := cmp.Diff(tt.want, strings.Split(err.Error(), "\n")); diff != "" {
-				t.Errorf("messages (-want +got):\n%s", diff)
-			}
+			_, err = Parse("f.yaml", strings.NewReader(tt.yaml))
+			check("Parse", err)
 		})
 	}
 }

@@ -61,36 +61,85 @@ func (e *invalidError) Error() string {
 
 func (e *invalidError) Unwrap() []error { return append([]error{ErrInvalid}, e.errs...) }
 
-// Parse reads a configuration from r, on top of Default(). name is the file
-// name used in messages and to resolve a relative repository path. Unknown
-// keys, values of the wrong type and missing required fields are errors
-// that name name:line and the field; the result is validated.
+// Parse reads a configuration of one app from r, on top of Default().
+// name is the file name used in messages and to resolve a relative
+// repository path. Unknown keys, values of the wrong type and missing
+// required fields are errors that name name:line and the field; the
+// result is validated. A file of several apps (the apps form) is refused:
+// read it with ParseSet.
 func Parse(name string, r io.Reader) (*Config, error) {
-	data, err := io.ReadAll(r)
+	root, err := readYAML(name, r)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		return nil, err
 	}
-	c := Default()
-	c.file = name
-	c.pos = map[string]int{}
-
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, invalid([]error{&FieldError{File: name, Line: yamlErrorLine(err), Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}})
+	if k, _ := mappingKey(root, "apps"); k != nil {
+		return nil, invalid([]error{&FieldError{File: name, Line: k.Line, Field: "apps",
+			Msg: "the file holds several apps, where the file of one app is wanted (app, repo and environments at the top)"}})
 	}
-	d := &decoder{file: name, pos: c.pos}
-	if len(doc.Content) > 0 {
-		d.decode(doc.Content[0], reflect.ValueOf(c).Elem(), "")
+	c, errs := parseApp(name, root, nil, nil, "")
+	if len(errs) > 0 {
+		return nil, invalid(errs)
 	}
-	if len(d.errs) > 0 {
-		return nil, invalid(d.errs)
-	}
-	c.Repo.URL = resolveRepo(name, c.Repo.URL)
-	resolveTLSFiles(name, c)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// readYAML reads r as one YAML document and returns its root node, nil for
+// an empty document.
+func readYAML(name string, r io.Reader) (*yaml.Node, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, invalid([]error{&FieldError{File: name, Line: yamlErrorLine(err), Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}})
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	return doc.Content[0], nil
+}
+
+// mappingKey finds key in the mapping n and returns its key and value
+// nodes; nil when n is not a mapping or has no such key.
+func mappingKey(n *yaml.Node, key string) (k, v *yaml.Node) {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i], n.Content[i+1]
+		}
+	}
+	return nil, nil
+}
+
+// parseApp decodes the body of one app's configuration, n (nil: empty),
+// on top of Default(). With base, the app starts from base's registry,
+// runtime and kubernetes, written at the lines in inherited; prefix is the
+// app's field path in its file ("apps[1]"), "" for a file of one app.
+func parseApp(name string, n *yaml.Node, base *Config, inherited map[string]int, prefix string) (*Config, []error) {
+	c := Default()
+	c.file = name
+	c.pos = map[string]int{}
+	c.prefix = prefix
+	if base != nil {
+		c.Registry, c.Runtime, c.Kubernetes = base.Registry, base.Runtime, base.Kubernetes
+		c.inherited = inherited
+	}
+	d := &decoder{file: name, pos: c.pos, prefix: prefix}
+	if n != nil {
+		d.decode(n, reflect.ValueOf(c).Elem(), "")
+		if prefix != "" {
+			c.pos[""] = n.Line
+		}
+	}
+	c.Repo.URL = resolveRepo(name, c.Repo.URL)
+	resolveTLSFiles(name, c)
+	return c, d.errs
 }
 
 // yamlErrorLine finds "line N" in a yaml.v3 syntax error.
@@ -110,13 +159,14 @@ func yamlErrorLine(err error) int {
 }
 
 type decoder struct {
-	file string
-	pos  map[string]int
-	errs []error
+	file   string
+	pos    map[string]int // field path (without prefix) -> line
+	prefix string         // put before field paths in messages: apps[1]
+	errs   []error
 }
 
 func (d *decoder) fail(n *yaml.Node, field, format string, args ...any) {
-	d.errs = append(d.errs, &FieldError{File: d.file, Line: n.Line, Field: field, Msg: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, &FieldError{File: d.file, Line: n.Line, Field: join(d.prefix, field), Msg: fmt.Sprintf(format, args...)})
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -199,8 +249,11 @@ func fieldName(f reflect.StructField) string {
 }
 
 func join(path, name string) string {
-	if path == "" {
+	switch {
+	case path == "":
 		return name
+	case name == "":
+		return path
 	}
 	return path + "." + name
 }
@@ -228,8 +281,8 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		if idx < 0 {
 			known := knownFields(v.Type())
 			msg := fmt.Sprintf("unknown field %q", key)
-			if path != "" {
-				msg += " in " + path
+			if in := join(d.prefix, path); in != "" {
+				msg += " in " + in
 			}
 			if s := closest(key, known); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
@@ -285,7 +338,9 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 }
 
 // decodeEnvironments starts each environment from the defaults for its
-// name, so that `- name: prod` alone is the default prod environment.
+// name, so that `- name: prod` alone is the default prod environment, and
+// then applies the defaults that depend on the other fields and on the
+// environment's place in the list.
 func (d *decoder) decodeEnvironments(n *yaml.Node, v reflect.Value, path string) {
 	d.pos[path] = n.Line
 	if n.Kind != yaml.SequenceNode {
@@ -303,9 +358,15 @@ func (d *decoder) decodeEnvironments(n *yaml.Node, v reflect.Value, path string)
 			}
 		}
 		envs[i] = DefaultEnvironment(name)
-		d.decode(el, reflect.ValueOf(&envs[i]).Elem(), fmt.Sprintf("%s[%d]", path, i))
+		p := fmt.Sprintf("%s[%d]", path, i)
+		d.decode(el, reflect.ValueOf(&envs[i]).Elem(), p)
+		// An automatic environment fed by another one tracks no branch:
+		// dev's default master goes unless branch was written too.
+		if _, written := d.pos[p+".branch"]; envs[i].From != "" && envs[i].Mode == ModeAutomatic && !written {
+			envs[i].Branch = ""
+		}
 	}
-	v.Set(reflect.ValueOf(envs))
+	v.Set(reflect.ValueOf(defaultVerifiedOn(envs)))
 }
 
 func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
@@ -367,10 +428,10 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-func encode(w io.Writer, c *Config) error {
+func encode(w io.Writer, v any) error {
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)
-	if err := enc.Encode(c); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("encode configuration: %w", err)
 	}
 	return enc.Close()

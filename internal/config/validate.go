@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -26,8 +27,11 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // Validate checks the configuration as a whole and returns every problem
 // found, each naming the field and what to set it to. The error matches
 // ErrInvalid.
-func (c *Config) Validate() error {
-	v := &validator{c: c}
+func (c *Config) Validate() error { return c.validate(c.prefix) }
+
+// validate is Validate with the field paths of messages led by prefix.
+func (c *Config) validate(prefix string) error {
+	v := &validator{c: c, prefix: prefix}
 
 	switch {
 	case c.App == "":
@@ -72,6 +76,9 @@ func (c *Config) Validate() error {
 	if c.Build.Timeout <= 0 {
 		v.add("build.timeout", "must be more than 0, such as 10m")
 	}
+	if c.Build.Concurrency < 0 {
+		v.add("build.concurrency", concurrencyMsg, c.Build.Concurrency)
+	}
 
 	if c.Registry.Ref != "" {
 		if _, err := name.NewRepository(strings.TrimSuffix(c.Registry.Ref, "/") + "/" + nonEmpty(c.App, "app")); err != nil {
@@ -105,23 +112,146 @@ func (c *Config) Validate() error {
 		v.environment(i, e, names, listens)
 	}
 	v.traffic(c.Environments)
-	for i, e := range c.Environments {
-		p := fmt.Sprintf("environments[%d]", i)
-		if e.RequireVerifiedOn != "" {
-			j, ok := names[e.RequireVerifiedOn]
-			switch {
-			case !ok:
-				v.add(p+".requireVerifiedOn", "%q is not an environment in this file: name one of %s", e.RequireVerifiedOn, strings.Join(envNames(c.Environments), ", "))
-			case j == i:
-				v.add(p+".requireVerifiedOn", "an environment cannot require itself")
-			}
-		}
-		if e.Mode == ModeControlled && e.RequireVerifiedOn == "" {
-			v.add(p+".requireVerifiedOn", "a controlled environment needs the environment its commits must be verified on first, such as requireVerifiedOn: dev")
-		}
-	}
+	v.chain(c.Environments, names)
 	return invalid(v.errs)
 }
+
+// before names the environment listed before the i-th, for examples in
+// messages: dev when there is none.
+func (v *validator) before(i int) string {
+	if i > 0 && v.c.Environments[i-1].Name != "" {
+		return v.c.Environments[i-1].Name
+	}
+	return "dev"
+}
+
+// verifiedOn is the environment a commit must be verified on before the
+// controlled environment envs[i] takes it: its RequireVerifiedOn, or the
+// environment listed just before it. "" for an automatic environment, and
+// for a controlled one listed first without RequireVerifiedOn.
+func verifiedOn(envs []Environment, i int) string {
+	e := envs[i]
+	if e.Mode != ModeControlled {
+		return ""
+	}
+	if e.RequireVerifiedOn == "" && i > 0 {
+		return envs[i-1].Name
+	}
+	return e.RequireVerifiedOn
+}
+
+// chain checks how commits flow between environments: every from and
+// requireVerifiedOn names another environment of the file, some
+// environment deploys a branch, controlled environments have something to
+// be verified on and a branch of their own, and no loop keeps commits out.
+func (v *validator) chain(envs []Environment, names map[string]int) {
+	if len(envs) == 0 {
+		return
+	}
+	type edge struct {
+		to          int
+		field, verb string
+	}
+	edges := make([][]edge, len(envs))
+	link := func(i int, field, target, verb string) {
+		p := fmt.Sprintf("environments[%d].%s", i, field)
+		j, ok := names[target]
+		switch {
+		case !ok:
+			v.add(p, "%q is not an environment in this file: name one of %s", target, strings.Join(envNames(envs), ", "))
+		case j == i && field == "from":
+			v.add(p, "an environment cannot take commits from itself")
+		case j == i:
+			v.add(p, "an environment cannot require itself")
+		default:
+			edges[i] = append(edges[i], edge{j, field, verb})
+		}
+	}
+	fedByBranch := false
+	controlledBranches := map[string]string{}
+	for i, e := range envs {
+		p := fmt.Sprintf("environments[%d]", i)
+		if e.From != "" {
+			link(i, "from", e.From, "takes its commits from")
+		}
+		if e.Mode == ModeAutomatic && e.From == "" {
+			fedByBranch = true // a missing branch is reported already
+		}
+		if e.Mode != ModeControlled {
+			continue
+		}
+		if on := verifiedOn(envs, i); on != "" {
+			link(i, "requireVerifiedOn", on, "requires them verified on")
+		} else {
+			v.add(p+".requireVerifiedOn", "environment %q is controlled and listed first, so nothing verifies its commits: list it after the environment they must be verified on, or name that environment here, such as requireVerifiedOn: dev", e.Name)
+		}
+		if e.Branch == "" {
+			continue
+		}
+		if other, dup := controlledBranches[e.Branch]; dup {
+			v.add(p+".branch", "%q is also the branch of controlled environment %q: a release to one would be a release to the other; give each controlled environment its own branch", e.Branch, other)
+		} else {
+			controlledBranches[e.Branch] = e.Name
+		}
+	}
+	if !fedByBranch {
+		v.add("environments", "no environment deploys a branch: make one automatic with a branch, such as - name: dev (branch master by default), and feed the others from it")
+	}
+
+	// Loops: a depth-first walk; an edge back to an environment still on
+	// the walk's stack closes one.
+	const (
+		unseen = iota
+		onStack
+		done
+	)
+	state := make([]int, len(envs))
+	var stack []int
+	var stackEdges []edge
+	reported := map[string]bool{}
+	var visit func(i int)
+	visit = func(i int) {
+		state[i] = onStack
+		stack = append(stack, i)
+		for _, ed := range edges[i] {
+			switch state[ed.to] {
+			case unseen:
+				stackEdges = append(stackEdges, ed)
+				visit(ed.to)
+				stackEdges = stackEdges[:len(stackEdges)-1]
+			case onStack:
+				k := slices.Index(stack, ed.to)
+				nodes := slices.Clone(stack[k:])
+				loop := append(slices.Clone(stackEdges[k:]), ed)
+				key := fmt.Sprint(slices.Sorted(slices.Values(nodes)))
+				if reported[key] {
+					continue
+				}
+				reported[key] = true
+				// Start from the environment listed first.
+				m := slices.Index(nodes, slices.Min(nodes))
+				var clauses []string
+				for n := range nodes {
+					at := (m + n) % len(nodes)
+					clauses = append(clauses, fmt.Sprintf("%s %s %s", envs[nodes[at]].Name, loop[at].verb, envs[loop[at].to].Name))
+				}
+				v.add(fmt.Sprintf("environments[%d].%s", nodes[m], loop[m].field), "%q closes a loop: %s; no commit could ever get in: point one of them at an environment outside the loop",
+					envs[loop[m].to].Name, strings.Join(clauses, ", "))
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[i] = done
+	}
+	for i := range envs {
+		if state[i] == unseen {
+			visit(i)
+		}
+	}
+}
+
+// concurrencyMsg is the message for a negative build.concurrency, in a
+// file of one app or at the top of a file of several.
+const concurrencyMsg = "%d: give how many builds may run at once, at least 1, or leave it out for half the CPUs"
 
 func nonEmpty(s, def string) string {
 	if s == "" {
@@ -139,17 +269,24 @@ func envNames(envs []Environment) []string {
 }
 
 type validator struct {
-	c    *Config
-	errs []error
+	c      *Config
+	prefix string // leads the field paths of messages: apps[1]
+	errs   []error
 }
 
 // add records a problem with field, at the line the field (or its nearest
-// parent) was written on.
+// parent) was written on. A field the app inherits from the top of a file
+// of several apps is named as it is written there, without the app's
+// prefix.
 func (v *validator) add(field, format string, args ...any) {
-	e := &FieldError{File: v.c.file, Field: field, Msg: fmt.Sprintf(format, args...)}
+	e := &FieldError{File: v.c.file, Field: join(v.prefix, field), Msg: fmt.Sprintf(format, args...)}
 	for p := field; p != ""; {
 		if line, ok := v.c.pos[p]; ok {
 			e.Line = line
+			break
+		}
+		if line, ok := v.c.inherited[p]; ok {
+			e.Line, e.Field = line, field
 			break
 		}
 		i := strings.LastIndexAny(p, ".[")
@@ -157,6 +294,9 @@ func (v *validator) add(field, format string, args ...any) {
 			break
 		}
 		p = p[:i]
+	}
+	if e.Line == 0 {
+		e.Line = v.c.pos[""] // where the app starts, in a file of several
 	}
 	if e.Line == 0 && v.c.file != "" {
 		e.Line = 1
@@ -177,10 +317,22 @@ func (v *validator) environment(i int, e Environment, names map[string]int, list
 		}
 		names[e.Name] = i
 	}
-	if e.Branch == "" {
+	switch {
+	case e.Mode == ModeAutomatic && e.Branch != "" && e.From != "":
+		v.add(p+".from", "%q and branch %q both feed environment %q: keep one, branch to deploy every commit of a branch or from to deploy each commit once it is verified on %s", e.From, e.Branch, e.Name, e.From)
+	case e.Mode == ModeAutomatic && e.Branch == "" && e.From == "":
+		v.add(p+".branch", "is required for environment %q: the git branch it tracks, such as branch: staging; or from: %s to deploy each commit once it is verified on %s", e.Name, v.before(i), v.before(i))
+	case e.Mode != ModeAutomatic && e.Branch == "":
 		v.add(p+".branch", "is required for environment %q: the git branch it tracks, such as branch: staging", e.Name)
-	} else if strings.ContainsAny(e.Branch, " ~^:?*[\\") || strings.HasPrefix(e.Branch, "-") {
+	}
+	if e.Branch != "" && (strings.ContainsAny(e.Branch, " ~^:?*[\\") || strings.HasPrefix(e.Branch, "-")) {
 		v.add(p+".branch", "%q is not a valid git branch name", e.Branch)
+	}
+	if e.From != "" && e.Mode == ModeControlled {
+		v.add(p+".from", "is for automatic environments: %q is controlled, so it deploys the commits released to its branch once they are verified on requireVerifiedOn; remove from, or set mode: automatic", e.Name)
+	}
+	if e.RequireVerifiedOn != "" && e.Mode == ModeAutomatic {
+		v.add(p+".requireVerifiedOn", "is for controlled environments: %q is automatic; to deploy each commit once it is verified on %s, write from: %s instead of branch", e.Name, e.RequireVerifiedOn, e.RequireVerifiedOn)
 	}
 	switch e.Mode {
 	case ModeAutomatic, ModeControlled:

@@ -21,7 +21,10 @@ type Backend interface {
 	// replica of it serves. A rollout that fails returns a *RolloutError
 	// and leaves the previous version serving. Applying a spec that differs
 	// only in Replicas scales the environment, changing only the replicas it
-	// must.
+	// must. Replicas 0 stops the environment: every replica is drained and
+	// stopped, what routes to it stays (the local load balancer answers 503
+	// saying so), and Status reports it Stopped; applying a spec with
+	// replicas starts it again.
 	Apply(ctx context.Context, spec Spec) error
 	// Status reports what the environment serves, or ErrNotDeployed.
 	Status(ctx context.Context, env string) (Status, error)
@@ -115,8 +118,10 @@ type Spec struct {
 	// Commit is the full (40 hex) commit the image was built from.
 	Commit string `json:"commit"`
 	// Version is the human label: the RC name, or the short commit.
-	Version  string `json:"version"`
-	Replicas int    `json:"replicas"`
+	Version string `json:"version"`
+	// Replicas is how many copies serve; 0 means the environment is
+	// stopped.
+	Replicas int `json:"replicas"`
 	// Port is the port the app listens on (given to it as PORT). The local
 	// backend gives each replica a port of its own instead.
 	Port int `json:"port"`
@@ -197,8 +202,8 @@ func (s Spec) Validate() error {
 		return bad("commit %q: give the full 40-hex commit the image was built from", s.Commit)
 	case s.Version == "":
 		return bad("version is empty: give the RC name or the short commit")
-	case s.Replicas < 1:
-		return bad("replicas %d: at least 1 (stop the environment to remove it)", s.Replicas)
+	case s.Replicas < 0:
+		return bad("replicas %d: give 0 (stopped) or more", s.Replicas)
 	case s.Port < 0 || s.Port > 65535:
 		return bad("port %d: use 1-65535", s.Port)
 	case s.ReadinessPath != "" && !strings.HasPrefix(s.ReadinessPath, "/"):
@@ -268,8 +273,8 @@ type Status struct {
 	Version     string   `json:"version"`
 	Replicas    Replicas `json:"replicas"`
 	Healthy     bool     `json:"healthy"`
-	// Stopped: the environment was applied with no replicas; its front end
-	// answers that it is stopped.
+	// Stopped: the environment was applied with 0 replicas. It is not
+	// Healthy and wants no replica.
 	Stopped   bool      `json:"stopped,omitempty"`
 	Since     time.Time `json:"since"`
 	URL       string    `json:"url,omitempty"`

@@ -108,33 +108,48 @@ func (s *Store) GetBuild(ctx context.Context, id int64) (Build, error) {
 	return b, nil
 }
 
-// LatestBuild returns the newest build of the commit that commit (a full
-// hash or a prefix of at least 4 hex digits) names. ErrNotFound when there
-// is none, ErrAmbiguous when the prefix matches several commits.
+// LatestBuild returns the newest build, of any app, of the commit that
+// commit (a full hash or a prefix of at least 4 hex digits) names.
+// ErrNotFound when there is none, ErrAmbiguous when the prefix matches
+// several commits.
 func (s *Store) LatestBuild(ctx context.Context, commit string) (Build, error) {
+	return s.LatestAppBuild(ctx, "", commit)
+}
+
+// LatestAppBuild is LatestBuild for the builds of app only (of any app when
+// app is ""): two apps may build the same commit, each from its own clone
+// into its own repository.
+func (s *Store) LatestAppBuild(ctx context.Context, app, commit string) (Build, error) {
 	commit = strings.ToLower(commit)
 	if len(commit) < 4 || strings.Trim(commit, "0123456789abcdef") != "" {
 		return Build{}, fmt.Errorf("build of %q: give a commit hash (at least 4 hex digits): %w", commit, ErrNotFound)
 	}
+	cond, args := `commit_sha LIKE ?`, []any{commit + "%"}
+	of := ""
+	if app != "" {
+		cond, args = `app = ? AND `+cond, append([]any{app}, args...)
+		of = " of " + app
+	}
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(DISTINCT commit_sha) FROM builds WHERE commit_sha LIKE ?`, commit+"%").Scan(&n); err != nil {
-		return Build{}, fmt.Errorf("build of %s: %w", commit, err)
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(DISTINCT commit_sha) FROM builds WHERE `+cond, args...).Scan(&n); err != nil {
+		return Build{}, fmt.Errorf("build%s of %s: %w", of, commit, err)
 	}
 	switch {
 	case n == 0:
-		return Build{}, fmt.Errorf("no build of commit %s: %w", commit, ErrNotFound)
+		return Build{}, fmt.Errorf("no build%s of commit %s: %w", of, commit, ErrNotFound)
 	case n > 1:
-		return Build{}, fmt.Errorf("commit %s: %d built commits start with it; give more digits: %w", commit, n, ErrAmbiguous)
+		return Build{}, fmt.Errorf("commit %s: %d built commits%s start with it; give more digits: %w", commit, n, of, ErrAmbiguous)
 	}
-	b, err := scanBuild(s.db.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE commit_sha LIKE ? ORDER BY id DESC LIMIT 1`, commit+"%"))
+	b, err := scanBuild(s.db.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE `+cond+` ORDER BY id DESC LIMIT 1`, args...))
 	if err != nil {
-		return Build{}, fmt.Errorf("build of %s: %w", commit, err)
+		return Build{}, fmt.Errorf("build%s of %s: %w", of, commit, err)
 	}
 	return b, nil
 }
 
 // BuildFilter selects builds; zero fields select all.
 type BuildFilter struct {
+	App   string     // only builds of this app
 	State BuildState // only builds in this state
 	Limit int        // at most this many, newest first; 0 means 100
 }
@@ -144,23 +159,33 @@ func (s *Store) ListBuilds(ctx context.Context, f BuildFilter) ([]Build, error) 
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	q := `SELECT ` + buildColumns + ` FROM builds`
+	var where []string
 	var args []any
+	if f.App != "" {
+		where = append(where, `app = ?`)
+		args = append(args, f.App)
+	}
 	if f.State != "" {
-		q += ` WHERE state = ?`
+		where = append(where, `state = ?`)
 		args = append(args, string(f.State))
+	}
+	q := `SELECT ` + buildColumns + ` FROM builds`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, f.Limit)
 	return queryAll(ctx, s.db, "list builds", scanBuild, q, args...)
 }
 
-// UnfinishedBuilds returns builds not in a final state, oldest first: after
-// a crash these were interrupted.
-func (s *Store) UnfinishedBuilds(ctx context.Context) ([]Build, error) {
-	return queryAll(ctx, s.db, "list unfinished builds", scanBuild,
-		`SELECT `+buildColumns+` FROM builds WHERE state NOT IN (?, ?) ORDER BY id`,
-		string(BuildPushed), string(BuildFailed))
+// UnfinishedBuilds returns app's builds (every app's when app is "") not in
+// a final state, oldest first: after a crash these were interrupted.
+func (s *Store) UnfinishedBuilds(ctx context.Context, app string) ([]Build, error) {
+	q, args := `SELECT `+buildColumns+` FROM builds WHERE state NOT IN (?, ?)`, []any{string(BuildPushed), string(BuildFailed)}
+	if app != "" {
+		q, args = q+` AND app = ?`, append(args, app)
+	}
+	return queryAll(ctx, s.db, "list unfinished builds", scanBuild, q+` ORDER BY id`, args...)
 }
 
 func scanBuild(r rowScanner) (Build, error) {

@@ -101,7 +101,7 @@ func TestBuildLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	un, err := s.UnfinishedBuilds(ctx)
+	un, err := s.UnfinishedBuilds(ctx, "")
 	if err != nil || len(un) != 1 || un[0].ID != b.ID {
 		t.Fatalf("UnfinishedBuilds = %+v, %v; want the building one", un, err)
 	}
@@ -125,7 +125,7 @@ func TestBuildLifecycle(t *testing.T) {
 	if ref := got.Reference(); ref != "127.0.0.1:5000/demo@sha256:aa" {
 		t.Errorf("Reference = %q", ref)
 	}
-	un, _ = s.UnfinishedBuilds(ctx)
+	un, _ = s.UnfinishedBuilds(ctx, "")
 	if len(un) != 0 {
 		t.Errorf("UnfinishedBuilds after push = %+v, want none", un)
 	}

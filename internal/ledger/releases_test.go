@@ -76,7 +76,7 @@ func TestDeployments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []DeploymentCount{{"prod", KindRelease, StateRefused, 1}, {"prod", KindRelease, StateSucceeded, 1}}
+	want := []DeploymentCount{{"", "prod", KindRelease, StateRefused, 1}, {"", "prod", KindRelease, StateSucceeded, 1}}
 	if diff := cmp.Diff(want, counts); diff != "" {
 		t.Errorf("Counts (-want +got):\n%s", diff)
 	}

@@ -13,6 +13,7 @@ import (
 // Status is what runs where: the answer of `slipway status`. Its JSON form
 // is a documented contract (docs/api.md).
 type Status struct {
+	// App is the application's name.
 	App          string      `json:"app"`
 	Environments []EnvStatus `json:"environments"`
 	// Pending are the commits of the chain's branch the final environment
@@ -27,7 +28,7 @@ type EnvStatus struct {
 	// automatic one takes its commits from.
 	Mode        string  `json:"mode"`
 	Branch      string  `json:"branch"`
-	From        string  `json:"from,omitempty"`
+	From        string  `json:"from"`
 	Commit      *string `json:"commit"`
 	ShortCommit *string `json:"shortCommit"`
 	Release     *string `json:"release"`

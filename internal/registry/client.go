@@ -250,6 +250,24 @@ func (c *Client) Tag(ctx context.Context, repo, tag string, digest v1.Hash) erro
 	return nil
 }
 
+// Untag deletes repo:tag; the image stays (under its digest, and any other
+// tag). A tag that does not exist is not an error.
+func (c *Client) Untag(ctx context.Context, repo, tag string) error {
+	r, err := c.Repository(repo)
+	if err != nil {
+		return err
+	}
+	ref, err := reference(r, tag)
+	if err != nil {
+		return err
+	}
+	err = c.retry(ctx, func() error { return remote.Delete(ref, c.options(ctx)...) })
+	if err != nil && !errors.Is(classify(err), ErrNotFound) {
+		return fmt.Errorf("delete tag %s: %w", ref, classify(err))
+	}
+	return nil
+}
+
 // Image returns the image repo@digest (layers are fetched as they are read).
 func (c *Client) Image(ctx context.Context, repo string, digest v1.Hash) (v1.Image, error) {
 	r, err := c.Repository(repo)

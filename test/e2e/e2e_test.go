@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -29,7 +28,6 @@ import (
 	"slipway.dev/slipway/internal/api"
 	"slipway.dev/slipway/internal/cli"
 	"slipway.dev/slipway/internal/demo"
-	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/deploy/local"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/pipeline"
@@ -138,7 +136,7 @@ func (e *env) startServe() {
 			e.t.Fatalf("serve stopped: %v\n%s", err, out.String())
 		default:
 		}
-		_, err := api.NewClient(e.apiURL, "").Status(context.Background())
+		_, err := api.NewClient(e.apiURL, "").Status(context.Background(), "")
 		return err == nil
 	})
 }
@@ -552,12 +550,12 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	c := api.NewClient(e.apiURL, "")
 	e.waitFor("the prod rollout to start", func() bool {
-		d, err := c.Deployment(context.Background(), rel.ID)
+		d, err := c.Deployment(context.Background(), "", rel.ID)
 		return err == nil && d.Step == "deploy"
 	})
 	e.kill()
 	e.startServe()
-	d, err := c.Wait(context.Background(), rel.ID, nil)
+	d, err := c.Wait(context.Background(), "", rel.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -616,7 +614,8 @@ func (e *env) logPushToDev(commit string, pushed, serving time.Time) {
 func stopEnvironments(t *testing.T, dataDir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b, err := local.New(local.Options{Dir: filepath.Join(dataDir, "run"), Store: noStore{}})
+	b, err := local.New(local.Options{Dir: filepath.Join(dataDir, "run", demo.AppName), App: demo.AppName,
+		LegacyDir: filepath.Join(dataDir, "run")})
 	if err != nil {
 		t.Log(err)
 		return
@@ -626,12 +625,4 @@ func stopEnvironments(t *testing.T, dataDir string) {
 			t.Logf("stop %s: %v", env, err)
 		}
 	}
-}
-
-type noStore struct{}
-
-func (noStore) SaveDesired(context.Context, deploy.Spec) error { return nil }
-func (noStore) DeleteDesired(context.Context, string) error    { return nil }
-func (noStore) LoadDesired(context.Context) ([]deploy.Spec, error) {
-	return nil, errors.New("not used")
 }

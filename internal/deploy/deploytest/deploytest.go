@@ -58,8 +58,8 @@ type Fixture struct {
 
 // Run runs the conformance suite against the backend newBackend makes.
 // The subtests run in order on one environment: deploy, scale up, scale
-// down, update, failed update, stop; then a second environment checks that
-// environments are independent.
+// down, update, failed update, stopped (0 replicas) and started again,
+// stop; a second environment checks that environments are independent.
 func Run(t *testing.T, newBackend func(t testing.TB) deploy.Backend, fx Fixture) {
 	ctx := t.Context()
 	b := newBackend(t)
@@ -199,6 +199,25 @@ func Run(t *testing.T, newBackend func(t testing.TB) deploy.Backend, fx Fixture)
 			t.Errorf("RolloutError has no log lines of the failing replica: %v", re)
 		}
 		check(t, fx.V2, 2)
+	})
+
+	t.Run("stopped with 0 replicas, then started again", func(t *testing.T) {
+		if err := b.Apply(ctx, spec(fx.V2, 0)); err != nil {
+			t.Fatalf("Apply(V2, 0 replicas): %v", err)
+		}
+		st, err := b.Status(ctx, env)
+		if err != nil {
+			t.Fatalf("Status of the stopped environment: %v, want a status saying it is stopped", err)
+		}
+		if !st.Stopped || st.Healthy || st.Replicas.Desired != 0 || st.Replicas.Ready != 0 || st.Commit != fx.V2.Commit {
+			t.Fatalf("Status = %+v; want stopped, not healthy, no replica wanted or ready, still naming V2", st)
+		}
+		if err := b.Apply(ctx, spec(fx.V2, 2)); err != nil {
+			t.Fatalf("Apply(V2, 2 replicas) to start it again: %v", err)
+		}
+		if st := check(t, fx.V2, 2); st.Stopped {
+			t.Errorf("started again, Status still says stopped: %+v", st)
+		}
 	})
 
 	t.Run("second environment is independent", func(t *testing.T) {

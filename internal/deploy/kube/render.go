@@ -219,7 +219,10 @@ func Render(spec deploy.Spec, s Settings) ([]Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	if k.Autoscaling.Enabled() {
+	// A stopped environment (no replicas) has no autoscaler: it would
+	// want at least one replica.
+	autoscaled := k.Autoscaling.Enabled() && spec.Replicas > 0
+	if autoscaled {
 		optional = append(optional, "HorizontalPodAutoscaler")
 	}
 	if k.PodDisruptionBudget.Enabled() {
@@ -228,7 +231,7 @@ func Render(spec deploy.Spec, s Settings) ([]Object, error) {
 	dep.Annotations[AnnotationObjects] = strings.Join(optional, ",")
 	out = append(out, dep)
 
-	if a := k.Autoscaling; a.Enabled() {
+	if a := k.Autoscaling; autoscaled {
 		minR := int32(a.MinReplicas)
 		if minR == 0 {
 			minR = int32(min(spec.Replicas, a.MaxReplicas))
@@ -392,7 +395,8 @@ func deployment(spec deploy.Spec, s Settings, meta metav1.ObjectMeta, selector, 
 			},
 		},
 	}
-	if !k.Autoscaling.Enabled() {
+	if !k.Autoscaling.Enabled() || spec.Replicas == 0 {
+		// Stopped: scaled to 0 even when an autoscaler runs it otherwise.
 		d.Spec.Replicas = ptr(int32(spec.Replicas))
 	}
 	return d, nil

@@ -65,14 +65,17 @@ func TestRenderGolden(t *testing.T) {
 		Hostnames: []string{"birthday.example.com"},
 	}
 	for _, tc := range []struct {
-		name string
-		env  config.Environment
+		name    string
+		env     config.Environment
+		stopped bool // rendered with 0 replicas
 	}{
-		{"plain", config.DefaultEnvironment("prod")},
-		{"prod-autoscaled", full},
-		{"dev-internal", dev},
-		{"dev-nodeport-ingress", ingress},
-		{"prod-loadbalancer-httproute", route},
+		{"plain", config.DefaultEnvironment("prod"), false},
+		{"prod-autoscaled", full, false},
+		// Stopped: scaled to 0, without the autoscaler.
+		{"prod-autoscaled-stopped", full, true},
+		{"dev-internal", dev, false},
+		{"dev-nodeport-ingress", ingress, false},
+		{"prod-loadbalancer-httproute", route, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()
@@ -82,7 +85,11 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			objs, err := Render(renderSpec(tc.env.Name), s)
+			spec := renderSpec(tc.env.Name)
+			if tc.stopped {
+				spec.Replicas = 0
+			}
+			objs, err := Render(spec, s)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -134,7 +134,11 @@ func statusOf(env string, s Settings, d *appsv1.Deployment, applied *deploy.Spec
 		}
 		st.Instances = append(st.Instances, r)
 	}
-	st.Healthy = done && len(msgs) == 0
+	if applied != nil && applied.Replicas == 0 && desired == 0 {
+		st.Stopped = true
+		msgs = append(msgs, fmt.Sprintf("stopped: scaled to 0; slipway start %s starts it", env))
+	}
+	st.Healthy = done && !st.Stopped && len(msgs) == 0
 	st.Message = strings.Join(msgs, "; ")
 	return st
 }

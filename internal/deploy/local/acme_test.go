@@ -251,7 +251,7 @@ func TestACMEBackend(t *testing.T) {
 	tlsPort, nothing := ports[0], ports[1]
 	p := startPebble(t, nothing, tlsPort, time.Hour)
 	v1r, _, _ := fixtureReleases(t)
-	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec("acme")
 	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, 1
 	spec.ListenAddr = fmt.Sprintf("127.0.0.1:%d", tlsPort)
@@ -275,7 +275,7 @@ func TestACMEBackend(t *testing.T) {
 		t.Errorf("replica saw X-Forwarded-Proto %q, want https", v)
 	}
 	u, _ := neturl.Parse(p.directory)
-	cache := filepath.Join(b.envDir("acme"), "acme", strings.ReplaceAll(u.Host, ":", "_"))
+	cache := filepath.Join(b.ownDir("acme"), "acme", strings.ReplaceAll(u.Host, ":", "_"))
 	fi, err := os.Stat(cache)
 	if err != nil {
 		t.Fatal(err)

@@ -44,6 +44,10 @@ type balancer struct {
 	// to it failed: the owner takes it out of the pool with setReady.
 	eject func(name string, err error)
 
+	// stopped, when set, is what every request is answered with (503):
+	// the environment was stopped.
+	stopped atomic.Pointer[string]
+
 	mu       sync.Mutex
 	backends []*backend
 }
@@ -183,7 +187,28 @@ func (b *balancer) setTrusted(proxies []string) {
 	b.trusted.Store(&ps)
 }
 
+// setStopped has every request answered 503 with a text saying that app's
+// environment is stopped and how to start it; with app "" it serves again.
+func (b *balancer) setStopped(app string) {
+	if app == "" {
+		b.stopped.Store(nil)
+		return
+	}
+	msg := fmt.Sprintf("slipway: environment %s of %s is stopped; start it with: slipway start %s --app %s\n", b.env, app, b.env, app)
+	b.stopped.Store(&msg)
+}
+
 func (b *balancer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if msg := b.stopped.Load(); msg != nil {
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Slipway-Environment", b.env)
+		h.Set("Retry-After", "60")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, *msg)
+		return
+	}
 	if req.Body != nil && req.Body != http.NoBody {
 		if _, ok := req.Body.(*clientBody); !ok {
 			// From the HTTP/2 server: failures to read it are the

@@ -34,7 +34,7 @@ func birthdaySpec(env string, rel deploytest.Release, replicas int) deploy.Spec 
 func BenchmarkRollingUpdate(b *testing.B) {
 	v1r, v2r, _ := builtBirthdayApp(b)
 	rels := []deploytest.Release{v1r, v2r}
-	be := newTestBackend(b, shortTempDir(b), &memStore{})
+	be := newTestBackend(b, shortTempDir(b))
 	ctx := context.Background()
 	if err := be.Apply(ctx, birthdaySpec("bench", v1r, 4)); err != nil {
 		b.Fatal(err)
@@ -72,7 +72,7 @@ func TestBalancerVersusNginx(t *testing.T) {
 
 	v1r, _, _ := builtBirthdayApp(t)
 	dir := shortTempDir(t)
-	be := newTestBackend(t, dir, &memStore{})
+	be := newTestBackend(t, dir)
 	spec := birthdaySpec("bench", v1r, replicas)
 	// The same certificate for both: ECDSA P-256, as ACME gives by default.
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")

@@ -87,7 +87,7 @@ func TestBirthdayApp(t *testing.T) {
 
 	t.Run("conformance", func(t *testing.T) {
 		deploytest.Run(t, func(t testing.TB) deploy.Backend {
-			return newTestBackend(t, shortTempDir(t), &memStore{})
+			return newTestBackend(t, shortTempDir(t))
 		}, deploytest.Fixture{
 			V1: v1r, V2: v2r, Broken: broken,
 			Spec:               func(t testing.TB, env string) deploy.Spec { return birthdayBase(env) },
@@ -98,7 +98,7 @@ func TestBirthdayApp(t *testing.T) {
 
 	t.Run("zero downtime", func(t *testing.T) {
 		ctx := t.Context()
-		be := newTestBackend(t, shortTempDir(t), &memStore{})
+		be := newTestBackend(t, shortTempDir(t))
 		spec := func(rel deploytest.Release, replicas int) deploy.Spec {
 			s := birthdayBase("zdt")
 			s.Image, s.Commit, s.Version, s.Replicas = rel.Image, rel.Commit, rel.Version, replicas

@@ -27,6 +27,38 @@ import (
 //	POST /stop    stops every replica and the load balancer, then exits
 const socketName = "ctl.sock"
 
+// maxSocketPath is the longest path a unix socket address holds (sun_path
+// is 108 bytes with its NUL). A longer socket path is reached through the
+// /proc/self/fd link of its directory, which is short whatever the
+// directory's own path: data directories, app and environment names are
+// not limited by it.
+const maxSocketPath = 107
+
+// socketAddr returns an address for the unix socket at path that fits a
+// socket address, and a func to call once the address is no longer used
+// (bound sockets are unlinked through it when they close).
+func socketAddr(path string) (addr string, done func(), err error) {
+	if len(path) <= maxSocketPath {
+		return path, func() {}, nil
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(path)), func() { dir.Close() }, nil
+}
+
+// dialSocket connects to the unix socket at path, however long the path.
+func dialSocket(ctx context.Context, path string) (net.Conn, error) {
+	addr, done, err := socketAddr(path)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "unix", Err: err}
+	}
+	defer done()
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", addr)
+}
+
 type applyRequest struct {
 	Spec  deploy.Spec `json:"spec"`
 	Image imageFiles  `json:"image"`
@@ -60,9 +92,14 @@ func runSupervisor(ctx context.Context, dir string, logger *slog.Logger) error {
 	}
 	sock := filepath.Join(dir, socketName)
 	os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
+	addr, closeAddr, err := socketAddr(sock)
 	if err != nil {
 		return fmt.Errorf("control socket: %w", err)
+	}
+	defer closeAddr()
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", sock, err)
 	}
 	if err := os.Chmod(sock, 0o600); err != nil {
 		return fmt.Errorf("control socket: %w", err)
@@ -170,8 +207,7 @@ func newControl(dir string) *control {
 	sock := filepath.Join(dir, socketName)
 	return &control{sock: sock, c: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
+			return dialSocket(ctx, sock)
 		},
 		DisableKeepAlives: true,
 	}}}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,77 +30,43 @@ import (
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/deploy/deploytest"
-	"slipway.dev/slipway/internal/ledger"
 )
 
 func TestMain(m *testing.M) {
 	SupervisorMain()
 	if dir := os.Getenv("SLIPWAY_TEST_CONTROLLER"); dir != "" {
-		os.Exit(runTestController(dir, os.Getenv("SLIPWAY_TEST_LEDGER")))
+		os.Exit(runTestController(dir, os.Getenv("SLIPWAY_TEST_SPEC")))
 	}
 	os.Exit(m.Run())
 }
 
 // runTestController stands for slipway's controller in tests of restarts:
-// it restores every environment recorded in the ledger, says so on stdout,
+// it applies the spec recorded as JSON in specPath (as the controller
+// deploys what its ledger says an environment runs), says so on stdout,
 // and then runs until it is killed.
-func runTestController(dir, ledgerPath string) int {
+func runTestController(dir, specPath string) int {
 	ctx := context.Background()
-	store, err := ledger.Open(ctx, ledgerPath)
+	raw, err := os.ReadFile(specPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	b, err := New(Options{Dir: dir, Store: store})
+	var spec deploy.Spec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	b, err := New(Options{Dir: dir})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := b.Restore(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "restore:", err)
+	if err := b.Apply(ctx, spec); err != nil {
+		fmt.Fprintln(os.Stderr, "apply:", err)
 		return 1
 	}
-	fmt.Println("restored")
+	fmt.Println("applied")
 	select {}
-}
-
-// memStore is a StateStore in memory, for tests.
-type memStore struct {
-	mu    sync.Mutex
-	specs map[string]deploy.Spec
-}
-
-func (s *memStore) SaveDesired(_ context.Context, spec deploy.Spec) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.specs == nil {
-		s.specs = map[string]deploy.Spec{}
-	}
-	s.specs[spec.Environment] = spec
-	return nil
-}
-
-func (s *memStore) DeleteDesired(_ context.Context, env string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.specs, env)
-	return nil
-}
-
-func (s *memStore) LoadDesired(context.Context) ([]deploy.Spec, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []deploy.Spec
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range s.specs {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
-		out = append(out, s.specs[k])
-	}
-	return out, nil
 }
 
 // shortTempDir is a temporary directory with a path short enough for unix
@@ -117,9 +83,16 @@ func shortTempDir(t testing.TB) string {
 
 // newTestBackend returns a Backend on a fresh directory whose environments
 // are all stopped when the test ends.
-func newTestBackend(t testing.TB, dir string, store StateStore) *Backend {
+func newTestBackend(t testing.TB, dir string) *Backend {
 	t.Helper()
-	b, err := New(Options{Dir: dir, Store: store})
+	return newTestBackendOpts(t, Options{Dir: dir})
+}
+
+// newTestBackendOpts is newTestBackend with options.
+func newTestBackendOpts(t testing.TB, opts Options) *Backend {
+	t.Helper()
+	dir := opts.Dir
+	b, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +275,7 @@ func baseSpec(env string) deploy.Spec {
 func TestConformance(t *testing.T) {
 	v1r, v2r, broken := fixtureReleases(t)
 	deploytest.Run(t, func(t testing.TB) deploy.Backend {
-		return newTestBackend(t, shortTempDir(t), &memStore{})
+		return newTestBackend(t, shortTempDir(t))
 	}, deploytest.Fixture{
 		V1: v1r, V2: v2r, Broken: broken,
 		Spec:               func(t testing.TB, env string) deploy.Spec { return baseSpec(env) },

@@ -76,7 +76,7 @@ func TestFrontendUnderProbes(t *testing.T) {
 
 	v1r, _, _ := builtBirthdayApp(t)
 	dir := shortTempDir(t)
-	be := newTestBackend(t, dir, &memStore{})
+	be := newTestBackend(t, dir)
 	if err := be.Apply(t.Context(), birthdaySpec("bench", v1r, 4)); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ package local
 
 import (
 	"bufio"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,15 +15,14 @@ import (
 
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/deploy/deploytest"
-	"slipway.dev/slipway/internal/ledger"
 )
 
 // startController runs a controller process (see runTestController) and
-// returns once it restored the recorded environments.
-func startController(t *testing.T, dir, ledgerPath string) *exec.Cmd {
+// returns once it applied the spec recorded in specPath.
+func startController(t *testing.T, dir, specPath string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SLIPWAY_TEST_CONTROLLER="+dir, "SLIPWAY_TEST_LEDGER="+ledgerPath)
+	cmd.Env = append(os.Environ(), "SLIPWAY_TEST_CONTROLLER="+dir, "SLIPWAY_TEST_SPEC="+specPath)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -34,7 +34,7 @@ func startController(t *testing.T, dir, ledgerPath string) *exec.Cmd {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	line, err := bufio.NewReader(out).ReadString('\n')
-	if line != "restored\n" {
+	if line != "applied\n" {
 		t.Fatalf("controller: %q, %v; stderr: %s", line, err, stderr.String())
 	}
 	return cmd
@@ -48,29 +48,35 @@ func kill9(t *testing.T, cmd *exec.Cmd) {
 	cmd.Wait()
 }
 
+// recordSpec writes spec where the test controller reads it, as the
+// controller's ledger records a deployment before acting on it.
+func recordSpec(t *testing.T, path string, spec deploy.Spec) {
+	t.Helper()
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRestartUnderLoad kills the controller with SIGKILL while an
-// environment serves a steady load, starts it again (it adopts what runs),
-// and once more after a new desired state was recorded but not acted on
-// (it reconciles): every request must succeed, and the environment must end
-// in the desired state.
+// environment serves a steady load, starts it again (it adopts what runs:
+// applying the same state restarts no replica), and once more after a new
+// desired state was recorded but not acted on (it reconciles): every
+// request must succeed, and the environment must end in the desired state.
 func TestRestartUnderLoad(t *testing.T) {
 	v1r, v2r, _ := fixtureReleases(t)
 	ctx := t.Context()
 	dir := shortTempDir(t)
-	ledgerPath := filepath.Join(dir, ledger.FileName)
-	store, err := ledger.Open(ctx, ledgerPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	b := newTestBackend(t, dir, store) // reads status; stops everything at the end
+	specPath := filepath.Join(dir, "desired.json")
+	b := newTestBackend(t, dir) // reads status; stops everything at the end
 	spec := baseSpec("restart")
 	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, 2
 	spec = spec.WithDefaults()
-	if err := store.SaveDesired(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
-	ctl := startController(t, dir, ledgerPath)
+	recordSpec(t, specPath, spec)
+	ctl := startController(t, dir, specPath)
 	st, err := b.Status(ctx, "restart")
 	if err != nil || !st.Healthy {
 		t.Fatalf("after the first controller: %+v, %v", st, err)
@@ -90,7 +96,7 @@ func TestRestartUnderLoad(t *testing.T) {
 		time.Sleep(time.Second)
 	})
 	phase("controller started again (adopts)", func() {
-		ctl = startController(t, dir, ledgerPath)
+		ctl = startController(t, dir, specPath)
 	})
 	st, err = b.Status(ctx, "restart")
 	if err != nil {
@@ -103,12 +109,10 @@ func TestRestartUnderLoad(t *testing.T) {
 		kill9(t, ctl)
 		want := spec
 		want.Image, want.Commit, want.Version, want.Replicas = v2r.Image, v2r.Commit, v2r.Version, 3
-		if err := store.SaveDesired(ctx, want); err != nil {
-			t.Fatal(err)
-		}
+		recordSpec(t, specPath, want)
 	})
 	phase("controller started again (reconciles)", func() {
-		ctl = startController(t, dir, ledgerPath)
+		ctl = startController(t, dir, specPath)
 	})
 	l.stop()
 	l.check(t, "total", counts{}, time.Since(l.start))

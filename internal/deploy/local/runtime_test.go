@@ -29,7 +29,7 @@ type deployed struct {
 func deployFixture(t *testing.T, env string, replicas int) *deployed {
 	t.Helper()
 	v1r, _, _ := fixtureReleases(t)
-	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec(env)
 	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, replicas
 	if err := b.Apply(t.Context(), spec); err != nil {
@@ -87,7 +87,7 @@ func TestIsolation(t *testing.T) {
 	}
 	if st.Isolation != deploy.IsolationNamespaces {
 		t.Fatalf("as root, isolation = %q, want %q (supervisor log: %s)", st.Isolation, deploy.IsolationNamespaces,
-			strings.Join(lastLines(d.b.envDir("iso")+"/supervisor.log", 5), "\n"))
+			strings.Join(lastLines(d.b.ownDir("iso")+"/supervisor.log", 5), "\n"))
 	}
 	for _, want := range []string{"DATA_DIR=/slipway/data", "DATABASE_URL=sqlite:/slipway/data/fixture.db", "PID=1\n"} {
 		if !strings.Contains(body, want) {
@@ -99,7 +99,7 @@ func TestIsolation(t *testing.T) {
 func TestPlainProcess(t *testing.T) {
 	v1r, _, _ := fixtureReleases(t)
 	dir := shortTempDir(t)
-	b, err := New(Options{Dir: dir, Store: &memStore{}, NoSandbox: true})
+	b, err := New(Options{Dir: dir, NoSandbox: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestPlainProcess(t *testing.T) {
 		t.Errorf("isolation = %q, want %q", st.Isolation, deploy.IsolationProcess)
 	}
 	_, body := httpGet(t, st.URL+"/env")
-	for _, want := range []string{"DATA_DIR=" + b.envDir("plain") + "/data\n", "DATABASE_URL=sqlite:" + b.envDir("plain") + "/data/fixture.db\n"} {
+	for _, want := range []string{"DATA_DIR=" + b.ownDir("plain") + "/data\n", "DATABASE_URL=sqlite:" + b.ownDir("plain") + "/data/fixture.db\n"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("replica's /env = %q, want it to contain %q (the host's directory)", body, want)
 		}
@@ -352,7 +352,7 @@ func TestUnreadyReplicaIsEjected(t *testing.T) {
 
 func TestCrashingReleaseFailsRollout(t *testing.T) {
 	v1r, _, _ := fixtureReleases(t)
-	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec("crash")
 	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, "crashes", 1
 	spec.Env = map[string]string{"FIXTURE_CRASH": "1"}
@@ -375,7 +375,7 @@ func TestCrashLoopIsReported(t *testing.T) {
 	st := d.status(t)
 	victim := st.Instances[0]
 	// From now on the fixture exits at start.
-	if err := os.WriteFile(d.b.envDir("loop")+"/data/crash", nil, 0o644); err != nil {
+	if err := os.WriteFile(d.b.ownDir("loop")+"/data/crash", nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
@@ -464,7 +464,7 @@ func TestLivenessFailureRestartsReplica(t *testing.T) {
 
 func TestStopKillsReplicaIgnoringSIGTERM(t *testing.T) {
 	v1r, _, _ := fixtureReleases(t)
-	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec("stubborn")
 	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, 2
 	spec.Env = map[string]string{"FIXTURE_IGNORE_TERM": "1"}

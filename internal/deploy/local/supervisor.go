@@ -196,14 +196,22 @@ func (s *supervisor) apply(spec deploy.Spec, img imageFiles) error {
 		s.mu.Unlock()
 	}()
 	s.logger.Info("apply", "version", spec.Version, "revision", rev.id, "replicas", spec.Replicas, "cause", spec.Cause)
+	if spec.Replicas == 0 {
+		// Stopping: new requests are told so at once, while the
+		// replicas finish the ones they have.
+		s.lb.setStopped(spec.App)
+	}
 	rerr := s.converge(rev, spec.Replicas, spec.Strategy)
 	if rerr == nil {
 		s.mu.Lock()
-		if prev == nil || prev.id != rev.id {
+		if prev == nil || prev.id != rev.id || stopped(prev.spec) != stopped(spec) {
 			s.since = s.clock.Now()
 		}
 		s.current = rev
 		s.mu.Unlock()
+		if !stopped(spec) {
+			s.lb.setStopped("")
+		}
 		return s.saveSpec(spec)
 	}
 	s.logger.Warn("rollout failed", "version", spec.Version, "reason", rerr.Reason)
@@ -215,6 +223,9 @@ func (s *supervisor) apply(spec deploy.Spec, img imageFiles) error {
 	}
 	return rerr
 }
+
+// stopped reports whether spec stops its environment.
+func stopped(spec deploy.Spec) bool { return spec.Replicas == 0 }
 
 func (s *supervisor) saveSpec(spec deploy.Spec) error {
 	b, err := json.MarshalIndent(spec, "", "  ")
@@ -489,7 +500,11 @@ func (s *supervisor) status() deploy.Status {
 			problems = append([]string{p}, problems...)
 		}
 	}
-	st.Healthy = s.current != nil && st.Replicas.Ready >= st.Replicas.Desired && len(problems) == 0
+	st.Stopped = desired != nil && stopped(desired.spec)
+	if st.Stopped {
+		problems = append(problems, fmt.Sprintf("stopped: its address answers 503; slipway start %s starts it", st.Environment))
+	}
+	st.Healthy = s.current != nil && !st.Stopped && st.Replicas.Ready >= st.Replicas.Desired && len(problems) == 0
 	st.Message = strings.Join(problems, "; ")
 	return st
 }

@@ -335,7 +335,7 @@ func TestTLSBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec("secure")
 	spec.Image, spec.Commit, spec.Version, spec.Replicas = v1r.Image, v1r.Commit, v1r.Version, 2
 	spec.Frontend.TLS = &deploy.TLS{CertFile: certFile, KeyFile: keyFile, RedirectFrom: "127.0.0.1:" + strconv.Itoa(redirect)}

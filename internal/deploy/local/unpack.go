@@ -12,10 +12,13 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"slipway.dev/slipway/internal/registry"
 )
 
 // ErrUnsafeImage means an image layer holds an entry that would land
@@ -36,10 +39,12 @@ type imageFiles struct {
 
 // unpacker pulls images and unpacks each digest once under dir.
 type unpacker struct {
-	dir  string
-	opts []remote.Option
-	// insecure allows plain HTTP to registries other than localhost.
-	insecure bool
+	dir string
+	// reg pulls: credentials, retries and insecure registries are its.
+	reg *registry.Client
+	// retryDelay is the first pause before a pull is tried again
+	// (pullRetryDelay when 0).
+	retryDelay time.Duration
 
 	locks keyedLocks // per digest
 }
@@ -47,24 +52,65 @@ type unpacker struct {
 // unpack returns the files of image (pinned to a digest), pulling and
 // unpacking them the first time the digest is seen.
 func (u *unpacker) unpack(ctx context.Context, image string) (imageFiles, error) {
-	var nopts []name.Option
-	if u.insecure {
-		nopts = append(nopts, name.Insecure)
+	repo, digest, ok := strings.Cut(image, "@")
+	if !ok {
+		return imageFiles{}, fmt.Errorf("image %q: not pinned to a digest: use REGISTRY/REPO@sha256:<64 hex>", image)
 	}
-	ref, err := name.NewDigest(image, nopts...)
+	hash, err := v1.NewHash(digest)
 	if err != nil {
 		return imageFiles{}, fmt.Errorf("image %q: %w", image, err)
 	}
-	digest := ref.DigestStr()
 	dir := filepath.Join(u.dir, strings.ReplaceAll(digest, ":", "-"))
 	defer u.locks.lock(digest)()
 
 	if files, err := readImageFiles(dir); err == nil {
 		return files, nil
 	}
-	img, err := remote.Image(ref, append([]remote.Option{remote.WithContext(ctx)}, u.opts...)...)
+	// The registry client retries each request it makes itself; the
+	// config and layers are read afterwards, so a registry that fails
+	// one of them for a moment has the whole pull tried again.
+	delay := u.retryDelay
+	if delay == 0 {
+		delay = pullRetryDelay
+	}
+	for attempt := 1; ; attempt++ {
+		files, err := u.pull(ctx, image, repo, hash, dir)
+		if err == nil || attempt == pullAttempts || !temporary(err) {
+			return files, err
+		}
+		select {
+		case <-ctx.Done():
+			return files, err
+		case <-time.After(delay):
+		}
+		delay *= 3
+	}
+}
+
+// pullAttempts is how often a pull is tried when the registry fails for a
+// moment, pullRetryDelay the first pause between tries (then threefold).
+const pullAttempts = 3
+
+const pullRetryDelay = 250 * time.Millisecond
+
+// temporary reports whether a pull that failed with err may succeed when
+// tried again: the registry answered 5xx, 408 or 429, or the connection
+// broke.
+func temporary(err error) bool {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return te.Temporary()
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// pull reads image (repo at hash) from the registry and unpacks it into
+// dir.
+func (u *unpacker) pull(ctx context.Context, image, repo string, hash v1.Hash, dir string) (imageFiles, error) {
+	digest := hash.String()
+	img, err := u.reg.Image(ctx, repo, hash)
 	if err != nil {
-		return imageFiles{}, fmt.Errorf("pull %s: %w", image, err)
+		return imageFiles{}, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {

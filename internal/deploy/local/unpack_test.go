@@ -102,7 +102,7 @@ func TestDeployRefusesImageWithEscapingEntry(t *testing.T) {
 	evil := tarLayer(t, tarEntry{hdr: tar.Header{Name: "../../../../tmp/slipway-escape"}, body: []byte("x")})
 	c := strings.Repeat("3c", 20)
 	ref := reg.push(t, "evil", fixtureImage(t, c, evil))
-	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec("evil")
 	spec.Image, spec.Commit, spec.Version, spec.Replicas = ref, c, "evil", 1
 	err := b.Apply(t.Context(), spec)

@@ -15,7 +15,7 @@ import (
 // get a 2xx answer.
 func TestZeroDowntime(t *testing.T) {
 	v1r, v2r, broken := fixtureReleases(t)
-	b := newTestBackend(t, shortTempDir(t), &memStore{})
+	b := newTestBackend(t, shortTempDir(t))
 	ctx := t.Context()
 	spec := func(img, commit, version string, replicas int, env map[string]string) deploy.Spec {
 		s := baseSpec("zdt")

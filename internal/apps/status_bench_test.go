@@ -1,8 +1,10 @@
-package api
+package apps
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/gitsource"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/pipeline"
@@ -21,8 +25,32 @@ import (
 type steadyRuntime struct{}
 
 func (steadyRuntime) Deploy(ctx context.Context, d ledger.Deployment) error { return nil }
-func (steadyRuntime) Health(ctx context.Context, env string) (pipeline.Health, error) {
-	return pipeline.Health{Ready: 4, Desired: 4, Healthy: true}, nil
+func (steadyRuntime) Status(ctx context.Context, env string) (deploy.Status, error) {
+	return deploy.Status{Environment: env, Replicas: deploy.Replicas{Ready: 4, Desired: 4}, Healthy: true}, nil
+}
+
+// controllerApp serves one controller as an App: the benchmark only asks
+// for its status.
+type controllerApp struct{ *pipeline.Controller }
+
+func (controllerApp) Name() string    { return "app" }
+func (controllerApp) RepoURL() string { return "" }
+func (controllerApp) Logs(ctx context.Context, env string, follow bool, w io.Writer) error {
+	return errors.ErrUnsupported
+}
+func (controllerApp) Builds(ctx context.Context, f ledger.BuildFilter) ([]ledger.Build, error) {
+	return nil, nil
+}
+
+type benchApps struct{ app controllerApp }
+
+func (b benchApps) List() []api.App { return []api.App{b.app} }
+func (b benchApps) Get(name string) (api.App, bool) {
+	return b.app, name == b.app.Name()
+}
+func (benchApps) Leftovers(ctx context.Context) ([]api.Leftover, error) { return nil, nil }
+func (benchApps) Remove(ctx context.Context, req api.RemoveRequest) (api.RemoveReport, error) {
+	return api.RemoveReport{}, errors.ErrUnsupported
 }
 
 // BenchmarkStatus is `slipway status` against a controller whose ledger
@@ -70,10 +98,10 @@ func BenchmarkStatus(b *testing.B) {
 	ctl, err := pipeline.New(pipeline.Config{
 		Envs: []pipeline.Env{
 			{Name: "dev", Branch: "master", Automatic: true, URL: "http://127.0.0.1:8081", Replicas: 2},
-			{Name: "prod", Branch: "release", URL: "http://127.0.0.1:8080", Replicas: 4},
+			{Name: "prod", Branch: "release", RequireVerifiedOn: "dev", URL: "http://127.0.0.1:8080", Replicas: 4},
 		},
 		PollInterval: time.Hour,
-	}, pipeline.Deps{Repo: &pipeline.GitRepo{Source: src}, Deployer: steadyRuntime{}, Store: store.Deployments()})
+	}, pipeline.Deps{Repo: &GitRepo{Source: src}, Deployer: steadyRuntime{}, Store: store.Deployments()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,12 +109,12 @@ func BenchmarkStatus(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := NewServer(ctl, nil, "t", nil)
+	srv := api.NewServer(benchApps{controllerApp{ctl}}, "t", nil)
 	go srv.Serve(l)
 	defer srv.Shutdown(ctx)
-	c := NewClient("http://"+l.Addr().String(), "")
+	c := api.NewClient("http://"+l.Addr().String(), "")
 
-	st, err := c.Status(ctx)
+	st, err := c.Status(ctx, "")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,7 +123,7 @@ func BenchmarkStatus(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := c.Status(ctx); err != nil {
+		if _, err := c.Status(ctx, ""); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,0 +1,374 @@
+// Package apps wires slipway's parts into one running controller for every
+// app of the configuration: each app gets its repository mirror, builder,
+// registry tags, runtime and pipeline; all of them share the ledger, the
+// embedded registry and a limit on concurrent builds. It is the one place
+// where the parts meet (serve and demo use it), and it is what the API
+// serves.
+package apps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/build"
+	"slipway.dev/slipway/internal/config"
+	"slipway.dev/slipway/internal/deploy"
+	"slipway.dev/slipway/internal/deploy/kube"
+	"slipway.dev/slipway/internal/deploy/local"
+	"slipway.dev/slipway/internal/gitsource"
+	"slipway.dev/slipway/internal/ledger"
+	"slipway.dev/slipway/internal/pipeline"
+	"slipway.dev/slipway/internal/registry"
+)
+
+// RuntimeDir is the local runtime's directory in the data directory; short,
+// because the runtime's unix sockets live below it.
+const RuntimeDir = "run"
+
+// ErrConfig marks an error the configuration must fix (a Kubernetes
+// cluster that cannot be found, say).
+var ErrConfig = errors.New("configuration")
+
+// Options say what to run and where.
+type Options struct {
+	Set *config.Set
+	// DataDir is slipway's data directory (absolute).
+	DataDir string
+	// RegistryAddr is where the embedded registry listens.
+	RegistryAddr string
+	Store        *ledger.Store
+	Logger       *slog.Logger
+	// PollInterval, when set, overrides every app's repo.poll (tests).
+	PollInterval time.Duration
+}
+
+// Backend is a runtime with logs.
+type Backend interface {
+	deploy.Backend
+	deploy.LogSource
+}
+
+// Apps are the apps of one configuration, wired and ready to Run.
+type Apps struct {
+	opts  Options
+	log   *slog.Logger
+	list  []*App
+	names map[string]*App
+	slots chan struct{}
+}
+
+// App is one app: its configuration, pipeline and runtime.
+type App struct {
+	Config     *config.Config
+	Controller *pipeline.Controller
+	Source     *gitsource.Source
+	Backend    Backend
+	Registry   *registry.Client
+	Repository string
+	store      *ledger.Store
+	deps       *ledger.Deployments
+	builder    *build.Builder
+}
+
+var (
+	_ api.Apps = (*Apps)(nil)
+	_ api.App  = (*App)(nil)
+)
+
+// Open wires every app of o.Set. It marks builds a previous run left
+// unfinished as failed, and claims the ledger rows of an older,
+// single-app slipway for the one app of a single-app configuration.
+func Open(ctx context.Context, o Options) (*Apps, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := o.Set.BuildConcurrency
+	if n <= 0 {
+		n = config.DefaultBuildConcurrency()
+	}
+	a := &Apps{opts: o, log: o.Logger, names: map[string]*App{}, slots: make(chan struct{}, n)}
+	if !o.Set.Multi && len(o.Set.Apps) == 1 {
+		claimed, err := o.Store.Deployments().ClaimUnowned(ctx, o.Set.Apps[0].App)
+		if err != nil {
+			return nil, err
+		}
+		if claimed > 0 {
+			a.log.Info("deployments of an earlier slipway given to the app", "app", o.Set.Apps[0].App, "deployments", claimed)
+		}
+	}
+	for _, cfg := range o.Set.Apps {
+		app, err := a.open(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("app %s: %w", cfg.App, err)
+		}
+		a.list = append(a.list, app)
+		a.names[cfg.App] = app
+	}
+	return a, nil
+}
+
+// appDir is where an app keeps its mirror, builds and logs: the data
+// directory itself for a single-app configuration (as slipway always did),
+// apps/APP in it for each app of several.
+func (a *Apps) appDir(app string) string {
+	if !a.opts.Set.Multi {
+		return a.opts.DataDir
+	}
+	return filepath.Join(a.opts.DataDir, "apps", app)
+}
+
+func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
+	log := a.log.With("app", cfg.App)
+	dir := a.appDir(cfg.App)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	reg := registry.NewClient(registry.Insecure(cfg.Registry.Insecure))
+	repository := cfg.ImageRepository(a.opts.RegistryAddr)
+	src := gitsource.New(cfg.Repo.URL, filepath.Join(dir, gitsource.MirrorDir))
+	builder := build.New(cfg, src, reg, repository, a.opts.Store, dir)
+	builder.Logger = log.With("component", "build")
+	interrupted, err := builder.Reconcile(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("mark builds interrupted by the last stop as failed: %w", err)
+	}
+	for _, b := range interrupted {
+		log.Warn("build interrupted by the last stop: marked failed; its commit is built again when needed", "build", b.ID, "commit", b.Commit)
+	}
+	backend, err := a.backend(cfg, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	deps := a.opts.Store.Deployments().ForApp(cfg.App)
+	poll := cfg.PollInterval()
+	if a.opts.PollInterval > 0 {
+		poll = a.opts.PollInterval
+	}
+	ctl, err := pipeline.New(pipeline.Config{App: cfg.App, Envs: ControllerEnvs(cfg), PollInterval: poll}, pipeline.Deps{
+		Repo:     &GitRepo{Source: src},
+		Builder:  ImageBuilder{Builder: builder, Slots: a.slots},
+		Tagger:   RegistryTagger{Client: reg, Repository: repository},
+		Deployer: Runtime{Backend: backend, Config: cfg},
+		Smoker:   build.Smoker{Source: src, Config: cfg, Dir: dir},
+		Store:    deps,
+		Logger:   log.With("component", "controller"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &App{Config: cfg, Controller: ctl, Source: src, Backend: backend, Registry: reg, Repository: repository,
+		store: a.opts.Store, deps: deps, builder: builder}, nil
+}
+
+// backend returns cfg's runtime.
+func (a *Apps) backend(cfg *config.Config, reg *registry.Client, log *slog.Logger) (Backend, error) {
+	if cfg.Runtime == config.RuntimeKubernetes {
+		rc, err := kube.RESTConfig(cfg.Kubernetes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		return kube.New(rc, kube.Options{Config: cfg, Logger: log.With("component", "runtime")})
+	}
+	return local.New(local.Options{
+		Dir:       filepath.Join(a.opts.DataDir, RuntimeDir, cfg.App),
+		App:       cfg.App,
+		LegacyDir: filepath.Join(a.opts.DataDir, RuntimeDir),
+		Registry:  reg,
+		Logger:    log.With("component", "runtime"),
+	})
+}
+
+// ControllerEnvs turns an app's environments into its controller's.
+func ControllerEnvs(cfg *config.Config) []pipeline.Env {
+	var envs []pipeline.Env
+	for i, e := range cfg.Environments {
+		url := e.EnvironmentURL()
+		if cfg.Runtime == config.RuntimeKubernetes {
+			if u, err := kube.URL(cfg, e.Name); err == nil {
+				url = u
+			}
+		}
+		pe := pipeline.Env{
+			Name:            e.Name,
+			Branch:          e.Branch,
+			From:            e.From,
+			Automatic:       e.Mode == config.ModeAutomatic,
+			URL:             url,
+			Replicas:        e.Replicas,
+			MinTimeVerified: e.MinTimeVerified,
+		}
+		if !pe.Automatic {
+			pe.RequireVerifiedOn = e.RequireVerifiedOn
+			if pe.RequireVerifiedOn == "" && i > 0 {
+				pe.RequireVerifiedOn = cfg.Environments[i-1].Name
+			}
+		}
+		if pe.From != "" {
+			pe.Branch = ""
+		}
+		envs = append(envs, pe)
+	}
+	return envs
+}
+
+// Run runs every app's controller until ctx ends, and a watch on each
+// repository on this machine that polls as soon as a push changes it.
+func (a *Apps) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(a.list))
+	for _, app := range a.list {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := app.Controller.Run(ctx); err != nil {
+				errs <- fmt.Errorf("app %s: %w", app.Config.App, err)
+				cancel()
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			watchRefs(ctx, app.Source, app.Controller)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return errors.Join(func() []error {
+		var out []error
+		for err := range errs {
+			out = append(out, err)
+		}
+		return out
+	}()...)
+}
+
+// StopAll removes every environment's replicas and load balancer (the
+// demo's end); data stays.
+func (a *Apps) StopAll(ctx context.Context) {
+	for _, app := range a.list {
+		for _, e := range app.Config.Environments {
+			if err := app.Backend.Stop(ctx, e.Name); err != nil && !errors.Is(err, deploy.ErrNotDeployed) {
+				a.log.Debug("stop environment", "app", app.Config.App, "env", e.Name, "err", err)
+			}
+		}
+	}
+}
+
+// watchRefs makes the controller look at a repository on this machine as
+// soon as a push changes its refs, rather than at the next poll.
+func watchRefs(ctx context.Context, src *gitsource.Source, ctl *pipeline.Controller) {
+	last, ok, _ := src.RefsStamp()
+	if !ok {
+		return
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		stamp, _, err := src.RefsStamp()
+		if err == nil && stamp != last {
+			last = stamp
+			ctl.Poll()
+		}
+	}
+}
+
+// List returns the apps in configuration order.
+func (a *Apps) List() []api.App {
+	out := make([]api.App, 0, len(a.list))
+	for _, app := range a.list {
+		out = append(out, app)
+	}
+	return out
+}
+
+// Get returns the app named name.
+func (a *Apps) Get(name string) (api.App, bool) {
+	app, ok := a.names[name]
+	if !ok {
+		return nil, false
+	}
+	return app, true
+}
+
+// All returns the apps in configuration order.
+func (a *Apps) All() []*App { return a.list }
+
+// Name is the app's name.
+func (p *App) Name() string { return p.Config.App }
+
+// RepoURL is the app's repository as configured.
+func (p *App) RepoURL() string { return p.Config.Repo.URL }
+
+// Status reports the app's environments.
+func (p *App) Status(ctx context.Context) (pipeline.Status, error) { return p.Controller.Status(ctx) }
+
+// History lists the app's newest deployments.
+func (p *App) History(ctx context.Context, env string, limit int) ([]ledger.Deployment, error) {
+	return p.Controller.History(ctx, env, limit)
+}
+
+// Diff lists the commits one environment runs and another does not.
+func (p *App) Diff(ctx context.Context, from, to string) ([]pipeline.Commit, error) {
+	return p.Controller.Diff(ctx, from, to)
+}
+
+// Deployment returns one of the app's deployments.
+func (p *App) Deployment(ctx context.Context, id int64) (ledger.Deployment, error) {
+	return p.Controller.Deployment(ctx, id)
+}
+
+// Release starts a release.
+func (p *App) Release(ctx context.Context, req pipeline.ReleaseRequest) (ledger.Deployment, error) {
+	return p.Controller.Release(ctx, req)
+}
+
+// Rollback starts a rollback.
+func (p *App) Rollback(ctx context.Context, req pipeline.RollbackRequest) (ledger.Deployment, error) {
+	return p.Controller.Rollback(ctx, req)
+}
+
+// Scale changes an environment's replica count.
+func (p *App) Scale(ctx context.Context, env string, replicas int) (ledger.Deployment, error) {
+	return p.Controller.Scale(ctx, env, replicas)
+}
+
+// Stop stops an environment.
+func (p *App) Stop(ctx context.Context, env string) (ledger.Deployment, error) {
+	return p.Controller.Stop(ctx, env)
+}
+
+// Start starts a stopped environment.
+func (p *App) Start(ctx context.Context, env string) (ledger.Deployment, error) {
+	return p.Controller.Start(ctx, env)
+}
+
+// Logs copies an environment's replica logs to w.
+func (p *App) Logs(ctx context.Context, env string, follow bool, w io.Writer) error {
+	if _, ok := p.Config.Environment(env); !ok {
+		return fmt.Errorf("logs of %s: %w", env, pipeline.ErrUnknownEnv)
+	}
+	return p.Backend.Logs(ctx, env, follow, w)
+}
+
+// Builds lists the app's builds.
+func (p *App) Builds(ctx context.Context, f ledger.BuildFilter) ([]ledger.Build, error) {
+	f.App = p.Config.App
+	return p.store.ListBuilds(ctx, f)
+}
+
+// Poll makes the app look at its repository now.
+func (p *App) Poll() { p.Controller.Poll() }
