@@ -127,7 +127,7 @@ func checkTruth(t *testing.T, h *harness, commit, rc string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod := st.Environments[1]
+	prod := st.Environments[len(st.Environments)-1]
 	if prod.Commit == nil || *prod.Commit != commit || prod.Release == nil || *prod.Release != rc {
 		t.Errorf("status of prod: %v %v, want %s %s", prod.Commit, prod.Release, shortHash(commit), rc)
 	}

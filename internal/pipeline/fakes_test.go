@@ -141,10 +141,11 @@ func (r *fakeRepo) TagRelease(ctx context.Context, name, commit, msg string) err
 }
 
 type fakeBuilder struct {
-	mu     sync.Mutex
-	fail   map[string]bool
-	builds []string
-	gate   chan struct{} // when set, each build waits for a receive
+	mu        sync.Mutex
+	fail      map[string]bool
+	transient map[string]int // commit → failures (transient) before it builds
+	builds    []string
+	gate      chan struct{} // when set, each build waits for a receive
 }
 
 func digestOf(commit string) string { return "sha256:" + commit + commit[:24] }
@@ -160,6 +161,10 @@ func (b *fakeBuilder) Build(ctx context.Context, commit string) (Image, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.builds = append(b.builds, commit)
+	if b.transient[commit] > 0 {
+		b.transient[commit]--
+		return Image{}, Transient(errors.New("push: registry answered 503"))
+	}
 	if b.fail[commit] {
 		return Image{}, errors.New("go test: FAIL")
 	}
@@ -276,9 +281,11 @@ type harness struct {
 	smoker   *fakeSmoker
 	store    *ledger.Deployments
 	clock    *clock
-	c        *Controller
-	cancel   context.CancelFunc
-	done     chan error
+	// storeOverride, when set, is the controller's Store instead of store.
+	storeOverride Store
+	c             *Controller
+	cancel        context.CancelFunc
+	done          chan error
 }
 
 func newHarness(t *testing.T) *harness {
@@ -305,9 +312,13 @@ func (h *harness) start(envs ...Env) {
 	if len(envs) == 0 {
 		envs = slices.Clone(testEnvs)
 	}
+	var store Store = h.store
+	if h.storeOverride != nil {
+		store = h.storeOverride
+	}
 	c, err := New(Config{Envs: envs, PollInterval: time.Hour, HealthTimeout: time.Second, RetryFor: time.Second, RetryBackoff: 10 * time.Millisecond}, Deps{
 		Repo: h.repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
-		Smoker: h.smoker, Store: h.store, Now: h.clock.Now,
+		Smoker: h.smoker, Store: store, Now: h.clock.Now,
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -385,4 +396,30 @@ func (h *harness) release(commit string) ledger.Deployment {
 func (c *Controller) busy(env string) bool {
 	_, _, ok := c.rollouts.snapshot(env)
 	return ok
+}
+
+// flakyStore fails the first failUpdates updates, as a locked or full
+// ledger would.
+type flakyStore struct {
+	Store
+	mu          sync.Mutex
+	failUpdates int
+	failures    int
+}
+
+func (f *flakyStore) Update(ctx context.Context, d *ledger.Deployment) error {
+	f.mu.Lock()
+	if f.failures < f.failUpdates {
+		f.failures++
+		f.mu.Unlock()
+		return errors.New("database is locked")
+	}
+	f.mu.Unlock()
+	return f.Store.Update(ctx, d)
+}
+
+func (f *flakyStore) failed() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failures
 }

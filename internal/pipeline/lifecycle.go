@@ -38,7 +38,7 @@ func (c *Controller) Stop(ctx context.Context, env string) (ledger.Deployment, e
 
 // Start brings a stopped env back with the image and replica count it had.
 func (c *Controller) Start(ctx context.Context, env string) (ledger.Deployment, error) {
-	d, err := c.change(ctx, "start", env, ledger.KindStart, func(cur ledger.Deployment) (int, error) {
+	return c.change(ctx, "start", env, ledger.KindStart, func(cur ledger.Deployment) (int, error) {
 		if cur.Kind != ledger.KindStop {
 			return 0, fmt.Errorf("start %s: it is not stopped: %w", env, ErrNotStopped)
 		}
@@ -48,13 +48,6 @@ func (c *Controller) Start(ctx context.Context, env string) (ledger.Deployment, 
 		}
 		return before.Replicas, nil
 	})
-	if err == nil {
-		if q := c.queues[env]; q != nil {
-			q.signal()
-		}
-		c.Poll()
-	}
-	return d, err
 }
 
 // change records a deployment of kind that keeps env's current image with
@@ -66,7 +59,7 @@ func (c *Controller) change(ctx context.Context, what, env string, kind ledger.D
 	if _, err := c.env(what, env); err != nil {
 		return ledger.Deployment{}, err
 	}
-	ro, err := c.rollouts.tryStart(ledger.Deployment{Env: env, Kind: kind, State: ledger.StatePending, Step: "deploy"})
+	ro, err := c.rollouts.claim(ctx, ledger.Deployment{Env: env, Kind: kind, State: ledger.StatePending, Step: "deploy"})
 	if err != nil {
 		return ledger.Deployment{}, err
 	}
@@ -121,4 +114,11 @@ func (c *Controller) rollOutSame(ctx context.Context, ro *rollout, d *ledger.Dep
 		d.Note = joinNote(d.Note, "finished after restart")
 	}
 	c.finish(ctx, ro, log, d)
+	if d.Kind == ledger.KindStart && d.State == ledger.StateSucceeded {
+		// Commits that waited for the environment go now.
+		if q := c.queues[d.Env]; q != nil {
+			q.signal()
+		}
+		c.Poll()
+	}
 }

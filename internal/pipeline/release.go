@@ -101,7 +101,7 @@ func (c *Controller) Release(ctx context.Context, req ReleaseRequest) (ledger.De
 	}
 	// Hold the environment for the preflight, which may have to build a
 	// forced commit: nothing else may roll it out meanwhile.
-	ro, err := c.rollouts.tryStart(ledger.Deployment{Env: e.Name, Kind: ledger.KindRelease, Commit: commit, State: ledger.StatePending, Step: "preflight"})
+	ro, err := c.rollouts.claim(ctx, ledger.Deployment{Env: e.Name, Kind: ledger.KindRelease, Commit: commit, State: ledger.StatePending, Step: "preflight"})
 	if err != nil {
 		return ledger.Deployment{}, err
 	}
@@ -141,7 +141,7 @@ func (c *Controller) checkReleaseBranch(ctx context.Context, e *Env, head func(s
 	if tip, ok := head(c.rootBranch(e).Branch); !ok || tip == "" {
 		return // nothing to check a release against yet
 	}
-	ro, err := c.rollouts.tryStart(ledger.Deployment{Env: e.Name, Kind: ledger.KindRelease, Commit: h, State: ledger.StatePending, Step: "preflight"})
+	ro, err := c.rollouts.tryCheck(ledger.Deployment{Env: e.Name, Kind: ledger.KindRelease, Commit: h, State: ledger.StatePending, Step: "preflight"})
 	if err != nil {
 		return // busy: the next poll looks again
 	}

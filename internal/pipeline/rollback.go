@@ -33,7 +33,7 @@ func (c *Controller) Rollback(ctx context.Context, req RollbackRequest) (ledger.
 	if req.Trigger == "" {
 		req.Trigger = "rollback command"
 	}
-	ro, err := c.rollouts.tryStart(ledger.Deployment{Env: e.Name, Kind: ledger.KindRollback, State: ledger.StatePending, Step: "tags"})
+	ro, err := c.rollouts.claim(ctx, ledger.Deployment{Env: e.Name, Kind: ledger.KindRollback, State: ledger.StatePending, Step: "tags"})
 	if err != nil {
 		return ledger.Deployment{}, err
 	}

@@ -23,6 +23,7 @@ type rollout struct {
 	env     string
 	snap    ledger.Deployment
 	problem string // why the rollout waits (a retry, a ledger write), or ""
+	check   bool   // a short look (the release branch's), not a rollout yet
 	done    chan struct{}
 }
 
@@ -39,6 +40,44 @@ func (r *rollouts) tryStart(d ledger.Deployment) (*rollout, error) {
 	ro := &rollout{r: r, env: d.Env, snap: d, done: make(chan struct{})}
 	r.m[d.Env] = ro
 	return ro, nil
+}
+
+// tryCheck is tryStart for a short look at the environment that may turn
+// into a rollout; commands wait for it instead of failing (see claim).
+func (r *rollouts) tryCheck(d ledger.Deployment) (*rollout, error) {
+	ro, err := r.tryStart(d)
+	if err == nil {
+		r.mu.Lock()
+		ro.check = true
+		r.mu.Unlock()
+	}
+	return ro, err
+}
+
+// claim is tryStart for a command: it waits while the environment is only
+// being looked at (tryCheck), and fails with ErrBusy while a rollout or
+// another command holds it.
+func (r *rollouts) claim(ctx context.Context, d ledger.Deployment) (*rollout, error) {
+	for {
+		ro, err := r.tryStart(d)
+		if err == nil {
+			return ro, nil
+		}
+		r.mu.Lock()
+		cur, ok := r.m[d.Env]
+		check := ok && cur.check
+		r.mu.Unlock()
+		if ok && !check {
+			return nil, err
+		}
+		if ok {
+			select {
+			case <-cur.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
 }
 
 // start waits until d's environment has no rollout in flight, then marks d
@@ -71,10 +110,14 @@ func busyError(d ledger.Deployment) error {
 	return fmt.Errorf("%s on %s is in flight: wait for it (slipway status): %w", what, d.Env, ErrBusy)
 }
 
-// set records d as the rollout's current state, for snapshots.
+// set records d as the rollout's current state, for snapshots; a check
+// that records a deployment has become a rollout.
 func (ro *rollout) set(d ledger.Deployment) {
 	ro.r.mu.Lock()
 	ro.snap = d
+	if d.ID != 0 {
+		ro.check = false
+	}
 	ro.r.mu.Unlock()
 }
 
