@@ -7,8 +7,10 @@ import (
 	"strings"
 
 	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/deploy/local"
+	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/pipeline"
 	"slipway.dev/slipway/internal/registry"
 )
@@ -20,21 +22,36 @@ func (a *Apps) Leftovers(ctx context.Context) ([]api.Leftover, error) {
 	if err != nil {
 		return nil, err
 	}
+	return FindLeftovers(a.opts.Set, refs), nil
+}
+
+// FindLeftovers returns what of refs (the ledger's deployed environments)
+// set no longer configures: whole apps, then environments of configured
+// apps.
+func FindLeftovers(set *config.Set, refs []ledger.EnvRef) []api.Leftover {
 	out := []api.Leftover{}
 	seenApp := map[string]bool{}
 	for _, r := range refs {
-		app, configured := a.names[r.App]
+		cfg, configured := set.App(r.App)
 		switch {
 		case !configured && !seenApp[r.App]:
 			seenApp[r.App] = true
 			out = append(out, api.Leftover{App: r.App})
 		case configured:
-			if _, ok := app.Config.Environment(r.Env); !ok {
+			if _, ok := cfg.Environment(r.Env); !ok {
 				out = append(out, api.Leftover{App: r.App, Env: r.Env})
 			}
 		}
 	}
-	return out, nil
+	return out
+}
+
+// RemoveCommand is the command that removes l.
+func RemoveCommand(l api.Leftover) string {
+	if l.Env == "" {
+		return "slipway remove --app " + l.App
+	}
+	return "slipway remove --app " + l.App + " --env " + l.Env
 }
 
 // ReportLeftovers logs what left the configuration and how to remove it.
@@ -47,11 +64,11 @@ func (a *Apps) ReportLeftovers(ctx context.Context) {
 	for _, l := range left {
 		if l.Env == "" {
 			a.log.Warn("app no longer configured; its environments keep running until removed",
-				"app", l.App, "remove", "slipway remove --app "+l.App)
+				"app", l.App, "remove", RemoveCommand(l))
 			continue
 		}
 		a.log.Warn("environment no longer configured; it keeps running until removed",
-			"app", l.App, "env", l.Env, "remove", "slipway remove --app "+l.App+" --env "+l.Env)
+			"app", l.App, "env", l.Env, "remove", RemoveCommand(l))
 	}
 }
 

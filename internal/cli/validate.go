@@ -1,20 +1,26 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/apps"
 	"slipway.dev/slipway/internal/config"
+	"slipway.dev/slipway/internal/ledger"
 )
 
 // validateOptions are the inputs of `slipway validate`.
 type validateOptions struct {
 	configPath string
+	dataDir    string
 	output     outputFlag
 }
 
@@ -47,6 +53,7 @@ right; any mistake makes the exit code 2.`,
 
 func (o *validateOptions) complete(cmd *cobra.Command, args []string) error {
 	o.configPath = flagValue(cmd, "config")
+	o.dataDir = flagValue(cmd, "data-dir")
 	if len(args) == 1 {
 		o.configPath = args[0]
 	}
@@ -63,6 +70,9 @@ type validateOutput struct {
 	Errors []validateError `json:"errors,omitempty"`
 	validateApp
 	Apps []validateApp `json:"apps,omitempty"`
+	// Leftovers are the apps and environments the data directory's ledger
+	// has deployed that the file no longer names.
+	Leftovers []api.Leftover `json:"leftovers,omitempty"`
 }
 
 type validateApp struct {
@@ -108,25 +118,30 @@ func (o *validateOptions) run(stdout io.Writer) error {
 		}
 		return &UsageError{Err: err}
 	}
-	var apps []validateApp
+	var summaries []validateApp
 	for _, cfg := range set.Apps {
 		a := validateApp{App: cfg.App, Repo: cfg.Repo.URL, Registry: cfg.Registry.Ref, Runtime: cfg.Runtime}
 		for _, e := range cfg.Environments {
 			a.Environments = append(a.Environments, validateEnvSummary{Name: e.Name, Branch: e.Branch, From: e.From, Mode: e.Mode, Replicas: e.Replicas, Listen: e.Listen})
 		}
-		apps = append(apps, a)
+		summaries = append(summaries, a)
 	}
 	out := validateOutput{File: o.configPath, Valid: true}
+	left, err := o.leftovers(set)
+	if err != nil {
+		return err
+	}
+	out.Leftovers = left
 	if set.Multi {
-		out.Apps = apps
+		out.Apps = summaries
 	} else {
-		out.validateApp = apps[0]
+		out.validateApp = summaries[0]
 	}
 	if o.output.json() {
 		return writeJSONTo(stdout, out)
 	}
 	fmt.Fprintf(stdout, "%s: valid\n", o.configPath)
-	for _, a := range apps {
+	for _, a := range summaries {
 		reg := a.Registry
 		if reg == "" {
 			reg = "embedded"
@@ -144,5 +159,35 @@ func (o *validateOptions) run(stdout io.Writer) error {
 			fmt.Fprintf(stdout, "  %-8s %s (%s), %d replicas %s\n", e.Name, feed, e.Mode, e.Replicas, strings.Join(where, " "))
 		}
 	}
+	for _, l := range left {
+		what := "app " + l.App
+		if l.Env != "" {
+			what = "environment " + l.Env + " of app " + l.App
+		}
+		fmt.Fprintf(stdout, "left the configuration, still deployed: %s (remove it with: %s)\n", what, apps.RemoveCommand(l))
+	}
 	return nil
+}
+
+// leftovers reads what the data directory's ledger has deployed that set
+// no longer names; nothing when there is no ledger yet.
+func (o *validateOptions) leftovers(set *config.Set) ([]api.Leftover, error) {
+	if o.dataDir == "" {
+		return nil, nil
+	}
+	path := filepath.Join(o.dataDir, ledger.FileName)
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil
+	}
+	ctx := context.Background()
+	store, err := ledger.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("read the ledger in %s for environments that left the configuration: %w", o.dataDir, err)
+	}
+	defer store.Close()
+	refs, err := store.DeployedEnvs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return apps.FindLeftovers(set, refs), nil
 }
