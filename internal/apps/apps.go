@@ -115,26 +115,33 @@ func Open(ctx context.Context, o Options) (*Apps, error) {
 	return a, nil
 }
 
-// appDir is where an app keeps its mirror, builds and logs: the data
+// AppDir is where an app keeps its mirror, builds and logs: the data
 // directory itself for a single-app configuration (as slipway always did),
-// apps/APP in it for each app of several.
-func (a *Apps) appDir(app string) string {
-	if !a.opts.Set.Multi {
-		return a.opts.DataDir
+// apps/APP in it for each app of several (multi).
+func AppDir(dataDir string, multi bool, app string) string {
+	if !multi {
+		return dataDir
 	}
-	return filepath.Join(a.opts.DataDir, "apps", app)
+	return filepath.Join(dataDir, "apps", app)
+}
+
+// NewBuilder returns cfg's builder and repository mirror, as serve uses
+// them: `slipway build` builds with the same mirror and work directories.
+func NewBuilder(cfg *config.Config, multi bool, dataDir string, reg *registry.Client, repository string, store *ledger.Store) (*build.Builder, *gitsource.Source) {
+	dir := AppDir(dataDir, multi, cfg.App)
+	src := gitsource.New(cfg.Repo.URL, filepath.Join(dir, gitsource.MirrorDir))
+	return build.New(cfg, src, reg, repository, store, dir), src
 }
 
 func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
 	log := a.log.With("app", cfg.App)
-	dir := a.appDir(cfg.App)
+	dir := AppDir(a.opts.DataDir, a.opts.Set.Multi, cfg.App)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	reg := registry.NewClient(registry.Insecure(cfg.Registry.Insecure))
 	repository := cfg.ImageRepository(a.opts.RegistryAddr)
-	src := gitsource.New(cfg.Repo.URL, filepath.Join(dir, gitsource.MirrorDir))
-	builder := build.New(cfg, src, reg, repository, a.opts.Store, dir)
+	builder, src := NewBuilder(cfg, a.opts.Set.Multi, a.opts.DataDir, reg, repository, a.opts.Store)
 	builder.Logger = log.With("component", "build")
 	interrupted, err := builder.Reconcile(ctx)
 	if err != nil {

@@ -10,13 +10,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"slipway.dev/slipway/internal/apps"
 	"slipway.dev/slipway/internal/build"
 	"slipway.dev/slipway/internal/config"
-	"slipway.dev/slipway/internal/gitsource"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/registry"
 )
@@ -28,7 +29,9 @@ type buildOptions struct {
 	registryAddr string
 	output       outputFlag
 	rev          string
+	app          string
 
+	set *config.Set
 	cfg *config.Config
 }
 
@@ -62,20 +65,32 @@ With the embedded registry (registry.ref empty), build serves it on
 		},
 	}
 	o.output.register(cmd)
+	cmd.Flags().StringVarP(&o.app, "app", "a", "", "the app to build (with a configuration of several)")
 	return cmd
 }
 
-// loadConfig reads and validates the configuration; a mistake is a usage
-// error (exit 2).
-func loadConfig(path string) (*config.Config, error) {
-	cfg, err := config.Load(path)
+// loadAppConfig reads and validates the configuration and returns it with
+// the configuration of app: the one named, or the only one; a mistake is a
+// usage error (exit 2).
+func loadAppConfig(path, app string) (*config.Set, *config.Config, error) {
+	set, err := config.LoadSet(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, usageErrorf("%s does not exist: write one (docs/configuration.md) or name it with --config", path)
+			return nil, nil, usageErrorf("%s does not exist: write one (docs/configuration.md) or name it with --config", path)
 		}
-		return nil, &UsageError{Err: err}
+		return nil, nil, &UsageError{Err: err}
 	}
-	return cfg, nil
+	if app == "" {
+		if len(set.Apps) > 1 {
+			return nil, nil, usageErrorf("%s configures the apps %s: name one with --app", path, strings.Join(set.Names(), ", "))
+		}
+		return set, set.Apps[0], nil
+	}
+	cfg, ok := set.App(app)
+	if !ok {
+		return nil, nil, usageErrorf("--app %s: %s configures %s", app, path, strings.Join(set.Names(), ", "))
+	}
+	return set, cfg, nil
 }
 
 func (o *buildOptions) complete(cmd *cobra.Command, args []string) error {
@@ -86,11 +101,11 @@ func (o *buildOptions) complete(cmd *cobra.Command, args []string) error {
 	if len(args) == 1 {
 		o.rev = args[0]
 	}
-	cfg, err := loadConfig(o.configPath)
+	set, cfg, err := loadAppConfig(o.configPath, o.app)
 	if err != nil {
 		return err
 	}
-	o.cfg = cfg
+	o.set, o.cfg = set, cfg
 	return nil
 }
 
@@ -143,8 +158,7 @@ func (o *buildOptions) run(ctx context.Context, stdout, stderr io.Writer) error 
 	}
 	defer client.Close() // before stop: the registry need not wait for idle connections
 
-	src := gitsource.New(o.cfg.Repo.URL, filepath.Join(dataDir, gitsource.MirrorDir))
-	b := build.New(o.cfg, src, client, repository, store, dataDir)
+	b, _ := apps.NewBuilder(o.cfg, o.set.Multi, dataDir, client, repository, store)
 	b.Progress = stderr
 	b.Logger = logger
 	res, err := b.Run(ctx, build.Request{Rev: o.rev, Trigger: "cli"})

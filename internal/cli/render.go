@@ -67,12 +67,9 @@ func (o *renderOptions) complete(cmd *cobra.Command, args []string) error {
 	o.clientOptions.complete(cmd)
 	o.configPath = flagValue(cmd, "config")
 	o.env = args[0]
-	cfg, err := config.Load(o.configPath)
+	_, cfg, err := loadAppConfig(o.configPath, o.app)
 	if err != nil {
-		return &UsageError{Err: err}
-	}
-	if err := cfg.Validate(); err != nil {
-		return &UsageError{Err: err}
+		return err
 	}
 	o.cfg = cfg
 	if o.app == "" {
