@@ -330,7 +330,8 @@ func classify(err error) *Error {
 	case errors.As(err, &re):
 		e.Status, e.Code = http.StatusConflict, CodeRefused
 	case errors.Is(err, pipeline.ErrBusy), errors.Is(err, pipeline.ErrAlreadyLive), errors.Is(err, pipeline.ErrNothingReleased),
-		errors.Is(err, pipeline.ErrNotVerified), errors.Is(err, pipeline.ErrNotDeployed):
+		errors.Is(err, pipeline.ErrNotVerified), errors.Is(err, pipeline.ErrNotDeployed),
+		errors.Is(err, pipeline.ErrStopped), errors.Is(err, pipeline.ErrNotStopped):
 		e.Status, e.Code = http.StatusConflict, CodeConflict
 	case errors.Is(err, pipeline.ErrUnknownEnv), errors.Is(err, pipeline.ErrNotReleased), errors.Is(err, ledger.ErrNotFound),
 		errors.Is(err, gitsource.ErrUnknownRevision):
