@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 
-	"go.yaml.in/yaml/v3"
-
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/demo"
 )
@@ -34,88 +32,23 @@ func writeStagingConfig(path string, o demoOptions) error {
 // takes each commit once it is verified on dev, the same image; prod is
 // released by hand and requires the commit to be verified on staging.
 func stagingConfig(devAddr, stagingAddr, prodAddr string) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := config.Write(&buf, demo.Config(devAddr, prodAddr)); err != nil {
-		return nil, err
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(buf.Bytes(), &doc); err != nil {
-		return nil, fmt.Errorf("demo: staging configuration: %w", err)
-	}
-	envs := mappingValue(doc.Content[0], "environments")
-	if envs == nil || len(envs.Content) != 2 {
+	cfg := demo.Config(devAddr, prodAddr)
+	if len(cfg.Environments) != 2 {
 		return nil, fmt.Errorf("demo: staging configuration: the demo's environments are not dev and prod")
 	}
-	dev, prod := envs.Content[0], envs.Content[1]
-	staging := cloneNode(dev)
-	deleteKey(staging, "branch")
-	setScalar(staging, "name", "staging")
-	insertAfter(staging, "name", "from", "dev")
-	setScalar(staging, "mode", config.ModeAutomatic)
-	setScalar(staging, "listen", stagingAddr)
-	setScalar(staging, "replicas", "1")
-	if r := mappingValue(staging, "rollout"); r != nil {
-		setScalar(r, "maxSurge", "1")
+	dev, prod := cfg.Environments[0], cfg.Environments[1]
+	staging := dev
+	staging.Name, staging.Branch, staging.From = "staging", "", "dev"
+	staging.Mode, staging.Listen, staging.URL, staging.Replicas = config.ModeAutomatic, stagingAddr, "", 1
+	staging.Env = map[string]string{}
+	for k, v := range dev.Env {
+		staging.Env[k] = v
 	}
-	setScalar(prod, "requireVerifiedOn", "staging")
-	envs.Content = []*yaml.Node{dev, staging, prod}
-
-	buf.Reset()
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
+	prod.RequireVerifiedOn = "staging"
+	cfg.Environments = []config.Environment{dev, staging, prod}
+	var buf bytes.Buffer
+	if err := config.Write(&buf, cfg); err != nil {
 		return nil, fmt.Errorf("demo: staging configuration: %w", err)
 	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
 	return buf.Bytes(), nil
-}
-
-// mappingValue returns the value of key in the mapping m, or nil.
-func mappingValue(m *yaml.Node, key string) *yaml.Node {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
-		}
-	}
-	return nil
-}
-
-func setScalar(m *yaml.Node, key, value string) {
-	if v := mappingValue(m, key); v != nil {
-		*v = yaml.Node{Kind: yaml.ScalarNode, Value: value}
-		return
-	}
-	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, &yaml.Node{Kind: yaml.ScalarNode, Value: value})
-}
-
-// insertAfter puts key: value right after the entry of after in m.
-func insertAfter(m *yaml.Node, after, key, value string) {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == after {
-			kv := []*yaml.Node{{Kind: yaml.ScalarNode, Value: key}, {Kind: yaml.ScalarNode, Value: value}}
-			m.Content = append(m.Content[:i+2], append(kv, m.Content[i+2:]...)...)
-			return
-		}
-	}
-	setScalar(m, key, value)
-}
-
-func deleteKey(m *yaml.Node, key string) {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			m.Content = append(m.Content[:i], m.Content[i+2:]...)
-			return
-		}
-	}
-}
-
-func cloneNode(n *yaml.Node) *yaml.Node {
-	c := *n
-	c.Content = make([]*yaml.Node, len(n.Content))
-	for i, k := range n.Content {
-		c.Content[i] = cloneNode(k)
-	}
-	return &c
 }
