@@ -140,8 +140,10 @@ func printNextSteps(w io.Writer, ws demo.Workspace, apiURL string, o demoOptions
 		server = " --server " + apiURL
 	}
 	devURL := "http://" + o.devAddr
+	pushed, proven := "dev runs it within seconds of its tests passing", "dev"
 	if o.staging {
 		devURL += ", staging on " + hostURL(o.stagingAddr)
+		pushed, proven = "dev runs it within seconds of its tests passing, then staging", "staging"
 	}
 	fmt.Fprintf(w, `
 slipway demo is running: dev on %[1]s, prod on %[2]s, the API on %[3]s.
@@ -152,19 +154,19 @@ Try it, in another terminal (from %[4]s or below it, so that the CLI finds the A
   curl -X PUT -d '{"dateOfBirth":"2000-01-02"}' %[2]s/hello/alice
   curl %[2]s/hello/alice
 
-  # change the greeting and push: dev runs it within seconds of its tests passing
+  # change the greeting and push: %[7]s
   cd %[5]s
   grep -rl 'Hello, ' --include='*.go' . | xargs sed -i 's/\([^A-Za-z]\)Hello, /\1Hi, /'
   git commit -qam "Say hi" && git push
   slipway status%[6]s
 
-  # release the same image, proven on dev, to prod; then roll it back
+  # release the same image, proven on %[8]s, to prod; then roll it back
   slipway release%[6]s
   slipway rollback%[6]s
   slipway history%[6]s
 
 Ctrl-C stops everything; run the demo again to resume.
-`, devURL, hostURL(o.prodAddr), apiURL, relDir, rel, server)
+`, devURL, hostURL(o.prodAddr), apiURL, relDir, rel, server, pushed, proven)
 	if viaGoRun {
 		fmt.Fprintln(w, "(This slipway runs from `go run`: `go install ./cmd/slipway` puts the slipway command on your PATH.)")
 	}

@@ -418,15 +418,23 @@ func outcome(d ledger.Deployment) string {
 	case !d.State.Final():
 		return fmt.Sprintf("%s of %s to %s: %s (follow it with: slipway status)", d.Kind, name, d.Env, d.State)
 	case d.State == ledger.StateSucceeded && d.Kind == ledger.KindScale:
-		return fmt.Sprintf("%s runs %d replicas of %s", d.Env, d.Replicas, name)
+		return fmt.Sprintf("%s runs %s of %s", d.Env, replicas(d.Replicas), name)
 	case d.State == ledger.StateSucceeded && d.Kind == ledger.KindStop:
 		return fmt.Sprintf("%s is stopped: its address answers 503 until slipway start %s", d.Env, d.Env)
 	case d.State == ledger.StateSucceeded && d.Kind == ledger.KindStart:
-		return fmt.Sprintf("%s runs again: %d replicas of %s", d.Env, d.Replicas, name)
+		return fmt.Sprintf("%s runs again: %s of %s", d.Env, replicas(d.Replicas), name)
 	case d.State == ledger.StateSucceeded:
-		return fmt.Sprintf("%s is live on %s (%d replicas, %s)", name, d.Env, d.Replicas, d.Digest)
+		return fmt.Sprintf("%s is live on %s (%s, %s)", name, d.Env, replicas(d.Replicas), d.Digest)
 	}
 	return fmt.Sprintf("%s of %s to %s %s: %s", d.Kind, name, d.Env, d.State, d.Reason)
+}
+
+// replicas is "1 replica" or "N replicas".
+func replicas(n int) string {
+	if n == 1 {
+		return "1 replica"
+	}
+	return fmt.Sprintf("%d replicas", n)
 }
 
 // historyOptions are the inputs of `slipway history`.
