@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -24,10 +25,20 @@ import (
 // change the mirror (fetch, branch moves, tags) take turns: a fetch prunes
 // tags the repository does not have yet, and git locks refs it updates. A
 // remote that does not answer is a transient error.
+//
+// A repository on this machine is fetched only when its refs changed (a
+// stat of its refs, no git process) or once every fullFetchEvery: with many
+// apps polling every few seconds, an idle controller runs no git at all.
 type GitRepo struct {
 	*gitsource.Source
-	mu sync.Mutex
+	mu        sync.Mutex
+	stamp     string    // the refs' stamp at the last fetch that succeeded
+	fetchedAt time.Time // when
 }
+
+// fullFetchEvery bounds how long a repository on this machine goes without
+// a fetch even when its refs look unchanged.
+const fullFetchEvery = 30 * time.Second
 
 var _ pipeline.Repo = (*GitRepo)(nil)
 
@@ -39,11 +50,22 @@ func transientIf(err, target error) error {
 	return err
 }
 
-// Fetch updates the mirror.
+// Fetch updates the mirror, unless a repository on this machine has not
+// changed since the last fetch.
 func (g *GitRepo) Fetch(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return transientIf(g.Source.Fetch(ctx), gitsource.ErrUnreachable)
+	stamp, local, err := g.RefsStamp()
+	if local && err == nil && stamp == g.stamp && time.Since(g.fetchedAt) < fullFetchEvery {
+		return nil
+	}
+	if err := g.Source.Fetch(ctx); err != nil {
+		return transientIf(err, gitsource.ErrUnreachable)
+	}
+	if local && err == nil {
+		g.stamp, g.fetchedAt = stamp, time.Now()
+	}
+	return nil
 }
 
 // MoveBranch moves a branch of the repository.

@@ -1,6 +1,9 @@
 package apps
 
 import (
+	"context"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +12,9 @@ import (
 
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/deploy"
+	"slipway.dev/slipway/internal/gitsource"
 	"slipway.dev/slipway/internal/ledger"
+	"slipway.dev/slipway/internal/testenv"
 )
 
 // The runtime gets an environment's front-end settings as configured.
@@ -73,5 +78,50 @@ func TestSpecDatabaseURL(t *testing.T) {
 				t.Errorf("DATABASE_URL = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// A repository on this machine is fetched again only when its refs change.
+func TestLocalRepositoryFetchedWhenItsRefsChange(t *testing.T) {
+	testenv.LookPath(t, "git")
+	dir := t.TempDir()
+	origin := filepath.Join(dir, "origin.git")
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Env = append(cmd.Environ(), "GIT_AUTHOR_NAME=a", "GIT_AUTHOR_EMAIL=a@x", "GIT_COMMITTER_NAME=a", "GIT_COMMITTER_EMAIL=a@x")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git("init", "-q", "--bare", "-b", "master", origin)
+	work := filepath.Join(dir, "work")
+	git("clone", "-q", origin, work)
+	commit := func(msg string) {
+		git("-C", work, "commit", "-q", "--allow-empty", "-m", msg)
+		git("-C", work, "push", "-q", "origin", "HEAD:master")
+	}
+	commit("one")
+	ctx := context.Background()
+	repo := &GitRepo{Source: gitsource.New(origin, filepath.Join(dir, "mirror.git"))}
+	head := func() string {
+		t.Helper()
+		if err := repo.Fetch(ctx); err != nil {
+			t.Fatal(err)
+		}
+		h, err := repo.Head(ctx, "master")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	first := head()
+	fetched := repo.fetchedAt
+	if head() != first || repo.fetchedAt != fetched {
+		t.Errorf("an unchanged repository was fetched again")
+	}
+	commit("two")
+	if second := head(); second == first || repo.fetchedAt == fetched {
+		t.Errorf("after a push: head %s (was %s), fetched again: %v", second, first, repo.fetchedAt != fetched)
 	}
 }
