@@ -42,6 +42,8 @@ const TokenFile = "api-token"
 type App interface {
 	Name() string
 	RepoURL() string
+	// Environments are the app's environment names, in chain order.
+	Environments() []string
 	Status(ctx context.Context) (pipeline.Status, error)
 	History(ctx context.Context, env string, limit int) ([]ledger.Deployment, error)
 	Diff(ctx context.Context, from, to string) ([]pipeline.Commit, error)
@@ -388,25 +390,14 @@ type AppList struct {
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
 	list := s.apps.List()
-	sts, err := statuses(r.Context(), list)
-	if err != nil {
-		return err
-	}
 	out := AppList{Apps: make([]AppInfo, len(list))}
 	for i, a := range list {
-		out.Apps[i] = AppInfo{Name: a.Name(), Repo: a.RepoURL(), Environments: envNames(sts[i])}
+		out.Apps[i] = AppInfo{Name: a.Name(), Repo: a.RepoURL(), Environments: a.Environments()}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-func envNames(st pipeline.Status) []string {
-	names := make([]string, len(st.Environments))
-	for i, e := range st.Environments {
-		names[i] = e.Name
-	}
-	return names
-}
 
 // statuses reads the status of every app in list, at the same time.
 func statuses(ctx context.Context, list []App) ([]pipeline.Status, error) {
@@ -688,11 +679,7 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request, a App) error {
 // file name of it).
 func configuredEnv(r *http.Request, a App) (string, error) {
 	env := r.PathValue("env")
-	sts, err := statuses(r.Context(), []App{a})
-	if err != nil {
-		return "", err
-	}
-	names := envNames(sts[0])
+	names := a.Environments()
 	if slices.Contains(names, env) {
 		return env, nil
 	}

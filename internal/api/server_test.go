@@ -54,6 +54,8 @@ func (f *fakeApp) record(call string) {
 func (f *fakeApp) Name() string    { return f.name }
 func (f *fakeApp) RepoURL() string { return f.repo }
 
+func (f *fakeApp) Environments() []string { return f.envs }
+
 func (f *fakeApp) Status(ctx context.Context) (pipeline.Status, error) {
 	st := pipeline.Status{Pending: []pipeline.Commit{}}
 	for _, e := range f.envs {

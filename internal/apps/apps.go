@@ -320,6 +320,15 @@ func (p *App) Name() string { return p.Config.App }
 // RepoURL is the app's repository as configured.
 func (p *App) RepoURL() string { return p.Config.Repo.URL }
 
+// Environments are the app's environment names, in chain order.
+func (p *App) Environments() []string {
+	names := make([]string, len(p.Config.Environments))
+	for i, e := range p.Config.Environments {
+		names[i] = e.Name
+	}
+	return names
+}
+
 // Status reports the app's environments.
 func (p *App) Status(ctx context.Context) (pipeline.Status, error) { return p.Controller.Status(ctx) }
 

@@ -35,6 +35,13 @@ type controllerApp struct{ *pipeline.Controller }
 
 func (controllerApp) Name() string    { return "app" }
 func (controllerApp) RepoURL() string { return "" }
+func (a controllerApp) Environments() []string {
+	var names []string
+	for _, e := range a.Envs() {
+		names = append(names, e.Name)
+	}
+	return names
+}
 func (controllerApp) Logs(ctx context.Context, env string, follow bool, w io.Writer) error {
 	return errors.ErrUnsupported
 }

@@ -38,6 +38,8 @@ func (f fakeApp) record(format string, args ...any) {
 func (f fakeApp) Name() string    { return f.name }
 func (f fakeApp) RepoURL() string { return f.repo }
 
+func (f fakeApp) Environments() []string { return f.envs }
+
 func (f fakeApp) Status(ctx context.Context) (pipeline.Status, error) {
 	c := strings.Repeat("1a2b3c4d", 5)
 	st := pipeline.Status{App: f.name, Pending: []pipeline.Commit{}}
