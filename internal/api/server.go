@@ -398,7 +398,6 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-
 // statuses reads the status of every app in list, at the same time.
 func statuses(ctx context.Context, list []App) ([]pipeline.Status, error) {
 	sts := make([]pipeline.Status, len(list))
