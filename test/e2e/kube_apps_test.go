@@ -59,13 +59,16 @@ func TestKubernetesApps(t *testing.T) {
 		}
 		ws[app] = &env{t: t, ws: w}
 	}
-	// prod of birthday-app gives up on a rollout that makes no progress for
-	// 6 s: pods refused below fail its release quickly.
+	// The two apps build at once. prod of birthday-app gives up on a
+	// rollout that makes no progress for 6 s: pods refused below fail its
+	// release quickly. greeter's code is birthday-app's, whose builds run
+	// its tests: greeter's only vet it, to keep the test short.
 	cfgPath := filepath.Join(short, "slipway.yaml")
 	writeFile(t, cfgPath, fmt.Sprintf(`runtime: kubernetes
 kubernetes:
   kubeconfig: %s
   namespace: "%s-{{.App}}-{{.Environment}}"
+build: {concurrency: 2}
 apps:
   - app: %s
     repo: {url: %s}
@@ -79,6 +82,7 @@ apps:
         rollout: {readyTimeout: 6s}
   - app: %s
     repo: {url: %s}
+    test: {command: go vet ./...}
 `, k.kubeconfig, k.prefix, appA, ws[appA].ws.Bare, appB, ws[appB].ws.Bare))
 	ns := func(app, env string) string { return k.prefix + "-" + app + "-" + env }
 	envsOf := map[string][]string{appA: {"dev", "staging", "prod"}, appB: {"dev", "prod"}}
@@ -91,6 +95,7 @@ apps:
 			e.stop()
 		}
 	})
+	t.Logf("%s: slipway built", time.Since(start).Round(100*time.Millisecond))
 	e.startServe()
 	tok, err := os.ReadFile(filepath.Join(dataDir, api.TokenFile))
 	if err != nil {
