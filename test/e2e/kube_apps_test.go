@@ -298,6 +298,61 @@ apps:
 	if diff := cmp.Diff(wantNS, gotNS); diff != "" {
 		t.Errorf("the test's namespaces (-want +got):\n%s", diff)
 	}
+	step("status, namespaces and registries checked")
+
+	// serve killed and started again takes up both apps where they were:
+	// nothing is deployed again, and a push to greeter goes on as before.
+	newest := func(app string) []int64 {
+		h, err := client.History(context.Background(), app, "", 2)
+		if err != nil {
+			t.Fatalf("history of %s: %v", app, err)
+		}
+		var ids []int64
+		for _, d := range h.Deployments {
+			ids = append(ids, d.ID)
+		}
+		return ids
+	}
+	generations := func() map[string]int64 {
+		gens := map[string]int64{}
+		for _, app := range []string{appA, appB} {
+			for _, env := range envsOf[app] {
+				d, err := k.cs.AppsV1().Deployments(ns(app, env)).Get(context.Background(), app, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				gens[app+"/"+env] = d.Generation
+			}
+		}
+		return gens
+	}
+	beforeA, beforeB, gens := newest(appA), newest(appB), generations()
+	e.kill()
+	e.startServe()
+	b2 := ws[appB].push("Greet again", func(dir string) {
+		writeFile(t, filepath.Join(dir, "zz_greeter.go"), "package main\n\n// greeter is birthday-app under another name, again.\n")
+	})
+	e.waitFor("b2 verified on greeter's dev after the restart", func() bool { return settled(appB, "dev", b2) })
+	onCluster(appB, "dev", b2)
+	if got := newest(appA); !cmp.Equal(beforeA, got) {
+		t.Errorf("birthday-app's newest deployments after the restart: %v, want %v as before", got, beforeA)
+	}
+	if got := newest(appB); len(got) != 2 || got[1] != beforeB[0] {
+		t.Errorf("greeter's newest deployments after the restart: %v, want b2's deploy after %d", got, beforeB[0])
+	}
+	gens["greeter/dev"]++
+	if diff := cmp.Diff(gens, generations()); diff != "" {
+		t.Errorf("Deployments' generations after the restart (-want +got):\n%s", diff)
+	}
+	for _, app := range []string{appA, appB} {
+		for _, env := range envsOf[app] {
+			if w := map[string]string{appB + "/dev": b2}[app+"/"+env]; w == "" && !settled(app, env, want[app][env]) {
+				t.Errorf("%s %s after the restart: %+v, want %s, healthy", app, env, envOf(e.appStatus(app), env), want[app][env][:7])
+			}
+		}
+	}
+	step("serve restarted; b2 verified on greeter's dev")
+
 	if hist, ok := k.kubectl("-n", ns(appA, "prod"), "rollout", "history", "deployment/"+appA); ok {
 		t.Logf("kubectl rollout history of birthday-app's prod:\n%s", hist)
 		// The rollback brings a1's pod template back, so the cluster moves
