@@ -4,21 +4,15 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-
 	"slipway.dev/slipway/internal/api"
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/demo"
-	"slipway.dev/slipway/internal/deploy/kube"
 	"slipway.dev/slipway/internal/testenv"
 )
 
@@ -28,7 +22,7 @@ import (
 // runs no container, so the environments are checked through the cluster,
 // not over HTTP, and the smoke test is left out.
 func TestKubernetesFlow(t *testing.T) {
-	kubeconfig := testenv.Env(t, "KUBECONFIG", "Kubernetes cluster (scripts/testcluster up prints its kubeconfig)")
+	k := newKubeCluster(t)
 	testenv.LookPath(t, "git")
 	testenv.LookPath(t, "go")
 	short, err := os.MkdirTemp("", "sw")
@@ -46,15 +40,13 @@ func TestKubernetesFlow(t *testing.T) {
 	}
 	e.ws = ws
 
-	b := make([]byte, 3)
-	rand.Read(b)
-	prefix := "e2e" + hex.EncodeToString(b)
+	prefix := k.prefix
 	cfg, err := config.Load(ws.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Runtime = config.RuntimeKubernetes
-	cfg.Kubernetes.Kubeconfig = kubeconfig
+	cfg.Kubernetes.Kubeconfig = k.kubeconfig
 	cfg.Kubernetes.Namespace = prefix + "-{{.Environment}}"
 	for i := range cfg.Environments {
 		cfg.Environments[i].Smoke.Command = ""
@@ -67,18 +59,6 @@ func TestKubernetesFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-
-	rc, err := kube.RESTConfig(cfg.Kubernetes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := kubernetes.NewForConfigOrDie(rc)
-	kubectl := filepath.Join(filepath.Dir(kubeconfig), "bin", "kubectl")
-	t.Cleanup(func() {
-		for _, env := range []string{"dev", "prod"} {
-			cs.CoreV1().Namespaces().Delete(context.Background(), prefix+"-"+env, metav1.DeleteOptions{})
-		}
-	})
 
 	e.bin = buildSlipway(t, short)
 	e.args = []string{"serve", "--config", ws.Config, "--data-dir", ws.DataDir, "--api-addr", apiAddr, "--registry-addr", e.regAddr}
@@ -98,18 +78,7 @@ func TestKubernetesFlow(t *testing.T) {
 	// status reports, with the replicas and commit label status says.
 	onCluster := func(env, commit string) {
 		t.Helper()
-		s := envOf(e.status(), env)
-		d, err := cs.AppsV1().Deployments(prefix+"-"+env).Get(context.Background(), demo.AppName, metav1.GetOptions{})
-		if err != nil {
-			t.Fatalf("%s: read the Deployment: %v", env, err)
-		}
-		img := d.Spec.Template.Spec.Containers[0].Image
-		if s.Image == nil || *s.Image != img || s.Commit == nil || *s.Commit != commit || d.Spec.Template.Labels[kube.LabelCommit] != commit {
-			t.Errorf("%s: status says %s at %s, the cluster runs %s labelled %s; want commit %s", env, deref(s.Image), deref(s.Commit), img, d.Spec.Template.Labels[kube.LabelCommit], commit)
-		}
-		if int(d.Status.ReadyReplicas) != s.Replicas.Ready || int(*d.Spec.Replicas) != s.Replicas.Desired {
-			t.Errorf("%s: status says %d/%d replicas, the cluster %d/%d", env, s.Replicas.Ready, s.Replicas.Desired, d.Status.ReadyReplicas, *d.Spec.Replicas)
-		}
+		k.checkDeployment(prefix+"-"+env, demo.AppName, envOf(e.status(), env), commit)
 	}
 
 	c0 := git(t, ws.Bare, "rev-parse", "master")
@@ -171,14 +140,10 @@ func TestKubernetesFlow(t *testing.T) {
 	if got := git(t, ws.Bare, "rev-parse", "release"); got != c0 {
 		t.Errorf("git: release at %s after the rollback, want %s", got, c0)
 	}
-	if _, err := os.Stat(kubectl); err == nil {
-		hist, err := exec.Command(kubectl, "--kubeconfig", kubeconfig, "-n", prefix+"-prod", "rollout", "history", "deployment/"+demo.AppName).CombinedOutput()
-		if err != nil {
-			t.Fatalf("kubectl rollout history: %v\n%s", err, hist)
-		}
+	if hist, ok := k.kubectl("-n", prefix+"-prod", "rollout", "history", "deployment/"+demo.AppName); ok {
 		t.Logf("kubectl rollout history of prod:\n%s", hist)
 		for _, w := range []string{rc1 + " (commit " + c1[:12] + ") to prod: release", rc0 + " (commit " + c0[:12] + ") to prod: rollback"} {
-			if !strings.Contains(string(hist), w) {
+			if !strings.Contains(hist, w) {
 				t.Errorf("kubectl rollout history lacks %q", w)
 			}
 		}
