@@ -171,11 +171,16 @@ func (e *env) waitFor(what string, cond func() bool) {
 	}
 }
 
-// slipway runs the CLI in this process.
+// slipway runs the CLI in this process against the API.
 func (e *env) slipway(args ...string) (string, string, int) {
 	e.t.Helper()
+	return runCLI(append(args, "--server", e.apiURL)...)
+}
+
+// runCLI runs the CLI in this process.
+func runCLI(args ...string) (string, string, int) {
 	root := newRoot()
-	root.SetArgs(append(args, "--server", e.apiURL))
+	root.SetArgs(args)
 	var stdout, stderr bytes.Buffer
 	root.SetOut(&stdout)
 	root.SetErr(&stderr)
@@ -326,6 +331,7 @@ func deref(s *string) string {
 
 // load sends requests to url until stop; every answer must be 2xx.
 type load struct {
+	url        string
 	ok, failed atomic.Int64
 	firstErr   atomic.Value
 	stop       chan struct{}
@@ -333,7 +339,7 @@ type load struct {
 }
 
 func startLoad(url string, workers int) *load {
-	l := &load{stop: make(chan struct{})}
+	l := &load{url: url, stop: make(chan struct{})}
 	c := &http.Client{Timeout: 10 * time.Second}
 	for i := range workers {
 		l.wg.Add(1)
@@ -377,9 +383,9 @@ func (l *load) finish(t *testing.T, during string) {
 	t.Helper()
 	close(l.stop)
 	l.wg.Wait()
-	t.Logf("load on prod during %s: %d requests succeeded, %d failed", during, l.ok.Load(), l.failed.Load())
+	t.Logf("load on %s during %s: %d requests succeeded, %d failed", l.url, during, l.ok.Load(), l.failed.Load())
 	if l.failed.Load() > 0 || l.ok.Load() == 0 {
-		t.Errorf("load on prod during %s: %d failed (first: %v), %d succeeded; want none failed", during, l.failed.Load(), l.firstErr.Load(), l.ok.Load())
+		t.Errorf("load on %s during %s: %d failed (first: %v), %d succeeded; want none failed", l.url, during, l.failed.Load(), l.firstErr.Load(), l.ok.Load())
 	}
 }
 
@@ -419,7 +425,7 @@ func TestDemoEndToEnd(t *testing.T) {
 			e.stop()
 		}
 		// serve leaves environments running on purpose; the test stops them.
-		stopEnvironments(t, ws.DataDir)
+		stopEnvironments(t, ws.DataDir, demo.AppName, "dev", "prod")
 	})
 	e.startServe()
 	tok, err := os.ReadFile(filepath.Join(ws.DataDir, api.TokenFile))
@@ -610,17 +616,17 @@ func (e *env) logPushToDev(commit string, pushed, serving time.Time) {
 		(b.Finished.Sub(b.Created) - own).Round(time.Millisecond), serving.Sub(b.Finished).Round(time.Millisecond))
 }
 
-// stopEnvironments stops what serve left running.
-func stopEnvironments(t *testing.T, dataDir string) {
+// stopEnvironments stops the environments of app that serve left running.
+func stopEnvironments(t *testing.T, dataDir, app string, envs ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b, err := local.New(local.Options{Dir: filepath.Join(dataDir, "run", demo.AppName), App: demo.AppName,
+	b, err := local.New(local.Options{Dir: filepath.Join(dataDir, "run", app), App: app,
 		LegacyDir: filepath.Join(dataDir, "run")})
 	if err != nil {
 		t.Log(err)
 		return
 	}
-	for _, env := range []string{"dev", "prod"} {
+	for _, env := range envs {
 		if err := b.Stop(ctx, env); err != nil {
 			t.Logf("stop %s: %v", env, err)
 		}
