@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -61,6 +62,7 @@ type env struct {
 	regAddr string
 	bin     string   // the slipway binary
 	args    []string // serve's arguments
+	logPath string   // when set, every serve's whole log is appended there
 
 	stop, kill func()
 }
@@ -111,7 +113,16 @@ func (e *env) startServe() {
 	var out bytes.Buffer
 	var mu sync.Mutex
 	cmd := exec.Command(e.bin, e.args...)
-	w := &lockedWriter{mu: &mu, w: &out}
+	var w io.Writer = &lockedWriter{mu: &mu, w: &out}
+	closeLog := func() {}
+	if e.logPath != "" {
+		f, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		closeLog = func() { f.Close() }
+		w = io.MultiWriter(w, f)
+	}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -121,6 +132,7 @@ func (e *env) startServe() {
 	end := func(sig os.Signal) {
 		cmd.Process.Signal(sig)
 		err := <-done
+		closeLog()
 		mu.Lock()
 		e.t.Logf("serve (%v: %v), its log:\n%s", sig, err, lastLines(out.String(), 40))
 		mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -232,13 +233,13 @@ func (m *multi) ledgerRows() map[string][]ledger.Deployment {
 }
 
 // checkNothingTwice checks that no commit went to an environment twice:
-// one succeeded deployment per app, environment, kind and commit at most,
-// and every other row of the same key failed for a reason (interrupted by
-// the restart, rolled back) rather than repeated.
+// one deployment per app, environment, kind and commit, but for one that a
+// restart interrupted (marked failed, "checked again after restart") and
+// the one that checked it again.
 func (m *multi) checkNothingTwice() {
 	m.t.Helper()
 	type key struct{ app, env, kind, commit string }
-	succeeded := map[key]int{}
+	rows := map[key][]ledger.Deployment{}
 	total := 0
 	for app, ds := range m.ledgerRows() {
 		for _, d := range ds {
@@ -246,20 +247,44 @@ func (m *multi) checkNothingTwice() {
 			if !d.State.Final() {
 				m.t.Errorf("ledger: %s %s deployment %d (%s %s) still %s after convergence", app, d.Env, d.ID, d.Kind, d.Commit[:7], d.State)
 			}
-			if d.State == ledger.StateSucceeded {
-				succeeded[key{app, d.Env, string(d.Kind), d.Commit}]++
-			}
+			k := key{app, d.Env, string(d.Kind), d.Commit}
+			rows[k] = append(rows[k], d)
 		}
 	}
 	var lines []string
-	for k, n := range succeeded {
-		lines = append(lines, fmt.Sprintf("%s %s %s %s: %d", k.app, k.env, k.kind, k.commit[:7], n))
-		if n > 1 {
-			m.t.Errorf("ledger: %s %s: %s of %s succeeded %d times, want once", k.app, k.env, k.kind, k.commit[:7], n)
+	for k, ds := range rows {
+		var states []string
+		counted := 0
+		for _, d := range ds {
+			s := string(d.State)
+			if d.Note != "" {
+				s += " (" + d.Note + ")"
+			}
+			states = append(states, s)
+			if d.Note != "checked again after restart" {
+				counted++
+			}
+		}
+		lines = append(lines, fmt.Sprintf("%s %s %s %s: %s", k.app, k.env, k.kind, k.commit[:7], strings.Join(states, ", ")))
+		if counted != 1 {
+			m.t.Errorf("ledger: %s %s: %d deployments (%s) of %s %s, want one", k.app, k.env, counted, strings.Join(states, ", "), k.kind, k.commit[:7])
 		}
 	}
 	sort.Strings(lines)
-	m.t.Logf("ledger: %d deployments; succeeded per app, environment, kind and commit:\n%s", total, strings.Join(lines, "\n"))
+	m.t.Logf("ledger: %d deployments, per app, environment, kind and commit:\n%s", total, strings.Join(lines, "\n"))
+}
+
+// readyReplicas are the names of env's replicas that run commit and are
+// ready.
+func (m *multi) readyReplicas(app, env, commit string) []string {
+	var names []string
+	for _, in := range envOf(m.status(app), env).Instances {
+		if in.Ready && in.Commit == commit {
+			names = append(names, in.Name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 func TestMultiAppEndToEnd(t *testing.T) {
@@ -300,6 +325,7 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		t.Fatalf("validate: exit %d\n%s%s\n%s", code, out, errOut, cfg.String())
 	}
 	m.bin = buildSlipway(t, short)
+	m.logPath = filepath.Join(short, "serve.log")
 	m.args = []string{"serve", "--config", cfgPath, "--data-dir", m.dataDir, "--api-addr", hostOf(m.apiURL), "--registry-addr", m.regAddr}
 	t.Cleanup(func() {
 		if m.stop != nil {
@@ -403,9 +429,10 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		c2beta = beta.push(t, "Exit on prod", func(dir string) {
 			writeFile(t, filepath.Join(dir, "zz_prod_only.go"), prodOnlyFailure)
 		})
+		// Built, and rolling out on beta's dev.
 		m.waitFor("beta to deploy", func() bool {
 			r := envOf(m.status("beta"), "dev").Rollout
-			return r != nil && r.Commit == c2beta
+			return r != nil && r.Commit == c2beta && r.Step != "build"
 		})
 		started := time.Now()
 		out, code, rc := m.release("alpha")
@@ -414,8 +441,10 @@ func TestMultiAppEndToEnd(t *testing.T) {
 			t.Fatalf("release alpha: exit %d\n%s", code, out)
 		}
 		rc1alpha = rc
-		if r := envOf(m.status("beta"), "dev").Rollout; r == nil {
-			t.Logf("beta's dev rollout of %s ended before alpha's release did", c2beta[:7])
+		if r := envOf(m.status("beta"), "dev").Rollout; r != nil {
+			t.Logf("alpha's release went live while beta's dev deployment of %s was at step %s", c2beta[:7], r.Step)
+		} else {
+			t.Logf("beta's dev deployment of %s ended before alpha's release did", c2beta[:7])
 		}
 		m.checkRelease("alpha", c1["alpha"], rc1alpha)
 		m.waitRuns("beta", "dev", c2beta)
@@ -423,11 +452,7 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		m.checkRelease("beta", c0["beta"], rc0["beta"])
 	})
 
-	var c2alpha string
-	run("broken release rolled back while the other app deploys", func(t *testing.T) {
-		c2alpha = alpha.push(t, "Say hello again", func(dir string) {
-			writeFile(t, filepath.Join(dir, "zz_alpha.go"), "package main\n\nconst appName = \"alpha again\"\n")
-		})
+	run("broken release rolled back while the other app serves", func(t *testing.T) {
 		started := time.Now()
 		out, code, rc := m.release("beta", c2beta)
 		t.Logf("measured: slipway release --app beta of a commit that never gets ready on prod → rolled back: %s", time.Since(started).Round(time.Millisecond))
@@ -438,20 +463,26 @@ func TestMultiAppEndToEnd(t *testing.T) {
 			t.Errorf("beta prod's release after the rollback: %s, want %s", rc, rc0["beta"])
 		}
 		m.checkRelease("beta", c0["beta"], rc0["beta"])
-		m.waitRuns("alpha", "staging", c2alpha)
-		m.checkEnv("alpha", "dev", c2alpha)
-		m.checkEnv("alpha", "staging", c2alpha)
+		m.checkEnv("beta", "dev", c2beta)
+		m.checkEnv("alpha", "dev", c1["alpha"])
+		m.checkEnv("alpha", "staging", c1["alpha"])
 		m.checkRelease("alpha", c1["alpha"], rc1alpha)
 	})
 
-	var c3beta string
+	// serve killed (SIGKILL) while beta's prod rolls out a release and
+	// alpha's dev a new commit; started again, it finishes both.
+	var c2alpha, rc1beta string
 	run("SIGKILL of serve during a release of one app and a deploy of the other", func(t *testing.T) {
-		c3beta = beta.push(t, "Work on prod again", func(dir string) { os.Remove(filepath.Join(dir, "zz_prod_only.go")) })
-		m.waitFor("beta to deploy", func() bool {
-			r := envOf(m.status("beta"), "dev").Rollout
-			return r != nil && r.Commit == c3beta && r.Step != "build"
+		c2alpha = alpha.push(t, "Say hello again", func(dir string) {
+			writeFile(t, filepath.Join(dir, "zz_alpha.go"), "package main\n\nconst appName = \"alpha again\"\n")
 		})
-		out, errOut, code := m.slipway("release", "--app", "alpha", "--no-wait", "-o", "json", c2alpha)
+		var alphaDev *pipeline.Rollout
+		m.waitFor("alpha to deploy", func() bool {
+			alphaDev = envOf(m.status("alpha"), "dev").Rollout
+			return alphaDev != nil && alphaDev.Commit == c2alpha && alphaDev.Step != "build"
+		})
+		before := m.readyReplicas("alpha", "dev", c2alpha)
+		out, errOut, code := m.slipway("release", "--app", "beta", "--no-wait", "-o", "json", c1["beta"])
 		if code != 0 {
 			t.Fatalf("release --no-wait: exit %d\n%s%s", code, out, errOut)
 		}
@@ -462,44 +493,60 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &rel); err != nil {
 			t.Fatal(err)
 		}
+		rc1beta = rel.Release
+		// Two replicas roll out in a second or so: look often, kill at once.
 		c := api.NewClient(m.apiURL, "")
-		m.waitFor("alpha's prod rollout to start", func() bool {
-			d, err := c.Deployment(context.Background(), "alpha", rel.ID)
-			return err == nil && d.Step == "deploy"
-		})
-		betaDev := envOf(m.status("beta"), "dev").Rollout
-		if betaDev != nil {
-			t.Logf("killed with alpha's release at step deploy and beta's dev deployment %d of %s at step %s", betaDev.ID, betaDev.Commit[:7], betaDev.Step)
-		} else {
-			t.Logf("killed with alpha's release at step deploy; beta's dev deployment had ended")
+		end := time.Now().Add(time.Minute)
+		for {
+			d, err := c.Deployment(context.Background(), "beta", rel.ID)
+			if err == nil && d.Step == "deploy" {
+				break
+			}
+			if err == nil && d.State.Final() || time.Now().After(end) {
+				t.Fatalf("beta's release ended or stalled before serve could be killed at its step deploy: %s at %s (%v)", d.State, d.Step, err)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 		m.kill()
+		t.Logf("killed with beta's release at step deploy and alpha's dev deployment %d of %s at step %s (shortly before)", alphaDev.ID, c2alpha[:7], alphaDev.Step)
 		restarted := time.Now()
 		m.startServe()
-		d, err := c.Wait(context.Background(), "alpha", rel.ID, nil)
+		d, err := c.Wait(context.Background(), "beta", rel.ID, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("alpha's release across the restart: %s (%s) %s", d.State, d.Note, d.Reason)
+		t.Logf("beta's release across the restart: %s (%s) %s", d.State, d.Note, d.Reason)
 		if d.State != "succeeded" || d.Note != "finished after restart" {
 			t.Errorf("release across a restart: %s (%s): %s", d.State, d.Note, d.Reason)
 		}
-		m.waitRuns("alpha", "prod", c2alpha)
-		m.waitRuns("beta", "dev", c3beta)
-		t.Logf("measured: restart → alpha prod and beta dev converged: %s", time.Since(restarted).Round(time.Millisecond))
-		m.checkRelease("alpha", c2alpha, rel.Release)
+		m.waitRuns("beta", "prod", c1["beta"])
+		m.waitRuns("alpha", "staging", c2alpha)
+		t.Logf("measured: restart → beta prod and alpha dev and staging converged: %s", time.Since(restarted).Round(time.Millisecond))
+		m.checkRelease("beta", c1["beta"], rc1beta)
+		m.checkEnv("beta", "dev", c2beta)
 		m.checkEnv("alpha", "dev", c2alpha)
 		m.checkEnv("alpha", "staging", c2alpha)
-		m.checkEnv("beta", "dev", c3beta)
-		m.checkRelease("beta", c0["beta"], rc0["beta"])
+		m.checkRelease("alpha", c1["alpha"], rc1alpha)
 		m.checkNothingTwice()
+		if d, err := c.Deployment(context.Background(), "alpha", alphaDev.ID); err != nil || d.Note != "checked again after restart" {
+			t.Errorf("alpha's dev deployment %d of %s: %s (%s) %v, want it interrupted by the kill and checked again", alphaDev.ID, c2alpha[:7], d.State, d.Note, err)
+		}
+		// What was ready at the kill still serves: checked again, not
+		// rolled out again.
+		after := m.readyReplicas("alpha", "dev", c2alpha)
+		t.Logf("alpha dev's ready replicas of %s: %v at the kill, %v after", c2alpha[:7], before, after)
+		for _, r := range before {
+			if !slices.Contains(after, r) {
+				t.Errorf("alpha dev's replica %s of %s, ready at the kill, was replaced after the restart: now %v", r, c2alpha[:7], after)
+			}
+		}
 	})
 
 	run("status of every app", func(t *testing.T) {
 		all := m.statusAll()
 		want := map[string]map[string]string{
-			"alpha": {"dev": c2alpha, "staging": c2alpha, "prod": c2alpha},
-			"beta":  {"dev": c3beta, "prod": c0["beta"]},
+			"alpha": {"dev": c2alpha, "staging": c2alpha, "prod": c1["alpha"]},
+			"beta":  {"dev": c2beta, "prod": c1["beta"]},
 		}
 		if len(all) != len(want) {
 			t.Errorf("status: apps %v, want alpha and beta", all)
@@ -531,7 +578,7 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("status --app beta: exit %d: %s", code, errOut)
 		}
-		if strings.Contains(out, "staging") || strings.Contains(out, c2alpha[:7]) || !strings.Contains(out, c3beta[:7]) {
+		if strings.Contains(out, "staging") || strings.Contains(out, c2alpha[:7]) || !strings.Contains(out, c2beta[:7]) {
 			t.Errorf("status --app beta shows more or less than beta:\n%s", out)
 		}
 		if st := m.status("beta"); st.App != "beta" || len(st.Environments) != 2 {
@@ -539,6 +586,15 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		}
 	})
 	t.Logf("measured: whole test %s", time.Since(began).Round(time.Millisecond))
+	if log, err := os.ReadFile(m.logPath); err == nil {
+		var warnings []string
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+				warnings = append(warnings, line)
+			}
+		}
+		t.Logf("serve's warnings and errors:\n%s", strings.Join(warnings, "\n"))
+	}
 }
 
 // hasRow reports whether a line of a status table names app, env and the
