@@ -476,10 +476,11 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		c2alpha = alpha.push(t, "Say hello again", func(dir string) {
 			writeFile(t, filepath.Join(dir, "zz_alpha.go"), "package main\n\nconst appName = \"alpha again\"\n")
 		})
+		// Rolled out on alpha's dev, its replicas ready, under test.
 		var alphaDev *pipeline.Rollout
 		m.waitFor("alpha to deploy", func() bool {
 			alphaDev = envOf(m.status("alpha"), "dev").Rollout
-			return alphaDev != nil && alphaDev.Commit == c2alpha && alphaDev.Step != "build"
+			return alphaDev != nil && alphaDev.Commit == c2alpha && (alphaDev.Step == "health" || alphaDev.Step == "smoke")
 		})
 		before := m.readyReplicas("alpha", "dev", c2alpha)
 		out, errOut, code := m.slipway("release", "--app", "beta", "--no-wait", "-o", "json", c1["beta"])
@@ -534,6 +535,9 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		// What was ready at the kill still serves: checked again, not
 		// rolled out again.
 		after := m.readyReplicas("alpha", "dev", c2alpha)
+		if len(before) == 0 {
+			t.Errorf("alpha dev had no ready replica of %s at the kill: nothing to compare", c2alpha[:7])
+		}
 		t.Logf("alpha dev's ready replicas of %s: %v at the kill, %v after", c2alpha[:7], before, after)
 		for _, r := range before {
 			if !slices.Contains(after, r) {
