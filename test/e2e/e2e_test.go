@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -61,6 +62,7 @@ type env struct {
 	regAddr string
 	bin     string   // the slipway binary
 	args    []string // serve's arguments
+	logPath string   // when set, every serve's whole log is appended there
 
 	stop, kill func()
 }
@@ -111,7 +113,16 @@ func (e *env) startServe() {
 	var out bytes.Buffer
 	var mu sync.Mutex
 	cmd := exec.Command(e.bin, e.args...)
-	w := &lockedWriter{mu: &mu, w: &out}
+	var w io.Writer = &lockedWriter{mu: &mu, w: &out}
+	closeLog := func() {}
+	if e.logPath != "" {
+		f, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		closeLog = func() { f.Close() }
+		w = io.MultiWriter(w, f)
+	}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -121,6 +132,7 @@ func (e *env) startServe() {
 	end := func(sig os.Signal) {
 		cmd.Process.Signal(sig)
 		err := <-done
+		closeLog()
 		mu.Lock()
 		e.t.Logf("serve (%v: %v), its log:\n%s", sig, err, lastLines(out.String(), 40))
 		mu.Unlock()
@@ -171,11 +183,16 @@ func (e *env) waitFor(what string, cond func() bool) {
 	}
 }
 
-// slipway runs the CLI in this process.
+// slipway runs the CLI in this process against the API.
 func (e *env) slipway(args ...string) (string, string, int) {
 	e.t.Helper()
+	return runCLI(append(args, "--server", e.apiURL)...)
+}
+
+// runCLI runs the CLI in this process.
+func runCLI(args ...string) (string, string, int) {
 	root := newRoot()
-	root.SetArgs(append(args, "--server", e.apiURL))
+	root.SetArgs(args)
 	var stdout, stderr bytes.Buffer
 	root.SetOut(&stdout)
 	root.SetErr(&stderr)
@@ -326,6 +343,7 @@ func deref(s *string) string {
 
 // load sends requests to url until stop; every answer must be 2xx.
 type load struct {
+	url        string
 	ok, failed atomic.Int64
 	firstErr   atomic.Value
 	stop       chan struct{}
@@ -333,7 +351,7 @@ type load struct {
 }
 
 func startLoad(url string, workers int) *load {
-	l := &load{stop: make(chan struct{})}
+	l := &load{url: url, stop: make(chan struct{})}
 	c := &http.Client{Timeout: 10 * time.Second}
 	for i := range workers {
 		l.wg.Add(1)
@@ -377,9 +395,9 @@ func (l *load) finish(t *testing.T, during string) {
 	t.Helper()
 	close(l.stop)
 	l.wg.Wait()
-	t.Logf("load on prod during %s: %d requests succeeded, %d failed", during, l.ok.Load(), l.failed.Load())
+	t.Logf("load on %s during %s: %d requests succeeded, %d failed", l.url, during, l.ok.Load(), l.failed.Load())
 	if l.failed.Load() > 0 || l.ok.Load() == 0 {
-		t.Errorf("load on prod during %s: %d failed (first: %v), %d succeeded; want none failed", during, l.failed.Load(), l.firstErr.Load(), l.ok.Load())
+		t.Errorf("load on %s during %s: %d failed (first: %v), %d succeeded; want none failed", l.url, during, l.failed.Load(), l.firstErr.Load(), l.ok.Load())
 	}
 }
 
@@ -419,7 +437,7 @@ func TestDemoEndToEnd(t *testing.T) {
 			e.stop()
 		}
 		// serve leaves environments running on purpose; the test stops them.
-		stopEnvironments(t, ws.DataDir)
+		stopEnvironments(t, ws.DataDir, demo.AppName, "dev", "prod")
 	})
 	e.startServe()
 	tok, err := os.ReadFile(filepath.Join(ws.DataDir, api.TokenFile))
@@ -610,17 +628,17 @@ func (e *env) logPushToDev(commit string, pushed, serving time.Time) {
 		(b.Finished.Sub(b.Created) - own).Round(time.Millisecond), serving.Sub(b.Finished).Round(time.Millisecond))
 }
 
-// stopEnvironments stops what serve left running.
-func stopEnvironments(t *testing.T, dataDir string) {
+// stopEnvironments stops the environments of app that serve left running.
+func stopEnvironments(t *testing.T, dataDir, app string, envs ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b, err := local.New(local.Options{Dir: filepath.Join(dataDir, "run", demo.AppName), App: demo.AppName,
+	b, err := local.New(local.Options{Dir: filepath.Join(dataDir, "run", app), App: app,
 		LegacyDir: filepath.Join(dataDir, "run")})
 	if err != nil {
 		t.Log(err)
 		return
 	}
-	for _, env := range []string{"dev", "prod"} {
+	for _, env := range envs {
 		if err := b.Stop(ctx, env); err != nil {
 			t.Logf("stop %s: %v", env, err)
 		}
