@@ -600,15 +600,3 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		t.Logf("serve's warnings and errors:\n%s", strings.Join(warnings, "\n"))
 	}
 }
-
-// hasRow reports whether a line of a status table names app, env and the
-// short commit.
-func hasRow(table, app, env, short string) bool {
-	for _, line := range strings.Split(table, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 3 && f[0] == app && f[1] == env && strings.Contains(line, short) {
-			return true
-		}
-	}
-	return false
-}
