@@ -71,6 +71,7 @@ func main() {
 	seed := flag.Int("seed", 10000, "releases (and as many dev deploys) seeded per app before measuring status")
 	slow := flag.Duration("slow", 90*time.Second, "how long the test command of a commit marked slow sleeps")
 	test := flag.String("test", "", "every app's test.command (default: none, but a sleep of -slow for a commit that has the file "+slowMark+")")
+	deployWait := flag.Duration("deploy-timeout", 90*time.Minute, "how long to wait for every app's prod on its first commit")
 	keep := flag.Bool("keep", false, "keep the workspace (the environments are stopped either way)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -78,7 +79,7 @@ func main() {
 	if *test == "" {
 		*test = fmt.Sprintf("if [ -f %s ]; then sleep %d; fi", slowMark, int(slow.Seconds()))
 	}
-	if err := run(ctx, *n, *idle, *rounds, *conc, *seed, *slow, *test, *keep); err != nil {
+	if err := run(ctx, *n, *idle, *rounds, *conc, *seed, *slow, *test, *deployWait, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "multiapp:", err)
 		os.Exit(1)
 	}
@@ -88,7 +89,7 @@ func logf(format string, args ...any) {
 	fmt.Printf("%s "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
 }
 
-func run(ctx context.Context, n int, idle time.Duration, rounds, conc, seed int, slow time.Duration, test string, keep bool) error {
+func run(ctx context.Context, n int, idle time.Duration, rounds, conc, seed int, slow time.Duration, test string, deployWait time.Duration, keep bool) error {
 	if n < 9 {
 		return fmt.Errorf("-apps %d: at least 9 (the measurements use different apps)", n)
 	}
@@ -118,7 +119,7 @@ func run(ctx context.Context, n int, idle time.Duration, rounds, conc, seed int,
 	if err := b.startServe(ctx); err != nil {
 		return err
 	}
-	if err := b.waitAll(ctx, "every app's prod on its first commit", 40*time.Minute, func(st pipeline.Status) bool {
+	if err := b.waitAll(ctx, "every app's prod on its first commit", deployWait, func(st pipeline.Status) bool {
 		return envHealthyOn(st, "prod", "")
 	}); err != nil {
 		return err
