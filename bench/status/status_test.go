@@ -45,6 +45,13 @@ type controllerApp struct {
 
 func (a controllerApp) Name() string  { return a.name }
 func (controllerApp) RepoURL() string { return "" }
+func (a controllerApp) Environments() []string {
+	var names []string
+	for _, e := range a.Envs() {
+		names = append(names, e.Name)
+	}
+	return names
+}
 func (controllerApp) Logs(ctx context.Context, env string, follow bool, w io.Writer) error {
 	return errors.ErrUnsupported
 }

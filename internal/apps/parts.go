@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,11 +30,61 @@ import (
 // A repository on this machine is fetched only when its refs changed (a
 // stat of its refs, no git process) or once every fullFetchEvery: with many
 // apps polling every few seconds, an idle controller runs no git at all.
+//
+// Branch heads are read once per change of the mirror, and commit lists
+// (fixed for a pair of commits) once: status asks for them often.
 type GitRepo struct {
 	*gitsource.Source
 	mu        sync.Mutex
 	stamp     string    // the refs' stamp at the last fetch that succeeded
 	fetchedAt time.Time // when
+
+	cacheMu sync.Mutex
+	heads   map[string]string
+	gen     int // counts changes of the mirror: a head read across one is not kept
+	logs    map[logKey][]pipeline.Commit
+}
+
+type logKey struct {
+	exclude, include string
+	limit            int
+}
+
+// maxCachedLogs bounds the commit lists kept.
+const maxCachedLogs = 64
+
+// forgetHeads drops the branch heads read before the mirror changed.
+func (g *GitRepo) forgetHeads() {
+	g.cacheMu.Lock()
+	g.heads = nil
+	g.gen++
+	g.cacheMu.Unlock()
+}
+
+// Head returns the commit branch points at in the mirror ("" when it does
+// not exist).
+func (g *GitRepo) Head(ctx context.Context, branch string) (string, error) {
+	g.cacheMu.Lock()
+	h, ok := g.heads[branch]
+	gen := g.gen
+	g.cacheMu.Unlock()
+	if ok {
+		return h, nil
+	}
+	h, err := g.Source.Head(ctx, branch)
+	if err != nil {
+		return "", err
+	}
+	g.cacheMu.Lock()
+	defer g.cacheMu.Unlock()
+	if gen != g.gen {
+		return h, nil // the mirror changed meanwhile: read again next time
+	}
+	if g.heads == nil {
+		g.heads = map[string]string{}
+	}
+	g.heads[branch] = h
+	return h, nil
 }
 
 // fullFetchEvery bounds how long a repository on this machine goes without
@@ -59,9 +110,11 @@ func (g *GitRepo) Fetch(ctx context.Context) error {
 	if local && err == nil && stamp == g.stamp && time.Since(g.fetchedAt) < fullFetchEvery {
 		return nil
 	}
+	g.forgetHeads()
 	if err := g.Source.Fetch(ctx); err != nil {
 		return transientIf(err, gitsource.ErrUnreachable)
 	}
+	g.forgetHeads()
 	if local && err == nil {
 		g.stamp, g.fetchedAt = stamp, time.Now()
 	}
@@ -72,6 +125,7 @@ func (g *GitRepo) Fetch(ctx context.Context) error {
 func (g *GitRepo) MoveBranch(ctx context.Context, branch, from, to string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	defer g.forgetHeads()
 	return transientIf(g.Source.MoveBranch(ctx, branch, from, to), gitsource.ErrUnreachable)
 }
 
@@ -82,8 +136,16 @@ func (g *GitRepo) TagRelease(ctx context.Context, name, commit, message string) 
 	return transientIf(g.Source.TagRelease(ctx, name, commit, message), gitsource.ErrUnreachable)
 }
 
-// Commits lists commits through git log.
+// Commits lists commits through git log; the list of a pair of commits
+// never changes, so it is kept.
 func (g *GitRepo) Commits(ctx context.Context, exclude, include string, limit int) ([]pipeline.Commit, error) {
+	key := logKey{exclude, include, limit}
+	g.cacheMu.Lock()
+	list, ok := g.logs[key]
+	g.cacheMu.Unlock()
+	if ok {
+		return slices.Clone(list), nil
+	}
 	entries, err := g.Log(ctx, exclude, include, limit)
 	if err != nil {
 		return nil, err
@@ -92,7 +154,13 @@ func (g *GitRepo) Commits(ctx context.Context, exclude, include string, limit in
 	for _, e := range entries {
 		out = append(out, pipeline.Commit{Hash: e.Hash, Short: short(e.Hash), Subject: e.Subject, Author: e.Author, Time: e.Time})
 	}
-	return out, nil
+	g.cacheMu.Lock()
+	if g.logs == nil || len(g.logs) >= maxCachedLogs {
+		g.logs = map[logKey][]pipeline.Commit{}
+	}
+	g.logs[key] = out
+	g.cacheMu.Unlock()
+	return slices.Clone(out), nil
 }
 
 func short(commit string) string {

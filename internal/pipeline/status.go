@@ -19,6 +19,9 @@ type Status struct {
 	// Pending are the commits of the chain's branch the final environment
 	// does not run, newest first.
 	Pending []Commit `json:"pending"`
+	// PendingError says why Pending could not be read (the repository not
+	// fetched yet, git failing); the environments are reported anyway.
+	PendingError string `json:"pendingError,omitempty"`
 }
 
 // EnvStatus is one environment in Status.
@@ -92,7 +95,8 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 	}
 	tip, err := c.deps.Repo.Head(ctx, root.Branch)
 	if err != nil {
-		return Status{}, err
+		out.PendingError = err.Error()
+		return out, nil
 	}
 	if tip == "" {
 		return out, nil
@@ -103,7 +107,8 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 	}
 	pending, err := c.deps.Repo.Commits(ctx, cur.Commit, tip, maxPending)
 	if err != nil {
-		return Status{}, err
+		out.PendingError = err.Error()
+		return out, nil
 	}
 	if pending != nil {
 		out.Pending = pending
