@@ -1,8 +1,9 @@
 //go:build bench
 
 // Package status measures GET /api/v1/status of a controller running many
-// apps, each with 10,000 releases and 10,000 dev deploys in the ledger
-// (the multi-app form of internal/apps' BenchmarkStatus):
+// apps (one, and twenty), each with 10,000 releases and 10,000 dev deploys
+// in the ledger: the API round trip over loopback, the ledger's queries and
+// git's answers:
 //
 //	go test -tags bench -run '^$' -bench . -benchtime 100x ./bench/status
 package status

@@ -58,6 +58,19 @@ func (r *rollouts) tryCheck(d ledger.Deployment) (*rollout, error) {
 // being looked at (tryCheck), and fails with ErrBusy while a rollout or
 // another command holds it.
 func (r *rollouts) claim(ctx context.Context, d ledger.Deployment) (*rollout, error) {
+	return r.wait(ctx, d, false)
+}
+
+// start waits until d's environment has no rollout in flight, then marks d
+// as its rollout.
+func (r *rollouts) start(ctx context.Context, d ledger.Deployment) (*rollout, error) {
+	return r.wait(ctx, d, true)
+}
+
+// wait marks d as its environment's rollout once the environment is free,
+// waiting for what holds it: anything when always is set, else only a
+// check.
+func (r *rollouts) wait(ctx context.Context, d ledger.Deployment, always bool) (*rollout, error) {
 	for {
 		ro, err := r.tryStart(d)
 		if err == nil {
@@ -65,9 +78,9 @@ func (r *rollouts) claim(ctx context.Context, d ledger.Deployment) (*rollout, er
 		}
 		r.mu.Lock()
 		cur, ok := r.m[d.Env]
-		check := ok && cur.check
+		waitable := ok && (always || cur.check)
 		r.mu.Unlock()
-		if ok && !check {
+		if ok && !waitable {
 			return nil, err
 		}
 		if ok {
@@ -76,28 +89,6 @@ func (r *rollouts) claim(ctx context.Context, d ledger.Deployment) (*rollout, er
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-		}
-	}
-}
-
-// start waits until d's environment has no rollout in flight, then marks d
-// as its rollout.
-func (r *rollouts) start(ctx context.Context, d ledger.Deployment) (*rollout, error) {
-	for {
-		ro, err := r.tryStart(d)
-		if err == nil {
-			return ro, nil
-		}
-		r.mu.Lock()
-		cur, ok := r.m[d.Env]
-		r.mu.Unlock()
-		if !ok {
-			continue
-		}
-		select {
-		case <-cur.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
 		}
 	}
 }
