@@ -234,19 +234,14 @@ func (a *Apps) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(a.list))
 	for _, app := range a.list {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if err := app.Controller.Run(ctx); err != nil {
 				errs <- fmt.Errorf("app %s: %w", app.Config.App, err)
 				cancel()
 			}
-		}()
-		go func() {
-			defer wg.Done()
-			watchRefs(ctx, app.Source, app.Controller)
-		}()
+		})
 	}
+	wg.Go(func() { a.watchRefs(ctx) })
 	wg.Wait()
 	close(errs)
 	return errors.Join(func() []error {
@@ -270,11 +265,18 @@ func (a *Apps) StopAll(ctx context.Context) {
 	}
 }
 
-// watchRefs makes the controller look at a repository on this machine as
-// soon as a push changes its refs, rather than at the next poll.
-func watchRefs(ctx context.Context, src *gitsource.Source, ctl *pipeline.Controller) {
-	last, ok, _ := src.RefsStamp()
-	if !ok {
+// watchRefs makes each app's controller look at its repository as soon as
+// a push changes its refs, rather than at the next poll, for the
+// repositories on this machine. One loop looks at them all, so that many
+// apps do not mean many wake-ups.
+func (a *Apps) watchRefs(ctx context.Context) {
+	last := make([]string, len(a.list))
+	local := false
+	for i, app := range a.list {
+		stamp, ok, _ := app.Source.RefsStamp()
+		last[i], local = stamp, local || ok
+	}
+	if !local {
 		return
 	}
 	t := time.NewTicker(100 * time.Millisecond)
@@ -285,10 +287,12 @@ func watchRefs(ctx context.Context, src *gitsource.Source, ctl *pipeline.Control
 			return
 		case <-t.C:
 		}
-		stamp, _, err := src.RefsStamp()
-		if err == nil && stamp != last {
-			last = stamp
-			ctl.Poll()
+		for i, app := range a.list {
+			stamp, ok, err := app.Source.RefsStamp()
+			if ok && err == nil && stamp != last[i] {
+				last[i] = stamp
+				app.Controller.Poll()
+			}
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -38,6 +39,11 @@ const waitDelay = 5 * time.Second
 type Source struct {
 	url string // the repository; local paths are absolute
 	dir string // the bare mirror
+
+	refsMu    sync.Mutex
+	refRoot   string    // the repository's git directory, for RefsStamp
+	refDirs   []string  // the directories under refs, for RefsStamp
+	refDirsAt time.Time // when they were listed
 }
 
 // New returns the source for the repository at url (a path, file://,

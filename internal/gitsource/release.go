@@ -134,39 +134,51 @@ func short(commit string) string {
 // path or file:// URL) from file metadata alone, without running git: it
 // changes whenever a push moves a branch or a tag. ok is false for remote
 // repositories, which must be polled with Fetch.
+//
+// git never rewrites a ref file in place: it writes a lock file and renames
+// it over the ref, which changes the directory's time. So the stamp is the
+// times of packed-refs, HEAD and the directories under refs, with no
+// directory read; the directories are listed again every refDirsEvery, to
+// see new ones (a branch named team/x).
 func (s *Source) RefsStamp() (stamp string, ok bool, err error) {
-	dir, ok := s.localDir()
-	if !ok {
-		return "", false, nil
+	s.refsMu.Lock()
+	defer s.refsMu.Unlock()
+	if s.refDirs == nil || time.Since(s.refDirsAt) > refDirsEvery {
+		dir, ok := s.localDir()
+		if !ok {
+			return "", false, nil
+		}
+		s.refRoot = dir
+		var dirs []string
+		err := filepath.WalkDir(filepath.Join(dir, "refs"), func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return "", true, fmt.Errorf("read refs of %s: %w", dir, err)
+		}
+		s.refDirs, s.refDirsAt = dirs, time.Now()
 	}
+	dir := s.refRoot
 	var b strings.Builder
-	for _, p := range []string{"packed-refs", "HEAD"} {
-		if fi, err := os.Stat(filepath.Join(dir, p)); err == nil {
+	for _, p := range append([]string{filepath.Join(dir, "packed-refs"), filepath.Join(dir, "HEAD")}, s.refDirs...) {
+		if fi, err := os.Stat(p); err == nil {
 			fmt.Fprintf(&b, "%s %d %d;", p, fi.Size(), fi.ModTime().UnixNano())
 		}
 	}
-	err = filepath.WalkDir(filepath.Join(dir, "refs"), func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil // removed while walking: the next stamp shows it
-		}
-		fmt.Fprintf(&b, "%s %d %d;", path, fi.Size(), fi.ModTime().UnixNano())
-		return nil
-	})
-	if err != nil {
-		return "", true, fmt.Errorf("read refs of %s: %w", dir, err)
-	}
 	return b.String(), true, nil
 }
+
+// refDirsEvery is how often RefsStamp lists the directories under refs.
+const refDirsEvery = 5 * time.Second
 
 // localDir is the repository's git directory when it is on this machine.
 func (s *Source) localDir() (string, bool) {
