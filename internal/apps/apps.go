@@ -73,6 +73,7 @@ type App struct {
 	Backend    Backend
 	Registry   *registry.Client
 	Repository string
+	repo       *GitRepo
 	store      *ledger.Store
 	deps       *ledger.Deployments
 	builder    *build.Builder
@@ -159,8 +160,9 @@ func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
 	if a.opts.PollInterval > 0 {
 		poll = a.opts.PollInterval
 	}
+	repo := &GitRepo{Source: src}
 	ctl, err := pipeline.New(pipeline.Config{App: cfg.App, Envs: ControllerEnvs(cfg), PollInterval: poll}, pipeline.Deps{
-		Repo:     &GitRepo{Source: src},
+		Repo:     repo,
 		Builder:  ImageBuilder{Builder: builder, Slots: a.slots},
 		Tagger:   RegistryTagger{Client: reg, Repository: repository},
 		Deployer: Runtime{Backend: backend, Config: cfg},
@@ -172,7 +174,7 @@ func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
 		return nil, err
 	}
 	return &App{Config: cfg, Controller: ctl, Source: src, Backend: backend, Registry: reg, Repository: repository,
-		store: a.opts.Store, deps: deps, builder: builder}, nil
+		repo: repo, store: a.opts.Store, deps: deps, builder: builder}, nil
 }
 
 // backend returns cfg's runtime.
@@ -390,5 +392,9 @@ func (p *App) Builds(ctx context.Context, f ledger.BuildFilter) ([]ledger.Build,
 	return p.store.ListBuilds(ctx, f)
 }
 
-// Poll makes the app look at its repository now.
-func (p *App) Poll() { p.Controller.Poll() }
+// Poll makes the app fetch its repository and look at it now (a push
+// webhook says it changed).
+func (p *App) Poll() {
+	p.repo.MarkStale()
+	p.Controller.Poll()
+}

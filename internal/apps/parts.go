@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -36,8 +37,9 @@ import (
 type GitRepo struct {
 	*gitsource.Source
 	mu        sync.Mutex
-	stamp     string    // the refs' stamp at the last fetch that succeeded
-	fetchedAt time.Time // when
+	stamp     string      // the refs' stamp at the last fetch that succeeded
+	fetchedAt time.Time   // when
+	stale     atomic.Bool // the next Fetch fetches, whatever the stamp says
 
 	cacheMu sync.Mutex
 	heads   map[string]string
@@ -52,6 +54,10 @@ type logKey struct {
 
 // maxCachedLogs bounds the commit lists kept.
 const maxCachedLogs = 64
+
+// MarkStale makes the next Fetch fetch: someone (a push webhook) says the
+// repository changed.
+func (g *GitRepo) MarkStale() { g.stale.Store(true) }
 
 // forgetHeads drops the branch heads read before the mirror changed.
 func (g *GitRepo) forgetHeads() {
@@ -107,7 +113,7 @@ func (g *GitRepo) Fetch(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	stamp, local, err := g.RefsStamp()
-	if local && err == nil && stamp == g.stamp && time.Since(g.fetchedAt) < fullFetchEvery {
+	if !g.stale.Swap(false) && local && err == nil && stamp == g.stamp && time.Since(g.fetchedAt) < fullFetchEvery {
 		return nil
 	}
 	g.forgetHeads()

@@ -124,4 +124,12 @@ func TestLocalRepositoryFetchedWhenItsRefsChange(t *testing.T) {
 	if second := head(); second == first || repo.fetchedAt == fetched {
 		t.Errorf("after a push: head %s (was %s), fetched again: %v", second, first, repo.fetchedAt != fetched)
 	}
+	// A push webhook says the repository changed: it is fetched whatever
+	// its refs look like.
+	fetched = repo.fetchedAt
+	repo.MarkStale()
+	head()
+	if repo.fetchedAt == fetched {
+		t.Errorf("a repository marked stale was not fetched")
+	}
 }
