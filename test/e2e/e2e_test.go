@@ -189,6 +189,23 @@ func (e *env) slipway(args ...string) (string, string, int) {
 	return runCLI(append(args, "--server", e.apiURL)...)
 }
 
+// appStatus is app's status, as `slipway status --app APP -o json` prints it.
+func (e *env) appStatus(app string) pipeline.Status {
+	e.t.Helper()
+	out, errOut, code := e.slipway("status", "--app", app, "-o", "json")
+	if code != 0 {
+		e.t.Fatalf("status --app %s: exit %d: %s", app, code, errOut)
+	}
+	var st pipeline.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		e.t.Fatalf("status --app %s -o json: %v\n%s", app, err, out)
+	}
+	if st.App != app {
+		e.t.Fatalf("status --app %s: the status of app %q", app, st.App)
+	}
+	return st
+}
+
 // runCLI runs the CLI in this process.
 func runCLI(args ...string) (string, string, int) {
 	root := newRoot()

@@ -23,7 +23,6 @@ import (
 	"slipway.dev/slipway/internal/api"
 	"slipway.dev/slipway/internal/demo"
 	"slipway.dev/slipway/internal/deploy/kube"
-	"slipway.dev/slipway/internal/pipeline"
 	"slipway.dev/slipway/internal/registry"
 	"slipway.dev/slipway/internal/testenv"
 )
@@ -364,23 +363,6 @@ apps:
 		}
 	}
 	step("done")
-}
-
-// appStatus is app's status, as `slipway status --app APP -o json` prints it.
-func (e *env) appStatus(app string) pipeline.Status {
-	e.t.Helper()
-	out, errOut, code := e.slipway("status", "--app", app, "-o", "json")
-	if code != 0 {
-		e.t.Fatalf("status --app %s: exit %d: %s", app, code, errOut)
-	}
-	var st pipeline.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		e.t.Fatalf("status --app %s -o json: %v\n%s", app, err, out)
-	}
-	if st.App != app {
-		e.t.Fatalf("status --app %s: the status of app %q", app, st.App)
-	}
-	return st
 }
 
 func healthWord(ok bool) string {

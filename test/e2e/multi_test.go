@@ -111,23 +111,9 @@ func (m *multi) statusAll() map[string]pipeline.Status {
 	return sts
 }
 
-// status is `slipway status --app app -o json`.
-func (m *multi) status(app string) pipeline.Status {
-	m.t.Helper()
-	out, errOut, code := m.slipway("status", "--app", app, "-o", "json")
-	if code != 0 {
-		m.t.Fatalf("status --app %s: exit %d: %s", app, code, errOut)
-	}
-	var st pipeline.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		m.t.Fatalf("status --app %s -o json: %v\n%s", app, err, out)
-	}
-	return st
-}
-
 // runs reports whether env of app runs commit, verified, with no rollout.
 func (m *multi) runs(app, env, commit string) bool {
-	e := envOf(m.status(app), env)
+	e := envOf(m.appStatus(app), env)
 	return e.Commit != nil && *e.Commit == commit && e.Healthy && e.Rollout == nil
 }
 
@@ -151,7 +137,7 @@ func (m *multi) digest(app, tag string) string {
 func (m *multi) checkEnv(app, env, commit string) {
 	m.t.Helper()
 	a := m.apps[app]
-	e := envOf(m.status(app), env)
+	e := envOf(m.appStatus(app), env)
 	if e.Commit == nil || *e.Commit != commit || !e.Healthy {
 		m.t.Errorf("status: %s %s runs %s healthy=%v, want %s", app, env, deref(e.Commit), e.Healthy, commit[:7])
 	}
@@ -183,7 +169,7 @@ func (m *multi) checkRelease(app, commit, rc string) {
 	m.t.Helper()
 	a := m.apps[app]
 	m.checkEnv(app, "prod", commit)
-	p := envOf(m.status(app), "prod")
+	p := envOf(m.appStatus(app), "prod")
 	if p.Release == nil || *p.Release != rc {
 		m.t.Errorf("status: %s prod's release %s, want %s", app, deref(p.Release), rc)
 	}
@@ -206,7 +192,7 @@ func (m *multi) checkRelease(app, commit, rc string) {
 func (m *multi) release(app string, args ...string) (string, int, string) {
 	m.t.Helper()
 	out, errOut, code := m.slipway(append([]string{"release", "--app", app}, args...)...)
-	p := envOf(m.status(app), "prod")
+	p := envOf(m.appStatus(app), "prod")
 	return out + errOut, code, deref(p.Release)
 }
 
@@ -278,7 +264,7 @@ func (m *multi) checkNothingTwice() {
 // ready.
 func (m *multi) readyReplicas(app, env, commit string) []string {
 	var names []string
-	for _, in := range envOf(m.status(app), env).Instances {
+	for _, in := range envOf(m.appStatus(app), env).Instances {
 		if in.Ready && in.Commit == commit {
 			names = append(names, in.Name)
 		}
@@ -353,7 +339,7 @@ func TestMultiAppEndToEnd(t *testing.T) {
 	}
 	for _, a := range order {
 		m.waitRuns(a.name, "prod", c0[a.name])
-		rc0[a.name] = deref(envOf(m.status(a.name), "prod").Release)
+		rc0[a.name] = deref(envOf(m.appStatus(a.name), "prod").Release)
 	}
 	t.Logf("measured: serve started → both apps on every environment: %s", time.Since(began).Round(time.Millisecond))
 	for _, a := range order {
@@ -412,7 +398,7 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		if dev, staging := m.digest("alpha", "env-dev"), m.digest("alpha", "env-staging"); dev != staging || dev == "" {
 			t.Errorf("registry: alpha's env-staging on %s, env-dev on %s: want the same digest", staging, dev)
 		}
-		st := m.status("alpha")
+		st := m.appStatus("alpha")
 		if s := envOf(st, "staging"); s.From != "dev" || s.Mode != "automatic" || s.Tag != "env-staging" {
 			t.Errorf("status: alpha staging from=%q mode=%q tag=%q, want dev, automatic, env-staging", s.From, s.Mode, s.Tag)
 		}
@@ -431,7 +417,7 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		})
 		// Built, and rolling out on beta's dev.
 		m.waitFor("beta to deploy", func() bool {
-			r := envOf(m.status("beta"), "dev").Rollout
+			r := envOf(m.appStatus("beta"), "dev").Rollout
 			return r != nil && r.Commit == c2beta && r.Step != "build"
 		})
 		started := time.Now()
@@ -441,7 +427,7 @@ func TestMultiAppEndToEnd(t *testing.T) {
 			t.Fatalf("release alpha: exit %d\n%s", code, out)
 		}
 		rc1alpha = rc
-		if r := envOf(m.status("beta"), "dev").Rollout; r != nil {
+		if r := envOf(m.appStatus("beta"), "dev").Rollout; r != nil {
 			t.Logf("alpha's release went live while beta's dev deployment of %s was at step %s", c2beta[:7], r.Step)
 		} else {
 			t.Logf("beta's dev deployment of %s ended before alpha's release did", c2beta[:7])
@@ -479,7 +465,7 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		// Rolled out on alpha's dev, its replicas ready, under test.
 		var alphaDev *pipeline.Rollout
 		m.waitFor("alpha to deploy", func() bool {
-			alphaDev = envOf(m.status("alpha"), "dev").Rollout
+			alphaDev = envOf(m.appStatus("alpha"), "dev").Rollout
 			return alphaDev != nil && alphaDev.Commit == c2alpha && (alphaDev.Step == "health" || alphaDev.Step == "smoke")
 		})
 		before := m.readyReplicas("alpha", "dev", c2alpha)
@@ -585,7 +571,7 @@ func TestMultiAppEndToEnd(t *testing.T) {
 		if strings.Contains(out, "staging") || strings.Contains(out, c2alpha[:7]) || !strings.Contains(out, c2beta[:7]) {
 			t.Errorf("status --app beta shows more or less than beta:\n%s", out)
 		}
-		if st := m.status("beta"); st.App != "beta" || len(st.Environments) != 2 {
+		if st := m.appStatus("beta"); st.App != "beta" || len(st.Environments) != 2 {
 			t.Errorf("status --app beta -o json: app %q with %d environments, want beta with 2", st.App, len(st.Environments))
 		}
 	})
