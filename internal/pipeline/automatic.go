@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"slipway.dev/slipway/internal/ledger"
 )
@@ -13,7 +16,11 @@ import (
 // environment they are fed from) and taking it through build or image,
 // deploy, health, smoke and tags to verified.
 
-// poll fetches the repository and lets every environment react.
+// poll fetches the repository and lets every environment react. When
+// neither a branch nor the app's ledger rows moved since a poll that left
+// nothing to look at again, the environments fed by another and the release
+// branches are not looked at (their ledger queries are most of an idle
+// controller's work), except once every fullPollEvery.
 func (c *Controller) poll(ctx context.Context) {
 	if err := c.deps.Repo.Fetch(ctx); err != nil {
 		if ctx.Err() == nil {
@@ -34,6 +41,10 @@ func (c *Controller) poll(ctx context.Context) {
 		heads[branch] = h
 		return h, true
 	}
+	key, ok := c.pollKey(head)
+	now := c.now()
+	quiet := ok && key == c.settledKey && now.Sub(c.settledAt) < fullPollEvery
+	settled := ok
 	for i := range c.cfg.Envs {
 		e := &c.cfg.Envs[i]
 		switch {
@@ -41,12 +52,41 @@ func (c *Controller) poll(ctx context.Context) {
 			if h, ok := head(e.Branch); ok {
 				c.considerHead(ctx, e, h)
 			}
+		case quiet:
 		case e.Automatic:
-			c.considerUpstream(ctx, e)
+			settled = c.considerUpstream(ctx, e) && settled
 		default:
-			c.checkReleaseBranch(ctx, e, head)
+			settled = c.checkReleaseBranch(ctx, e, head) && settled
 		}
 	}
+	switch {
+	case quiet:
+	case settled:
+		c.settledKey, c.settledAt = key, now
+	default:
+		c.settledKey = ""
+	}
+}
+
+// fullPollEvery bounds how long a quiet poll skips the ledger.
+const fullPollEvery = 30 * time.Second
+
+// pollKey describes what a poll reacts to: the head of every branch of the
+// app and how many ledger writes the controller has made.
+func (c *Controller) pollKey(head func(string) (string, bool)) (string, bool) {
+	var b strings.Builder
+	for _, e := range c.cfg.Envs {
+		if e.Branch == "" {
+			continue
+		}
+		h, ok := head(e.Branch)
+		if !ok {
+			return "", false
+		}
+		b.WriteString(e.Branch + "=" + h + " ")
+	}
+	b.WriteString(strconv.FormatUint(c.writes.Load(), 10))
+	return b.String(), true
 }
 
 // considerHead queues a new head of e's branch, or a head that went back to
@@ -63,47 +103,53 @@ func (c *Controller) considerHead(ctx context.Context, e *Env, head string) {
 }
 
 // considerUpstream queues the commit the environment e is fed from runs,
-// once it has been verified there for e.MinTimeVerified.
-func (c *Controller) considerUpstream(ctx context.Context, e *Env) {
+// once it has been verified there for e.MinTimeVerified. It reports false
+// when a later poll must look again although nothing moved.
+func (c *Controller) considerUpstream(ctx context.Context, e *Env) bool {
 	up, err := c.deps.Store.Current(ctx, e.From)
 	if errors.Is(err, ledger.ErrNoDeployment) {
-		return
+		return true
 	}
 	if err != nil {
 		c.log.Warn("read the ledger", "env", e.From, "err", err)
-		return
+		return false
 	}
 	if e.MinTimeVerified > 0 && c.now().Sub(c.sinceOf(ctx, up)) < e.MinTimeVerified {
-		return // the next poll looks again
+		return false // the next poll looks again
 	}
-	c.considerCommit(ctx, e, up.Commit)
+	return c.considerCommit(ctx, e, up.Commit)
 }
 
-// considerCommit queues commit for e unless e has dealt with it.
-func (c *Controller) considerCommit(ctx context.Context, e *Env, commit string) {
+// considerCommit queues commit for e unless e has dealt with it. It
+// reports false when the ledger could not be read.
+func (c *Controller) considerCommit(ctx context.Context, e *Env, commit string) bool {
 	q := c.queues[e.Name]
 	if q.pending(commit) {
-		return
+		return true
 	}
 	last, err := c.deps.Store.LatestForCommit(ctx, e.Name, ledger.KindDeploy, commit)
 	switch {
 	case errors.Is(err, ledger.ErrNoDeployment):
 	case err != nil:
 		c.log.Warn("read the ledger", "env", e.Name, "err", err)
-		return
+		return false
 	case last.State != ledger.StateSucceeded:
-		return // failed, or in flight: not again until something moves
+		return true // failed, or in flight: not again until something moves
 	default:
 		// Deployed before: again only if it is not what runs (the branch
 		// went back to it).
 		cur, err := c.deps.Store.Current(ctx, e.Name)
+		if err != nil && !errors.Is(err, ledger.ErrNoDeployment) {
+			return false
+		}
 		if err != nil || cur.Commit == commit {
-			return
+			return true
 		}
 	}
 	if old := q.push(commit); old != "" {
 		c.log.Info("superseded before deploy", "env", e.Name, "commit", shortHash(old), "by", shortHash(commit))
 	}
+	return true
 }
 
 // worker deploys e's queued commits one at a time.

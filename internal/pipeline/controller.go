@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"slipway.dev/slipway/internal/ledger"
@@ -101,6 +102,13 @@ type Controller struct {
 	wg     sync.WaitGroup
 	wakeUp chan struct{} // poll now
 
+	// writes counts the ledger writes of the controller; settledKey is the
+	// poll key (pollKey) of the last poll that left nothing to look at
+	// again, at settledAt. Only the poll loop reads the last two.
+	writes     atomic.Uint64
+	settledKey string
+	settledAt  time.Time
+
 	mu       sync.Mutex        // guards the maps below; never held across I/O
 	lastHead map[string]string // automatic environment → branch head last seen
 	refused  map[string]string // controlled environment → head refused already
@@ -132,6 +140,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		ready: make(chan struct{}), wakeUp: make(chan struct{}, 1),
 		lastHead: map[string]string{}, refused: map[string]string{},
 	}
+	c.deps.Store = countingStore{Store: deps.Store, n: &c.writes}
 	if len(cfg.Envs) == 0 {
 		return nil, fmt.Errorf("no environments to drive: %w", ErrInvalid)
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"slipway.dev/slipway/internal/deploy"
@@ -91,3 +92,19 @@ type Store interface {
 }
 
 var _ Store = (*ledger.Deployments)(nil)
+
+// countingStore counts the writes made through it.
+type countingStore struct {
+	Store
+	n *atomic.Uint64
+}
+
+func (s countingStore) Create(ctx context.Context, d *ledger.Deployment) error {
+	defer s.n.Add(1)
+	return s.Store.Create(ctx, d)
+}
+
+func (s countingStore) Update(ctx context.Context, d *ledger.Deployment) error {
+	defer s.n.Add(1)
+	return s.Store.Update(ctx, d)
+}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ func openStore(t *testing.T, now func() time.Time) *ledger.Deployments {
 }
 
 type fakeRepo struct {
+	fetches  atomic.Int64
 	mu       sync.Mutex
 	parents  map[string][]string
 	branches map[string]string
@@ -66,7 +68,10 @@ func (r *fakeRepo) branch(b string) string {
 	return r.branches[b]
 }
 
-func (r *fakeRepo) Fetch(ctx context.Context) error { return nil }
+func (r *fakeRepo) Fetch(ctx context.Context) error {
+	r.fetches.Add(1)
+	return nil
+}
 
 func (r *fakeRepo) Head(ctx context.Context, b string) (string, error) { return r.branch(b), nil }
 

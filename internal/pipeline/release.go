@@ -133,17 +133,17 @@ func (c *Controller) Release(ctx context.Context, req ReleaseRequest) (ledger.De
 }
 
 // checkReleaseBranch reacts to e's release branch moved by a plain git push.
-func (c *Controller) checkReleaseBranch(ctx context.Context, e *Env, head func(string) (string, bool)) {
+func (c *Controller) checkReleaseBranch(ctx context.Context, e *Env, head func(string) (string, bool)) bool {
 	h, ok := head(e.Branch)
 	if !ok || h == "" {
-		return
+		return ok
 	}
 	if tip, ok := head(c.rootBranch(e).Branch); !ok || tip == "" {
-		return // nothing to check a release against yet
+		return ok // nothing to check a release against yet
 	}
 	ro, err := c.rollouts.tryCheck(ledger.Deployment{Env: e.Name, Kind: ledger.KindRelease, Commit: h, State: ledger.StatePending, Step: "preflight"})
 	if err != nil {
-		return // busy: the next poll looks again
+		return false // busy: the next poll looks again
 	}
 	handedOver := false
 	defer func() {
@@ -154,7 +154,7 @@ func (c *Controller) checkReleaseBranch(ctx context.Context, e *Env, head func(s
 	cur, err := c.deps.Store.Current(ctx, e.Name)
 	if err != nil && !errors.Is(err, ledger.ErrNoDeployment) {
 		c.log.Warn("read the ledger", "err", err)
-		return
+		return false
 	}
 	c.mu.Lock()
 	seen := c.refused[e.Name] == h
@@ -165,10 +165,10 @@ func (c *Controller) checkReleaseBranch(ctx context.Context, e *Env, head func(s
 	}
 	c.mu.Unlock()
 	if seen || h == cur.Commit || cur.Kind == ledger.KindStop {
-		return
+		return true
 	}
 	if c.onItsWay(ctx, c.envs[e.RequireVerifiedOn], h, head) {
-		return
+		return true // its deployment there will write to the ledger
 	}
 	d, err := c.prepareRelease(ctx, ro, e, cur, h, "git push to "+e.Branch, false, "")
 	var refused *RefusedError
@@ -176,7 +176,7 @@ func (c *Controller) checkReleaseBranch(ctx context.Context, e *Env, head func(s
 		// Not a verdict on the commit (git or the ledger failed): the next
 		// poll tries again.
 		c.log.Warn("check the release branch", "env", e.Name, "commit", shortHash(h), "err", err)
-		return
+		return false
 	}
 	if err != nil {
 		c.mu.Lock()
@@ -188,10 +188,11 @@ func (c *Controller) checkReleaseBranch(ctx context.Context, e *Env, head func(s
 				c.log.Warn("point the release branch back", "branch", e.Branch, "err", err)
 			}
 		}
-		return
+		return true
 	}
 	handedOver = true
 	c.goRun(ro, func(ctx context.Context) { c.promote(ctx, ro, d, cur, false) })
+	return true
 }
 
 // onItsWay reports whether commit is about to reach e by itself: queued or
