@@ -145,7 +145,7 @@ func TestNeverReadyRollsBack(t *testing.T) {
 		t.Fatalf("Apply(never-ready) = %v, want a *deploy.RolloutError", err)
 	}
 	t.Logf("rollout error: %v", re)
-	for _, want := range []string{"no progress within the deadline of 2s", "pod " + re.Replica, "not ready", "rolled back to v1"} {
+	for _, want := range []string{"no progress within the deadline of 2s", "pod " + re.Replica, "not ready", "v1 (" + v1.Image + ") applied again"} {
 		if re.Replica == "" || !strings.Contains(re.Reason, want) {
 			t.Errorf("RolloutError reason %q does not say %q (replica %q)", re.Reason, want, re.Replica)
 		}

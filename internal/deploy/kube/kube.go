@@ -180,7 +180,7 @@ func (b *Backend) Apply(ctx context.Context, spec deploy.Spec) error {
 		failure.Reason += fmt.Sprintf("; rolling back to %s also failed: %v", back.Version, err)
 		return failure
 	}
-	failure.Reason += fmt.Sprintf("; rolled back to %s (%s)", back.Version, back.Image)
+	failure.Reason += fmt.Sprintf("; %s (%s) applied again", back.Version, back.Image)
 	return failure
 }
 
