@@ -112,11 +112,13 @@ var (
 
 // Server is the API's HTTP server.
 type Server struct {
-	apps  Apps
-	token string
-	log   *slog.Logger
-	mux   *http.ServeMux
-	srv   *http.Server
+	// hookReads holds a slot per webhook body being read.
+	hookReads chan struct{}
+	apps      Apps
+	token     string
+	log       *slog.Logger
+	mux       *http.ServeMux
+	srv       *http.Server
 }
 
 // NewServer returns the API over apps. token guards changes.

@@ -14,11 +14,21 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 )
 
-// maxWebhookBody bounds a webhook's body (GitHub sends at most 25 MB; a
-// push's payload is far smaller).
-const maxWebhookBody = 10 << 20
+// Bounds on webhook bodies, which are read before their signature can be
+// checked: a body is at most maxWebhookBody (a push's payload is tens of
+// KiB; a larger one is refused and the next poll sees the push anyway),
+// read within webhookReadTimeout, and at most maxWebhookReads bodies are
+// read at once (others are answered 503 at once), so that unsigned
+// requests cannot make the controller hold more than a few MiB.
+const (
+	maxWebhookBody  = 4 << 20
+	maxWebhookReads = 4
+)
+
+var webhookReadTimeout = 10 * time.Second // a variable for tests
 
 // Webhook providers, the last element of /api/v1/webhooks/{provider}.
 const (
@@ -43,6 +53,7 @@ var (
 // without one takes no webhooks. Webhooks need no API token: the signature
 // is their authentication.
 func (s *Server) EnableWebhooks(secrets map[string][]byte) {
+	s.hookReads = make(chan struct{}, maxWebhookReads)
 	s.mux.HandleFunc("POST /api/v1/webhooks/{provider}", func(w http.ResponseWriter, r *http.Request) {
 		s.serve(w, r, func(w http.ResponseWriter, r *http.Request) error {
 			return s.webhook(w, r, secrets, "")
@@ -69,12 +80,25 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request, secrets map[str
 	if !knownProvider(provider) {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: ErrProvider.Error()}
 	}
+	if err := s.checkBeforeBody(provider, r, secrets, app); err != nil {
+		return err
+	}
+	select {
+	case s.hookReads <- struct{}{}:
+		defer func() { <-s.hookReads }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeConflict,
+			Message: fmt.Sprintf("%d webhooks are being read already: send it again later", maxWebhookReads)}
+	}
+	// A recorder in tests has no connection: no deadline to set.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(webhookReadTimeout))
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxWebhookBody+1))
 	if err != nil {
-		return invalid("read webhook body: %v", err)
+		return invalid("read the webhook's body within %s: %v", webhookReadTimeout, err)
 	}
 	if len(body) > maxWebhookBody {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeInvalid, Message: "webhook body larger than 10 MiB"}
+		return tooLarge()
 	}
 	var candidates []App
 	if app != "" {
@@ -111,6 +135,66 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request, secrets map[str
 	}
 	writeJSON(w, http.StatusAccepted, WebhookAnswer{Status: "polling", Event: event, Apps: appNames(signed)})
 	return nil
+}
+
+// checkBeforeBody refuses, before a byte of the body is read, a webhook
+// that cannot be signed for any app: no signature header, no app that takes
+// webhooks, a GitLab token that is no app's secret, or a body announced
+// larger than maxWebhookBody.
+func (s *Server) checkBeforeBody(provider string, r *http.Request, secrets map[string][]byte, app string) error {
+	unauthorized := func(msg string) error {
+		return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Message: "webhook from " + provider + ": " + msg}
+	}
+	if r.Header.Get(signatureHeader(provider)) == "" {
+		return unauthorized(ErrNoSignature.Error() + " (" + signatureHeader(provider) + ")")
+	}
+	var keys [][]byte
+	if app != "" {
+		if _, err := s.app(app); err != nil {
+			return err
+		}
+		if len(secrets[app]) == 0 {
+			return unauthorized(app + " takes no webhooks: set repo.webhookSecretEnv in its configuration")
+		}
+		keys = [][]byte{secrets[app]}
+	} else {
+		for _, a := range s.apps.List() {
+			if len(secrets[a.Name()]) > 0 {
+				keys = append(keys, secrets[a.Name()])
+			}
+		}
+		if len(keys) == 0 {
+			return unauthorized("no app takes webhooks: set repo.webhookSecretEnv in an app's configuration")
+		}
+	}
+	if provider == ProviderGitLab {
+		// GitLab sends the secret itself: it is checked without the body.
+		tok := []byte(r.Header.Get("X-Gitlab-Token"))
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return subtle.ConstantTimeCompare(tok, k) == 1 }) {
+			return unauthorized(ErrBadSignature.Error())
+		}
+	}
+	if r.ContentLength > maxWebhookBody {
+		return tooLarge()
+	}
+	return nil
+}
+
+func tooLarge() error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeInvalid,
+		Message: fmt.Sprintf("webhook body larger than %d MiB: a push's payload is far smaller", maxWebhookBody>>20)}
+}
+
+// signatureHeader is the header that authenticates provider's webhooks.
+func signatureHeader(provider string) string {
+	switch provider {
+	case ProviderGitHub:
+		return "X-Hub-Signature-256"
+	case ProviderGitea:
+		return "X-Gitea-Signature"
+	default:
+		return "X-Gitlab-Token"
+	}
 }
 
 // webhookApps returns the apps whose repository the payload names; with

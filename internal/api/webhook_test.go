@@ -5,11 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func sign(secret, body string) string {
@@ -185,4 +188,135 @@ func FuzzWebhookRepos(f *testing.F) {
 			t.Fatalf("%q does not match itself (normalised %q)", repo, n)
 		}
 	})
+}
+
+// readRecorder is a body that records whether it was read.
+type readRecorder struct {
+	r    io.Reader
+	read atomic.Bool
+}
+
+func (b *readRecorder) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.r.Read(p)
+}
+
+// A webhook that cannot be signed for any app is refused before its body
+// is read; a body announced too large is refused unread.
+func TestWebhookRefusedBeforeTheBody(t *testing.T) {
+	a, b := newFakeApp("web"), newFakeApp("api")
+	s := NewServer(&fakeApps{apps: []*fakeApp{a, b}}, "token", nil)
+	s.EnableWebhooks(map[string][]byte{"web": []byte("s3cret")})
+	tests := []struct {
+		name, path string
+		headers    map[string]string
+		length     int64
+		want       int
+		says       string
+	}{
+		{"no signature", "/api/v1/webhooks/github", map[string]string{"X-GitHub-Event": "push"}, 10, http.StatusUnauthorized, "X-Hub-Signature-256"},
+		{"app without a secret", "/api/v1/apps/api/webhooks/github", map[string]string{"X-Hub-Signature-256": "sha256=00"}, 10, http.StatusUnauthorized, "api takes no webhooks"},
+		{"unknown app", "/api/v1/apps/nope/webhooks/gitea", map[string]string{"X-Gitea-Signature": "00"}, 10, http.StatusNotFound, "no app"},
+		{"gitlab token of no app", "/api/v1/webhooks/gitlab", map[string]string{"X-Gitlab-Token": "guess"}, 10, http.StatusUnauthorized, "does not match"},
+		{"too large", "/api/v1/apps/web/webhooks/github", map[string]string{"X-Hub-Signature-256": "sha256=00"}, maxWebhookBody + 1, http.StatusRequestEntityTooLarge, "larger than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := &readRecorder{r: strings.NewReader(`{"ref":"refs/heads/master"}`)}
+			req := httptest.NewRequest("POST", tt.path, body)
+			req.ContentLength = tt.length
+			for k, v := range tt.headers {
+				req.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, req)
+			if w.Code != tt.want || !strings.Contains(w.Body.String(), tt.says) {
+				t.Errorf("answer %d %s, want %d saying %q", w.Code, w.Body, tt.want, tt.says)
+			}
+			if body.read.Load() {
+				t.Error("the body was read")
+			}
+		})
+	}
+}
+
+// Bodies are read a few at a time and within a deadline: a slow sender is
+// cut off, and while the slots are taken others are answered 503 at once.
+func TestWebhookBodiesAreBounded(t *testing.T) {
+	defer func(d time.Duration) { webhookReadTimeout = d }(webhookReadTimeout)
+	webhookReadTimeout = 500 * time.Millisecond
+	app := newFakeApp("web")
+	s := NewServer(&fakeApps{apps: []*fakeApp{app}}, "token", nil)
+	s.EnableWebhooks(map[string][]byte{"web": []byte("s3cret")})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	url := srv.URL + "/api/v1/webhooks/github"
+
+	// maxWebhookReads senders that never finish their body.
+	var writers []*io.PipeWriter
+	answers := make(chan int, maxWebhookReads)
+	for range maxWebhookReads {
+		pr, pw := io.Pipe()
+		writers = append(writers, pw)
+		req, _ := http.NewRequest("POST", url, pr)
+		req.Header.Set("X-Hub-Signature-256", "sha256=00")
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers <- 0
+				return
+			}
+			resp.Body.Close()
+			answers <- resp.StatusCode
+		}()
+		if _, err := pw.Write([]byte(`{"ref":`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, pw := range writers {
+			pw.Close()
+		}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); len(s.hookReads) < maxWebhookReads; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d slow bodies are being read", len(s.hookReads), maxWebhookReads)
+		}
+	}
+	req, _ := http.NewRequest("POST", url, strings.NewReader(`{}`))
+	req.Header.Set("X-Hub-Signature-256", "sha256=00")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a webhook while every slot is taken: %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	for range maxWebhookReads {
+		select {
+		case code := <-answers:
+			if code == http.StatusAccepted {
+				t.Errorf("a body never finished was accepted")
+			}
+		case <-time.After(10 * webhookReadTimeout):
+			t.Fatal("a sender that never finished its body was not cut off")
+		}
+	}
+	if app.pollCount() != 0 {
+		t.Error("an unsigned webhook made the app poll")
+	}
+	// The slots are free again.
+	const body = `{"ref":"refs/heads/master"}`
+	req, _ = http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("X-Hub-Signature-256", "sha256="+sign("s3cret", body))
+	req.Header.Set("X-GitHub-Event", "push")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("a signed push after the slow ones: %d", resp.StatusCode)
+	}
 }
