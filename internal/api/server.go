@@ -114,11 +114,14 @@ var (
 type Server struct {
 	// hookReads holds a slot per webhook body being read.
 	hookReads chan struct{}
-	apps      Apps
-	token     string
-	log       *slog.Logger
-	mux       *http.ServeMux
-	srv       *http.Server
+	// plainWrites lets clients on other machines make changes over plain
+	// HTTP (AllowPlainWrites).
+	plainWrites bool
+	apps        Apps
+	token       string
+	log         *slog.Logger
+	mux         *http.ServeMux
+	srv         *http.Server
 }
 
 // NewServer returns the API over apps. token guards changes.
@@ -282,9 +285,29 @@ func (s *Server) read(h handler) http.HandlerFunc {
 	}
 }
 
+// AllowPlainWrites lets clients on other machines make changes over plain
+// HTTP, which sends the token in clear: by default only loopback clients
+// and TLS connections may.
+func (s *Server) AllowPlainWrites() { s.plainWrites = true }
+
+// WriteRefused returns why r may not change anything whatever its
+// credentials (a plain-HTTP request from another machine), or nil.
+func (s *Server) WriteRefused(r *http.Request) *Error {
+	if s.plainWrites || r.TLS != nil || loopback(r) {
+		return nil
+	}
+	return &Error{Status: http.StatusForbidden, Code: CodeUnauthorized,
+		Message: "changes from another machine over plain HTTP are refused, as they would send the API token in clear: " +
+			"reach the API through a TLS proxy on the controller's machine, or start slipway serve with --api-allow-plain-writes"}
+}
+
 // write needs the token.
 func (s *Server) write(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if e := s.WriteRefused(r); e != nil {
+			writeError(w, e)
+			return
+		}
 		if !s.authorized(r) {
 			writeError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 				Message: "changes need the API token: set SLIPWAY_TOKEN, or run the CLI where it can read the controller's data directory (" + TokenFile + ")"})

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -573,3 +574,37 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("metrics have an environment api does not:\n%s", body)
 	}
 }
+
+// Changes from another machine over plain HTTP are refused even with the
+// token, unless the controller allows them; loopback and TLS are fine.
+func TestPlainWritesFromOutside(t *testing.T) {
+	s := NewServer(&fakeApps{apps: []*fakeApp{newFakeApp("web")}}, "secret", nil)
+	post := func(remote string, tls bool) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/api/v1/scale", strings.NewReader(`{"env":"dev","replicas":2}`))
+		req.RemoteAddr = remote
+		if tls {
+			req.TLS = &tlsState
+		}
+		req.Header.Set("Authorization", "Bearer secret")
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		return w
+	}
+	if w := post("192.0.2.1:5555", false); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "--api-allow-plain-writes") {
+		t.Errorf("plain write from outside: %d %s, want 403 naming the flag", w.Code, w.Body)
+	}
+	for _, tt := range []struct {
+		remote string
+		tls    bool
+	}{{"127.0.0.1:5555", false}, {"[::1]:5555", false}, {"192.0.2.1:5555", true}} {
+		if w := post(tt.remote, tt.tls); w.Code == http.StatusForbidden {
+			t.Errorf("write from %s (TLS %v) refused: %s", tt.remote, tt.tls, w.Body)
+		}
+	}
+	s.AllowPlainWrites()
+	if w := post("192.0.2.1:5555", false); w.Code == http.StatusForbidden {
+		t.Errorf("plain write from outside refused although allowed: %s", w.Body)
+	}
+}
+
+var tlsState tls.ConnectionState

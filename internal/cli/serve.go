@@ -26,7 +26,9 @@ type serveOptions struct {
 	dataDir      string
 	apiAddr      string
 	registryAddr string
-	logger       *slog.Logger
+	// plainWrites lets other machines make changes over plain HTTP.
+	plainWrites bool
+	logger      *slog.Logger
 	// apiListener, when set, is used instead of listening on apiAddr.
 	apiListener net.Listener
 	// stopEnvironments stops every environment's replicas when the
@@ -61,7 +63,8 @@ finishes or undoes any rollout that was in flight.`,
 			return runServe(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&o.apiAddr, "api-addr", api.DefaultAddr, "where the JSON API listens")
+	cmd.Flags().StringVar(&o.apiAddr, "api-addr", api.DefaultAddr, "where the JSON API listens (loopback by default; another address lets other machines read with the token)")
+	cmd.Flags().BoolVar(&o.plainWrites, "api-allow-plain-writes", false, "let other machines make changes over plain HTTP, which sends the token in clear (by default only this machine and TLS connections may)")
 	return cmd
 }
 
@@ -162,6 +165,16 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	srv := api.NewServer(all, token, log.With("component", "api"))
 	srv.EnableMetrics(func(app string) api.DeploymentCounter { return store.Deployments().ForApp(app) })
+	if o.plainWrites {
+		srv.AllowPlainWrites()
+	}
+	if tcp, ok := l.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		changes := "only through a TLS proxy"
+		if o.plainWrites {
+			changes = "over plain HTTP too (--api-allow-plain-writes): the token travels in clear"
+		}
+		log.Warn("the API listens beyond this machine: other machines read with the token, and make changes "+changes, "addr", l.Addr().String())
+	}
 	if len(secrets) > 0 {
 		srv.EnableWebhooks(secrets)
 		log.Info("push webhooks accepted", "url", "http://"+l.Addr().String()+"/api/v1/webhooks/{github,gitlab,gitea}")
