@@ -269,12 +269,52 @@ func (a *Apps) StopAll(ctx context.Context) {
 
 // watchRefs makes each app's controller look at its repository as soon as
 // a push changes its refs, rather than at the next poll, for the
-// repositories on this machine. One loop looks at them all, so that many
-// apps do not mean many wake-ups.
+// repositories on this machine: by the kernel's file notifications, which
+// cost nothing while no ref moves; a repository the kernel will not watch
+// is looked at by the times of its refs' directories ten times a second,
+// in one loop for all.
 func (a *Apps) watchRefs(ctx context.Context) {
-	last := make([]string, len(a.list))
+	var stamped []*App
+	rw, err := gitsource.NewRefsWatcher()
+	if err != nil {
+		a.log.Warn("repositories on this machine are looked at ten times a second instead", "err", err)
+	}
+	for _, app := range a.list {
+		if rw == nil {
+			stamped = append(stamped, app)
+			continue
+		}
+		ok, err := rw.Add(app.Source, app.Poll)
+		switch {
+		case err != nil:
+			a.log.Warn("the app's repository is looked at ten times a second instead", "app", app.Config.App, "err", err)
+			stamped = append(stamped, app)
+		case ok:
+			app.repo.watched.Store(true)
+			app.Poll() // a push before the watch began is seen too
+		}
+	}
+	var wg sync.WaitGroup
+	if rw != nil {
+		wg.Go(func() {
+			if err := rw.Run(ctx); err != nil {
+				a.log.Warn("watching repositories failed: they are fetched at every poll now", "err", err)
+				for _, app := range a.list {
+					app.repo.watched.Store(false)
+				}
+			}
+		})
+	}
+	wg.Go(func() { pollRefsStamps(ctx, stamped) })
+	wg.Wait()
+}
+
+// pollRefsStamps makes apps poll when the stamp of their refs changes,
+// looking ten times a second.
+func pollRefsStamps(ctx context.Context, apps []*App) {
+	last := make([]string, len(apps))
 	local := false
-	for i, app := range a.list {
+	for i, app := range apps {
 		stamp, ok, _ := app.Source.RefsStamp()
 		last[i], local = stamp, local || ok
 	}
@@ -289,7 +329,7 @@ func (a *Apps) watchRefs(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for i, app := range a.list {
+		for i, app := range apps {
 			stamp, ok, err := app.Source.RefsStamp()
 			if ok && err == nil && stamp != last[i] {
 				last[i] = stamp

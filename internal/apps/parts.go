@@ -28,9 +28,11 @@ import (
 // tags the repository does not have yet, and git locks refs it updates. A
 // remote that does not answer is a transient error.
 //
-// A repository on this machine is fetched only when its refs changed (a
-// stat of its refs, no git process) or once every fullFetchEvery: with many
-// apps polling every few seconds, an idle controller runs no git at all.
+// A repository on this machine is fetched only when its refs changed or
+// once every fullFetchEvery: with many apps polling every few seconds, an
+// idle controller runs no git at all. Watched repositories (see
+// Apps.watchRefs) are marked stale by the watch; others are compared by
+// gitsource.RefsStamp at each fetch.
 //
 // Branch heads are read once per change of the mirror, and commit lists
 // (fixed for a pair of commits) once: status asks for them often.
@@ -40,6 +42,7 @@ type GitRepo struct {
 	stamp     string      // the refs' stamp at the last fetch that succeeded
 	fetchedAt time.Time   // when
 	stale     atomic.Bool // the next Fetch fetches, whatever the stamp says
+	watched   atomic.Bool // a watch marks the repository stale when its refs move
 
 	cacheMu sync.Mutex
 	heads   map[string]string
@@ -112,18 +115,29 @@ func transientIf(err, target error) error {
 func (g *GitRepo) Fetch(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	stamp, local, err := g.RefsStamp()
-	if !g.stale.Swap(false) && local && err == nil && stamp == g.stamp && time.Since(g.fetchedAt) < fullFetchEvery {
+	stale := g.stale.Swap(false)
+	watched := g.watched.Load()
+	var (
+		stamp string
+		local bool
+		err   error
+	)
+	if !watched {
+		stamp, local, err = g.RefsStamp()
+	}
+	unchanged := watched || (local && err == nil && stamp == g.stamp)
+	if !stale && unchanged && time.Since(g.fetchedAt) < fullFetchEvery {
 		return nil
 	}
 	g.forgetHeads()
 	if err := g.Source.Fetch(ctx); err != nil {
+		if watched {
+			g.stale.Store(true) // the watch saw a change not fetched yet
+		}
 		return transientIf(err, gitsource.ErrUnreachable)
 	}
 	g.forgetHeads()
-	if local && err == nil {
-		g.stamp, g.fetchedAt = stamp, time.Now()
-	}
+	g.stamp, g.fetchedAt = stamp, time.Now()
 	return nil
 }
 

@@ -132,4 +132,18 @@ func TestLocalRepositoryFetchedWhenItsRefsChange(t *testing.T) {
 	if repo.fetchedAt == fetched {
 		t.Errorf("a repository marked stale was not fetched")
 	}
+
+	// Watched, the repository is fetched only when the watch marks it
+	// stale: no stat of its refs, even after a push.
+	repo.watched.Store(true)
+	fetched = repo.fetchedAt
+	commit("three")
+	head()
+	if repo.fetchedAt != fetched {
+		t.Errorf("a watched repository was fetched before the watch said it changed")
+	}
+	repo.MarkStale()
+	if third := head(); repo.fetchedAt == fetched || third == first {
+		t.Errorf("a watched repository marked stale was not fetched")
+	}
 }
