@@ -21,9 +21,14 @@ import (
 	"slipway.dev/slipway/internal/registry"
 )
 
-// ErrUnsafeImage means an image layer holds an entry that would land
-// outside the directory it is unpacked into.
-var ErrUnsafeImage = errors.New("image layer escapes its root")
+// ErrUnsafeImage means an image layer holds an entry the local runtime
+// will not write: one that would land outside the directory it is unpacked
+// into, or a device node.
+var ErrUnsafeImage = errors.New("unsafe image layer")
+
+// ErrTooLarge is an image that unpacks to more than the local runtime
+// takes (see limits).
+var ErrTooLarge = errors.New("image unpacks too large")
 
 // imageFiles is an image unpacked on disk.
 type imageFiles struct {
@@ -183,6 +188,7 @@ func unpackLayers(ctx context.Context, img v1.Image, dir string) error {
 		return err
 	}
 	defer root.Close()
+	budget := unpackLimits
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -191,7 +197,7 @@ func unpackLayers(ctx context.Context, img v1.Image, dir string) error {
 		if err != nil {
 			return fmt.Errorf("layer %d: %w", i, err)
 		}
-		err = untar(root, rc)
+		err = untar(root, rc, &budget)
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("layer %d: %w", i, err)
@@ -218,10 +224,25 @@ func entryPath(name string) (string, error) {
 	return clean, nil
 }
 
+// limits bound what an image may unpack to, over all its layers: a layer
+// that expands far beyond its compressed size (a decompression bomb, or a
+// sparse file of terabytes) or holds millions of entries is refused rather
+// than left to fill the disk or its inodes.
+type limits struct {
+	bytes   int64 // file contents
+	entries int
+}
+
+// unpackLimits are the limits of one image; a variable for tests.
+var unpackLimits = limits{bytes: 16 << 30, entries: 1_000_000}
+
 // untar applies one layer to root: regular files, directories, links and
-// whiteouts. Any entry that would land outside root is refused; os.Root
-// also refuses to follow a link out of it while writing.
-func untar(root *os.Root, r io.Reader) error {
+// whiteouts, within what is left of budget. Any entry that would land
+// outside root is refused; os.Root also refuses to follow a link out of it
+// while writing. Device nodes are refused, except under /dev, where the
+// replica's sandbox mounts its own and they are skipped; fifos and sockets
+// are skipped.
+func untar(root *os.Root, r io.Reader, budget *limits) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -234,6 +255,15 @@ func untar(root *os.Root, r io.Reader) error {
 		p, err := entryPath(h.Name)
 		if err != nil {
 			return err
+		}
+		if budget.entries--; budget.entries < 0 {
+			return fmt.Errorf("%w: more than %d entries", ErrTooLarge, unpackLimits.entries)
+		}
+		if h.Typeflag == tar.TypeChar || h.Typeflag == tar.TypeBlock {
+			if p == "dev" || strings.HasPrefix(p, "dev/") {
+				continue
+			}
+			return fmt.Errorf("%w: entry %q is a device node; an app image has none outside /dev", ErrUnsafeImage, h.Name)
 		}
 		if p == "." {
 			continue
@@ -281,12 +311,16 @@ func untar(root *os.Root, r io.Reader) error {
 			if err := root.MkdirAll(p, 0o755); err != nil {
 				return fmt.Errorf("entry %q: %w", h.Name, escapeErr(err))
 			}
-		case tar.TypeReg:
+		case tar.TypeReg, tar.TypeGNUSparse: // a sparse file is read with its holes as zeros
+			if h.Size > budget.bytes {
+				return fmt.Errorf("%w: entry %q is %d bytes, beyond the image's limit of %d bytes unpacked", ErrTooLarge, h.Name, h.Size, unpackLimits.bytes)
+			}
+			budget.bytes -= h.Size
 			f, err := root.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 			if err != nil {
 				return fmt.Errorf("entry %q: %w", h.Name, escapeErr(err))
 			}
-			_, err = io.Copy(f, tr)
+			_, err = io.Copy(f, io.LimitReader(tr, h.Size))
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}

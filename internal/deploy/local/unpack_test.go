@@ -4,13 +4,17 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"slipway.dev/slipway/internal/deploy"
 )
@@ -26,6 +30,7 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 		{"dot-dot inside", []tarEntry{{hdr: tar.Header{Name: "a/../../evil"}, body: []byte("x")}}, "climbs out"},
 		{"symlink out", []tarEntry{{hdr: tar.Header{Name: "a/link", Typeflag: tar.TypeSymlink, Linkname: "../../outside"}}}, "outside the image root"},
 		{"hard link out", []tarEntry{{hdr: tar.Header{Name: "link", Typeflag: tar.TypeLink, Linkname: "../outside"}}}, "climbs out"},
+		{"device node", []tarEntry{{hdr: tar.Header{Name: "usr/kmem", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 2}}}, "device node"},
 		{"write through an absolute symlink", []tarEntry{
 			{hdr: tar.Header{Name: "etc", Typeflag: tar.TypeSymlink, Linkname: "/etc"}},
 			{hdr: tar.Header{Name: "etc/evil"}, body: []byte("x")},
@@ -48,6 +53,93 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An image that unpacks far beyond its compressed size is refused before it
+// fills the disk: a file of zeros that compresses to almost nothing, a
+// sparse file, too many entries. Device nodes under /dev are skipped.
+func TestUnpackLimits(t *testing.T) {
+	defer func(l limits) { unpackLimits = l }(unpackLimits)
+	unpackLimits = limits{bytes: 1 << 20, entries: 50}
+
+	zeros := make([]byte, 2<<20)
+	sparse := gnuSparseTar("huge", 4<<30)
+	many := make([]tarEntry, 60)
+	for i := range many {
+		many[i] = tarEntry{hdr: tar.Header{Name: fmt.Sprintf("f%d", i)}, body: []byte("x")}
+	}
+	tests := []struct {
+		name  string
+		layer v1.Layer
+		want  string
+	}{
+		{"decompression bomb", tarLayer(t, tarEntry{hdr: tar.Header{Name: "zeros"}, body: zeros}), "beyond the image's limit"},
+		{"many entries", tarLayer(t, many...), "more than 50 entries"},
+		{"sparse file", rawLayer(t, sparse), "beyond the image's limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			img, err := mutate.AppendLayers(empty.Image, tt.layer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = unpackLayers(t.Context(), img, filepath.Join(t.TempDir(), "rootfs"))
+			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("unpack error = %v, want ErrTooLarge saying %q", err, tt.want)
+			}
+		})
+	}
+
+	// Within the limits, with a device under /dev: unpacked, the device
+	// skipped.
+	img, err := mutate.AppendLayers(empty.Image, tarLayer(t,
+		tarEntry{hdr: tar.Header{Name: "dev/null", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3}},
+		tarEntry{hdr: tar.Header{Name: "app"}, body: zeros[:1<<19]}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := unpackLayers(t.Context(), img, rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(filepath.Join(rootfs, "dev", "null")); err == nil {
+		t.Errorf("dev/null was made: %v", fi.Mode())
+	}
+}
+
+// gnuSparseTar is a tar of one old-GNU sparse file (type 'S') of size bytes (< 8 GiB)
+// with no data at all, which archive/tar's writer cannot make.
+func gnuSparseTar(name string, size int64) []byte {
+	h := make([]byte, 512)
+	octal := func(off, n int, v int64) { copy(h[off:off+n], fmt.Sprintf("%0*o", n-1, v)) }
+	copy(h, name)
+	octal(100, 8, 0o644)
+	octal(108, 8, 0)
+	octal(116, 8, 0)
+	octal(124, 12, 0) // no data in the archive
+	octal(136, 12, 0)
+	h[156] = 'S'
+	copy(h[257:], "ustar  \x00")
+	octal(386, 12, size) // one hole up to the end: the map's last entry is (size, 0)
+	octal(398, 12, 0)
+	octal(483, 12, size)
+	copy(h[148:156], "        ")
+	var sum int64
+	for _, c := range h {
+		sum += int64(c)
+	}
+	copy(h[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return append(h, make([]byte, 1024)...) // two zero blocks end the archive
+}
+
+// rawLayer is a layer of the tar bytes b.
+func rawLayer(t *testing.T, b []byte) v1.Layer {
+	t.Helper()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 func TestUnpackLayersAndWhiteouts(t *testing.T) {
@@ -147,7 +239,8 @@ func FuzzUntar(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer root.Close()
-		untar(root, bytes.NewReader(data))
+		budget := limits{bytes: 1 << 20, entries: 1000}
+		untar(root, bytes.NewReader(data), &budget)
 		entries, err := os.ReadDir(parent)
 		if err != nil {
 			t.Fatal(err)
