@@ -74,16 +74,17 @@ func (l *Deployments) FinishStep(ctx context.Context, s *Step) error {
 	return l.UpdateStep(ctx, s)
 }
 
-// UpdateStep writes s's state, message and end back: a running step's
-// progress, or its outcome.
+// UpdateStep writes s's state, message, start and end back: a running
+// step's progress, or its outcome (and its start, for a step recorded after
+// the fact).
 func (l *Deployments) UpdateStep(ctx context.Context, s *Step) error {
 	cond, args := "id = ? AND deployment_id = ?", []any{s.ID, s.DeploymentID}
 	if l.scoped {
 		cond += " AND deployment_id IN (SELECT id FROM deployments WHERE app = ?)"
 		args = append(args, l.app)
 	}
-	res, err := l.db.ExecContext(ctx, `UPDATE deployment_steps SET state = ?, finished_at = ?, message = ? WHERE `+cond,
-		append([]any{s.State, formatTime(s.Finished), s.Message}, args...)...)
+	res, err := l.db.ExecContext(ctx, `UPDATE deployment_steps SET state = ?, started_at = ?, finished_at = ?, message = ? WHERE `+cond,
+		append([]any{s.State, formatTime(s.Started), formatTime(s.Finished), s.Message}, args...)...)
 	if err != nil {
 		return fmt.Errorf("update step %s of deployment %d: %w", s.Name, s.DeploymentID, err)
 	}

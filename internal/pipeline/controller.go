@@ -82,6 +82,10 @@ type Deps struct {
 	Store    Store
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// OnChange, when set, is called after every ledger write the
+	// controller makes (deployment rows and their steps), holding no lock;
+	// it must not block.
+	OnChange func()
 }
 
 // Controller runs one app's pipeline. Create it with New, then Run it.
@@ -125,6 +129,9 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
+	}
+	if deps.OnChange != nil {
+		deps.Store = notifyingStore{Store: deps.Store, onChange: deps.OnChange}
 	}
 	c := &Controller{
 		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now,

@@ -88,6 +88,11 @@ type Store interface {
 	ReleaseByName(ctx context.Context, env, name string) (ledger.Deployment, error)
 	ReleaseByCommit(ctx context.Context, env, commit string) (ledger.Deployment, error)
 	ReleaseNames(ctx context.Context, prefix string) ([]string, error)
+	// The steps of a deployment, each recorded as it starts and ends.
+	StartStep(ctx context.Context, deploymentID int64, name string) (ledger.Step, error)
+	UpdateStep(ctx context.Context, s *ledger.Step) error
+	FinishStep(ctx context.Context, s *ledger.Step) error
+	Steps(ctx context.Context, deploymentID int64) ([]ledger.Step, error)
 }
 
 var _ Store = (*ledger.Deployments)(nil)
