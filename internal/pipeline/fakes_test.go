@@ -287,9 +287,9 @@ type harness struct {
 	storeOverride Store
 	// onChange, when set, is the controller's OnChange.
 	onChange func()
-	c             *Controller
-	cancel        context.CancelFunc
-	done          chan error
+	c        *Controller
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 func newHarness(t *testing.T) *harness {
