@@ -127,3 +127,30 @@ func TestStepsSurviveReopen(t *testing.T) {
 		t.Errorf("Steps after reopening (-want +got):\n%s", diff)
 	}
 }
+
+func TestOnBuildChange(t *testing.T) {
+	ctx := t.Context()
+	st := openTest(t, filepath.Join(t.TempDir(), FileName))
+	var got []string
+	st.OnBuildChange(func(app string) { got = append(got, app) })
+	b, err := st.CreateBuild(ctx, Build{App: "web", Commit: strings.Repeat("4", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.State = BuildTesting
+	if err := st.UpdateBuild(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	missing := Build{ID: 999, App: "api", State: BuildFailed}
+	if err := st.UpdateBuild(ctx, &missing); !errors.Is(err, ErrNotFound) {
+		t.Errorf("UpdateBuild of no row: %v, want ErrNotFound", err)
+	}
+	st.OnBuildChange(nil)
+	b.State = BuildBuilding
+	if err := st.UpdateBuild(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"web", "web"}, got); diff != "" {
+		t.Errorf("apps told of build writes (-want +got):\n%s", diff)
+	}
+}

@@ -115,6 +115,23 @@ func (r *stepRecord) finish(ctx context.Context, err error) ledger.Step {
 // middle of; the next start takes its deployment up again.
 const interruptedStep = "interrupted: slipway stopped during this step"
 
+// Steps returns the steps of one of the app's deployments, in the order
+// they started: ErrNoDeployment for a deployment the ledger does not hold
+// (for this app), an empty list for one without steps.
+func (c *Controller) Steps(ctx context.Context, deploymentID int64) ([]ledger.Step, error) {
+	if _, err := c.deps.Store.Get(ctx, deploymentID); err != nil {
+		return nil, err
+	}
+	steps, err := c.deps.Store.Steps(ctx, deploymentID)
+	if err != nil {
+		return nil, err
+	}
+	if steps == nil {
+		steps = []ledger.Step{}
+	}
+	return steps, nil
+}
+
 // recordDone records step name of d after the fact: it ran from began
 // until now and ended as state says, with msg. A release's preflight runs
 // before its row exists, and is recorded so. The row itself holds the
