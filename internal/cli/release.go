@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"slipway.dev/slipway/internal/api"
-	"slipway.dev/slipway/internal/ledger"
 )
 
 // ErrOperationFailed is returned when a release, rollback or scale the CLI
@@ -378,55 +377,6 @@ func (o *removeOptions) noApp(ctx context.Context) error {
 		cmds = append(cmds, c)
 	}
 	return usageErrorf("remove needs --app APP; what left the configuration:\n  %s", strings.Join(cmds, "\n  "))
-}
-
-// follow prints d's progress on stderr until it ends, then its outcome on
-// stdout; a deployment that did not succeed is ErrOperationFailed.
-func follow(cmd *cobra.Command, c *clientOptions, output outputFlag, d ledger.Deployment, noWait bool) error {
-	if !noWait {
-		var err error
-		d, err = c.client.Wait(cmd.Context(), c.app, d.ID, func(d ledger.Deployment) {
-			if !d.State.Final() {
-				fmt.Fprintf(cmd.ErrOrStderr(), "  %s: %s\n", d.State, d.Step)
-			}
-		})
-		if err != nil {
-			return err
-		}
-	}
-	if output.json() {
-		if err := writeJSONTo(cmd.OutOrStdout(), d); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprintln(cmd.OutOrStdout(), outcome(d))
-	}
-	if d.State.Final() && d.State != ledger.StateSucceeded {
-		return fmt.Errorf("%s %d %s: %s: %w", d.Kind, d.ID, d.State, d.Reason, ErrOperationFailed)
-	}
-	return nil
-}
-
-func outcome(d ledger.Deployment) string {
-	name := d.ReleaseName
-	if name == "" {
-		name = short(d.Commit)
-	} else {
-		name += " (" + short(d.Commit) + ")"
-	}
-	switch {
-	case !d.State.Final():
-		return fmt.Sprintf("%s of %s to %s: %s (follow it with: slipway status)", d.Kind, name, d.Env, d.State)
-	case d.State == ledger.StateSucceeded && d.Kind == ledger.KindScale:
-		return fmt.Sprintf("%s runs %s of %s", d.Env, replicas(d.Replicas), name)
-	case d.State == ledger.StateSucceeded && d.Kind == ledger.KindStop:
-		return fmt.Sprintf("%s is stopped: its address answers 503 until slipway start %s", d.Env, d.Env)
-	case d.State == ledger.StateSucceeded && d.Kind == ledger.KindStart:
-		return fmt.Sprintf("%s runs again: %s of %s", d.Env, replicas(d.Replicas), name)
-	case d.State == ledger.StateSucceeded:
-		return fmt.Sprintf("%s is live on %s (%s, %s)", name, d.Env, replicas(d.Replicas), d.Digest)
-	}
-	return fmt.Sprintf("%s of %s to %s %s: %s", d.Kind, name, d.Env, d.State, d.Reason)
 }
 
 // replicas is "1 replica" or "N replicas".
