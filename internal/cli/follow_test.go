@@ -56,7 +56,7 @@ func (s *scriptedApp) Steps(ctx context.Context, id int64) ([]ledger.Step, error
 // oneApp is a controller of one app.
 type oneApp struct{ app api.App }
 
-func (o oneApp) List() []api.App                  { return []api.App{o.app} }
+func (o oneApp) List() []api.App                 { return []api.App{o.app} }
 func (o oneApp) Get(name string) (api.App, bool) { return o.app, name == o.app.Name() }
 func (o oneApp) Leftovers(ctx context.Context) ([]api.Leftover, error) {
 	return nil, nil
@@ -96,7 +96,9 @@ func TestReleaseShowsSteps(t *testing.T) {
 	)
 	preflight := st(1, "preflight", "succeeded", 0, 5*ms, "")
 	tagsDone := st(2, "tags", "succeeded", 5*ms, 120*ms, "")
-	deploy := func(state, msg string, took time.Duration) ledger.Step { return st(3, "deploy", state, 125*ms, took, msg) }
+	deploy := func(state, msg string, took time.Duration) ledger.Step {
+		return st(3, "deploy", state, 125*ms, took, msg)
+	}
 	frames := []frame{
 		{ledger.StatePending, "preflight", []ledger.Step{preflight}},
 		{ledger.StateRolling, "tags", []ledger.Step{preflight, st(2, "tags", "running", 5*ms, 0, "")}},
