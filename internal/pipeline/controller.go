@@ -83,8 +83,9 @@ type Deps struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	// OnChange, when set, is called after every ledger write the
-	// controller makes (deployment rows and their steps), holding no lock;
-	// it must not block.
+	// controller makes (deployment rows and their steps), holding none of
+	// the controller's locks that status or a command waits on; it must
+	// not block.
 	OnChange func()
 }
 

@@ -40,7 +40,7 @@ func TestAutomaticDeployRecordsEachStep(t *testing.T) {
 	want := []stepLine{
 		{"build", "succeeded", ""},
 		{"deploy", "succeeded", "2 of 2 replicas of " + shortHash(c1) + " ready"},
-		{"health", "succeeded", ""},
+		{"health", "succeeded", "2 of 2 replicas ready"},
 		{"smoke", "succeeded", ""},
 		{"tags", "succeeded", ""},
 	}
@@ -67,7 +67,7 @@ func TestReleaseRecordsEachStep(t *testing.T) {
 		{"preflight", "succeeded", ""},
 		{"tags", "succeeded", ""},
 		{"deploy", "succeeded", "4 of 4 replicas of " + shortHash(c1) + " ready"},
-		{"health", "succeeded", ""},
+		{"health", "succeeded", "4 of 4 replicas ready"},
 	}
 	if diff := cmp.Diff(want, h.steps(r1.ID)); diff != "" {
 		t.Errorf("steps of a release (-want +got):\n%s", diff)
@@ -128,7 +128,7 @@ func TestScaleRecordsSteps(t *testing.T) {
 	h.waitFinal(d.ID)
 	want := []stepLine{
 		{"deploy", "succeeded", "3 of 3 replicas of " + shortHash(c1) + " ready"},
-		{"health", "succeeded", ""},
+		{"health", "succeeded", "3 of 3 replicas ready"},
 	}
 	if diff := cmp.Diff(want, h.steps(d.ID)); diff != "" {
 		t.Errorf("steps of a scale (-want +got):\n%s", diff)
@@ -192,7 +192,7 @@ func TestRestartClosesInterruptedStep(t *testing.T) {
 		{"deploy", "failed", interruptedStep},
 		{"tags", "succeeded", ""},
 		{"deploy", "succeeded", "4 of 4 replicas of " + shortHash(c1) + " ready"},
-		{"health", "succeeded", ""},
+		{"health", "succeeded", "4 of 4 replicas ready"},
 	}
 	if diff := cmp.Diff(want, h.steps(d.ID)); diff != "" {
 		t.Errorf("steps across a restart (-want +got):\n%s", diff)
@@ -213,10 +213,11 @@ func TestOnChangeAfterEveryWrite(t *testing.T) {
 	h.start()
 	h.pushMaster(c1)
 	h.waitFor("dev to be free", func() bool { return !h.c.busy("dev") })
-	// A create, four saves of the step's name, five steps started, two
-	// progress reports, five steps finished, the final save.
-	if n, w := calls.Load(), writes.n.Load(); n != w || n != 18 {
-		t.Errorf("OnChange called %d times for %d writes, want 18 of each", n, w)
+	// A create, four saves of the step's name, five steps started, three
+	// progress reports (two of deploy, one of health), five steps
+	// finished, the final save.
+	if n, w := calls.Load(), writes.n.Load(); n != w || n != 19 {
+		t.Errorf("OnChange called %d times for %d writes, want 19 of each", n, w)
 	}
 	before := calls.Load()
 	d, err := h.c.Release(context.Background(), ReleaseRequest{Commit: c1})
