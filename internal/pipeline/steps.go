@@ -222,11 +222,10 @@ func (c *Controller) retry(ctx context.Context, ro *rollout, what string, fn fun
 			}
 			return err
 		}
-		problem := fmt.Sprintf("%s: attempt %d failed, trying again in %s: %v", what, attempt, backoff, err)
 		if ro != nil {
-			ro.setProblem(problem)
+			ro.setProblem(fmt.Sprintf("%s: attempt %d failed, trying again in %s: %v", what, attempt, backoff, err))
 		}
-		deploy.ReportProgress(ctx, problem)
+		deploy.ReportProgress(ctx, fmt.Sprintf("%s failed (attempt %d), trying again in %s: %v", what, attempt, backoff, err))
 		c.log.Warn("step failed, trying again", "step", what, "attempt", attempt, "in", backoff, "err", err)
 		select {
 		case <-ctx.Done():

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -265,4 +266,39 @@ func (c *countingStore) UpdateStep(ctx context.Context, s *ledger.Step) error {
 
 func (c *countingStore) FinishStep(ctx context.Context, s *ledger.Step) error {
 	return c.count(c.Store.FinishStep(ctx, s))
+}
+
+// A step tried again after a transient error says so while it waits; the
+// step ends once, succeeded.
+func TestRetriedStepSaysWhy(t *testing.T) {
+	h := newHarness(t)
+	c1 := h.repo.commit("c1")
+	h.builder.transient = map[string]int{c1: 1}
+	var mu sync.Mutex
+	var messages []string
+	h.onChange = func() {
+		// Every write is followed by a look at the build step, as a
+		// client following the deployment would.
+		d, err := h.store.LatestForCommit(context.Background(), "dev", ledger.KindDeploy, c1)
+		if err != nil {
+			return
+		}
+		steps, _ := h.store.Steps(context.Background(), d.ID)
+		if len(steps) > 0 && steps[0].Message != "" {
+			mu.Lock()
+			messages = append(messages, steps[0].Message)
+			mu.Unlock()
+		}
+	}
+	h.start()
+	d := h.pushMaster(c1)
+	steps := h.steps(d.ID)
+	if steps[0].Name != "build" || steps[0].State != "succeeded" {
+		t.Errorf("first step = %+v, want build, succeeded", steps[0])
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(messages) == 0 || !strings.HasPrefix(messages[0], "build failed (attempt 1), trying again in 10ms: push: registry answered 503") {
+		t.Errorf("the build step's messages = %q; want it to say the first attempt failed and why", messages)
+	}
 }
