@@ -12,6 +12,7 @@ import (
 	"slipway.dev/slipway/internal/changes"
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/ledger"
+	"slipway.dev/slipway/internal/pipeline"
 )
 
 // waitApp waits until sub has been told that app changed.
@@ -88,6 +89,11 @@ func TestChangesAndSteps(t *testing.T) {
 	waitApp(t, sub, "shop")
 
 	shop, _ := all.Get("shop")
+	// A command waits until the controller took up what was in flight: a
+	// scale of an environment that runs nothing is refused once it has.
+	if _, err := shop.Scale(ctx, "prod", 1); !errors.Is(err, pipeline.ErrNotDeployed) {
+		t.Fatalf("scale of prod, which runs nothing: %v, want ErrNotDeployed", err)
+	}
 	var steps []ledger.Step
 	deadline := time.Now().Add(30 * time.Second)
 	for {
