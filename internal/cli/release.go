@@ -44,7 +44,9 @@ the new version does not become healthy.
 
 --env names the controlled environment to release to (default: the last one in
 the configuration). It follows the rollout until the environment is live or
-failed; --no-wait returns once the release is recorded. --force --reason TEXT
+failed, printing each step as it starts and ends and the replicas as they
+start, become ready and drain, and ends with a line saying what runs; --no-wait
+returns once the release is recorded. --force --reason TEXT
 overrides a failed preflight (the reason is recorded).`,
 		Example: `  slipway release
   slipway release 1a2b3c4
@@ -118,7 +120,9 @@ func newRollbackCommand() *cobra.Command {
 		Long: `Points the release branch at an earlier released commit (default: the release
 that was live before the current one), redeploys its existing image by digest and
 moves the live tag to it. Recorded as a rollback. --env names the controlled
-environment (default: the last one in the configuration).`,
+environment (default: the last one in the configuration). It follows the
+rollout, printing each step as it starts and ends, and ends with a line saying
+what runs; --no-wait returns once the rollback is recorded.`,
 		Example: `  slipway rollback
   slipway rollback RC20261127_0930
   slipway rollback 1a2b3c4 --app web --env prod`,
@@ -175,7 +179,8 @@ func newScaleCommand() *cobra.Command {
 		Short: "Change the number of replicas of an environment",
 		Long: `Runs N replicas of the environment's current image; only the replicas that must
 change are started or stopped. The environment's load balancer spreads requests
-over the ready ones.`,
+over the ready ones. It prints each step as it starts and ends, and ends with a
+line saying what runs.`,
 		Example: `  slipway scale prod=6
   slipway scale dev=1 --app web`,
 		Args: cobra.ExactArgs(1),
