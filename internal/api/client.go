@@ -168,6 +168,14 @@ func (c *Client) Deployment(ctx context.Context, app string, id int64) (ledger.D
 	return d, err
 }
 
+// DeploymentDetail returns one of app's deployments with its steps (none
+// from a controller that records no steps).
+func (c *Client) DeploymentDetail(ctx context.Context, app string, id int64) (DeploymentDetail, error) {
+	var d DeploymentDetail
+	err := c.do(ctx, http.MethodGet, appPath(app, "/deployments/"+strconv.FormatInt(id, 10)), nil, &d)
+	return d, err
+}
+
 // Release starts a release of app.
 func (c *Client) Release(ctx context.Context, app string, req ReleaseRequest) (ledger.Deployment, error) {
 	var d ledger.Deployment
@@ -260,4 +268,41 @@ func (c *Client) Wait(ctx context.Context, app string, id int64, progress func(l
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// Follow follows app's deployment id with its steps until it ends, calling
+// progress on each change of its state, its step or any of its steps (a
+// step started, its progress, its end), and returns the final deployment.
+func (c *Client) Follow(ctx context.Context, app string, id int64, progress func(DeploymentDetail)) (DeploymentDetail, error) {
+	var last string
+	for {
+		d, err := c.DeploymentDetail(ctx, app, id)
+		if err != nil {
+			return d, err
+		}
+		if key := followKey(d); key != last {
+			last = key
+			if progress != nil {
+				progress(d)
+			}
+		}
+		if d.State.Final() {
+			return d, nil
+		}
+		select {
+		case <-ctx.Done():
+			return d, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// followKey is what Follow compares to tell a change.
+func followKey(d DeploymentDetail) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%s", d.State, d.Step)
+	for _, s := range d.Steps {
+		fmt.Fprintf(&b, "|%d %s %s %d", s.ID, s.State, s.Message, s.Finished.UnixNano())
+	}
+	return b.String()
 }

@@ -48,6 +48,10 @@ type App interface {
 	History(ctx context.Context, env string, limit int) ([]ledger.Deployment, error)
 	Diff(ctx context.Context, from, to string) ([]pipeline.Commit, error)
 	Deployment(ctx context.Context, id int64) (ledger.Deployment, error)
+	// Steps are the steps of one of the app's deployments, in the order
+	// they started (an empty list when it has none); ledger.ErrNotFound
+	// for a deployment of no or another app.
+	Steps(ctx context.Context, deploymentID int64) ([]ledger.Step, error)
 	Release(ctx context.Context, req pipeline.ReleaseRequest) (ledger.Deployment, error)
 	Rollback(ctx context.Context, req pipeline.RollbackRequest) (ledger.Deployment, error)
 	Scale(ctx context.Context, env string, replicas int) (ledger.Deployment, error)
@@ -607,8 +611,22 @@ func (s *Server) deployment(w http.ResponseWriter, r *http.Request, a App) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, d)
+	steps, err := a.Steps(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if steps == nil {
+		steps = []ledger.Step{}
+	}
+	writeJSON(w, http.StatusOK, DeploymentDetail{Deployment: d, Steps: steps})
 	return nil
+}
+
+// DeploymentDetail is the answer of GET /api/v1/deployments/{id}: the
+// deployment's fields, and its steps in the order they started.
+type DeploymentDetail struct {
+	ledger.Deployment
+	Steps []ledger.Step `json:"steps"`
 }
 
 // ReleaseRequest is the body of POST /api/v1/releases.

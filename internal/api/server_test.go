@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -81,6 +82,19 @@ func (f *fakeApp) Deployment(ctx context.Context, id int64) (ledger.Deployment, 
 		return ledger.Deployment{}, ledger.ErrNoDeployment
 	}
 	return ledger.Deployment{ID: 7, State: ledger.StateSucceeded}, nil
+}
+
+var stepTime = time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)
+
+func (f *fakeApp) Steps(ctx context.Context, id int64) ([]ledger.Step, error) {
+	if id != 7 {
+		return nil, ledger.ErrNoDeployment
+	}
+	return []ledger.Step{
+		{ID: 1, DeploymentID: 7, Name: "tags", State: ledger.StepSucceeded, Started: stepTime, Finished: stepTime.Add(time.Second)},
+		{ID: 2, DeploymentID: 7, Name: "deploy", State: ledger.StepRunning, Started: stepTime.Add(time.Second),
+			Message: "1 of 2 replicas of RC1 ready"},
+	}, nil
 }
 
 func (f *fakeApp) Release(ctx context.Context, req pipeline.ReleaseRequest) (ledger.Deployment, error) {
@@ -608,3 +622,51 @@ func TestPlainWritesFromOutside(t *testing.T) {
 }
 
 var tlsState tls.ConnectionState
+
+// TestDeploymentJSON checks the documented shape of GET
+// /api/v1/deployments/{id}: the deployment's fields flattened, and steps.
+func TestDeploymentJSON(t *testing.T) {
+	s := NewServer(&fakeApps{apps: []*fakeApp{newFakeApp("web")}}, "secret", nil)
+	for _, path := range []string{"/api/v1/deployments/7", "/api/v1/apps/web/deployments/7"} {
+		w := serve(s, "GET", path, "", "")
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"id", "env", "kind", "state", "step", "createdAt", "steps"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("GET %s: no %q in %s", path, k, w.Body)
+			}
+		}
+		steps, _ := m["steps"].([]any)
+		if len(steps) != 2 {
+			t.Fatalf("GET %s: steps %v, want two", path, m["steps"])
+		}
+		want := map[string]any{"id": 2.0, "deploymentId": 7.0, "name": "deploy", "state": "running",
+			"started": "2026-11-27T09:30:01Z", "message": "1 of 2 replicas of RC1 ready"}
+		if diff := cmp.Diff(want, steps[1]); diff != "" {
+			t.Errorf("GET %s: a running step (-want +got):\n%s", path, diff)
+		}
+		if fin := steps[0].(map[string]any)["finished"]; fin != "2026-11-27T09:30:01Z" {
+			t.Errorf("GET %s: a finished step's end = %v", path, fin)
+		}
+	}
+	if w := serve(s, "GET", "/api/v1/deployments/8", "", ""); w.Code != http.StatusNotFound {
+		t.Errorf("GET an unknown deployment: %d %s, want 404", w.Code, w.Body)
+	}
+	if w := serve(s, "GET", "/api/v1/deployments/x", "", ""); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "is not a number") {
+		t.Errorf("GET a deployment by a bad id: %d %s, want 400 saying so", w.Code, w.Body)
+	}
+
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	c := NewClient(srv.URL, "")
+	var seen int
+	d, err := c.Follow(t.Context(), "web", 7, func(DeploymentDetail) { seen++ })
+	if err != nil || d.ID != 7 || len(d.Steps) != 2 || d.Steps[1].Message != "1 of 2 replicas of RC1 ready" || seen != 1 {
+		t.Errorf("Follow = %+v, %v after %d calls; want deployment 7 with its steps, one call", d, err, seen)
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 	"slipway.dev/slipway/internal/api"
 	"slipway.dev/slipway/internal/build"
+	"slipway.dev/slipway/internal/changes"
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/deploy/kube"
@@ -48,6 +49,9 @@ type Options struct {
 	Logger       *slog.Logger
 	// PollInterval, when set, overrides every app's repo.poll (tests).
 	PollInterval time.Duration
+	// Changes, when set, hears of every change of an app's deployments,
+	// their steps and its builds; Open makes one when it is nil.
+	Changes *changes.Hub
 }
 
 // Backend is a runtime with logs.
@@ -91,6 +95,12 @@ func Open(ctx context.Context, o Options) (*Apps, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Changes == nil {
+		o.Changes = changes.NewHub()
+	}
+	// Every build row a builder of these apps writes goes through the
+	// store: it tells the hub.
+	o.Store.OnBuildChange(o.Changes.Publish)
 	n := o.Set.BuildConcurrency
 	if n <= 0 {
 		n = config.DefaultBuildConcurrency()
@@ -169,6 +179,7 @@ func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
 		Smoker:   build.Smoker{Source: src, Config: cfg, Dir: dir},
 		Store:    deps,
 		Logger:   log.With("component", "controller"),
+		OnChange: func() { a.opts.Changes.Publish(cfg.App) },
 	})
 	if err != nil {
 		return nil, err
@@ -360,6 +371,10 @@ func (a *Apps) Get(name string) (api.App, bool) {
 // All returns the apps in configuration order.
 func (a *Apps) All() []*App { return a.list }
 
+// Changes is the hub that hears of every change of the apps' deployments,
+// their steps and builds.
+func (a *Apps) Changes() *changes.Hub { return a.opts.Changes }
+
 // Name is the app's name.
 func (p *App) Name() string { return p.Config.App }
 
@@ -391,6 +406,13 @@ func (p *App) Diff(ctx context.Context, from, to string) ([]pipeline.Commit, err
 // Deployment returns one of the app's deployments.
 func (p *App) Deployment(ctx context.Context, id int64) (ledger.Deployment, error) {
 	return p.Controller.Deployment(ctx, id)
+}
+
+// Steps returns the steps of one of the app's deployments, in the order
+// they started: ErrNoDeployment (an ErrNotFound) for a deployment of no
+// or another app.
+func (p *App) Steps(ctx context.Context, deploymentID int64) ([]ledger.Step, error) {
+	return p.Controller.Steps(ctx, deploymentID)
 }
 
 // Release starts a release.

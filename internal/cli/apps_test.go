@@ -69,6 +69,10 @@ func (f fakeApp) Deployment(ctx context.Context, id int64) (ledger.Deployment, e
 		Replicas: 2, Digest: "sha256:ab", State: ledger.StateSucceeded}, nil
 }
 
+func (f fakeApp) Steps(ctx context.Context, id int64) ([]ledger.Step, error) {
+	return []ledger.Step{}, nil
+}
+
 func (f fakeApp) Release(ctx context.Context, req pipeline.ReleaseRequest) (ledger.Deployment, error) {
 	f.record("release env=%q commit=%q", req.Env, req.Commit)
 	return f.Deployment(ctx, 1)

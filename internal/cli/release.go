@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"slipway.dev/slipway/internal/api"
-	"slipway.dev/slipway/internal/ledger"
 )
 
 // ErrOperationFailed is returned when a release, rollback or scale the CLI
@@ -45,7 +44,9 @@ the new version does not become healthy.
 
 --env names the controlled environment to release to (default: the last one in
 the configuration). It follows the rollout until the environment is live or
-failed; --no-wait returns once the release is recorded. --force --reason TEXT
+failed, printing each step as it starts and ends and the replicas as they
+start, become ready and drain, and ends with a line saying what runs; --no-wait
+returns once the release is recorded. --force --reason TEXT
 overrides a failed preflight (the reason is recorded).`,
 		Example: `  slipway release
   slipway release 1a2b3c4
@@ -119,7 +120,9 @@ func newRollbackCommand() *cobra.Command {
 		Long: `Points the release branch at an earlier released commit (default: the release
 that was live before the current one), redeploys its existing image by digest and
 moves the live tag to it. Recorded as a rollback. --env names the controlled
-environment (default: the last one in the configuration).`,
+environment (default: the last one in the configuration). It follows the
+rollout, printing each step as it starts and ends, and ends with a line saying
+what runs; --no-wait returns once the rollback is recorded.`,
 		Example: `  slipway rollback
   slipway rollback RC20261127_0930
   slipway rollback 1a2b3c4 --app web --env prod`,
@@ -176,7 +179,8 @@ func newScaleCommand() *cobra.Command {
 		Short: "Change the number of replicas of an environment",
 		Long: `Runs N replicas of the environment's current image; only the replicas that must
 change are started or stopped. The environment's load balancer spreads requests
-over the ready ones.`,
+over the ready ones. It prints each step as it starts and ends, and ends with a
+line saying what runs.`,
 		Example: `  slipway scale prod=6
   slipway scale dev=1 --app web`,
 		Args: cobra.ExactArgs(1),
@@ -378,55 +382,6 @@ func (o *removeOptions) noApp(ctx context.Context) error {
 		cmds = append(cmds, c)
 	}
 	return usageErrorf("remove needs --app APP; what left the configuration:\n  %s", strings.Join(cmds, "\n  "))
-}
-
-// follow prints d's progress on stderr until it ends, then its outcome on
-// stdout; a deployment that did not succeed is ErrOperationFailed.
-func follow(cmd *cobra.Command, c *clientOptions, output outputFlag, d ledger.Deployment, noWait bool) error {
-	if !noWait {
-		var err error
-		d, err = c.client.Wait(cmd.Context(), c.app, d.ID, func(d ledger.Deployment) {
-			if !d.State.Final() {
-				fmt.Fprintf(cmd.ErrOrStderr(), "  %s: %s\n", d.State, d.Step)
-			}
-		})
-		if err != nil {
-			return err
-		}
-	}
-	if output.json() {
-		if err := writeJSONTo(cmd.OutOrStdout(), d); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprintln(cmd.OutOrStdout(), outcome(d))
-	}
-	if d.State.Final() && d.State != ledger.StateSucceeded {
-		return fmt.Errorf("%s %d %s: %s: %w", d.Kind, d.ID, d.State, d.Reason, ErrOperationFailed)
-	}
-	return nil
-}
-
-func outcome(d ledger.Deployment) string {
-	name := d.ReleaseName
-	if name == "" {
-		name = short(d.Commit)
-	} else {
-		name += " (" + short(d.Commit) + ")"
-	}
-	switch {
-	case !d.State.Final():
-		return fmt.Sprintf("%s of %s to %s: %s (follow it with: slipway status)", d.Kind, name, d.Env, d.State)
-	case d.State == ledger.StateSucceeded && d.Kind == ledger.KindScale:
-		return fmt.Sprintf("%s runs %s of %s", d.Env, replicas(d.Replicas), name)
-	case d.State == ledger.StateSucceeded && d.Kind == ledger.KindStop:
-		return fmt.Sprintf("%s is stopped: its address answers 503 until slipway start %s", d.Env, d.Env)
-	case d.State == ledger.StateSucceeded && d.Kind == ledger.KindStart:
-		return fmt.Sprintf("%s runs again: %s of %s", d.Env, replicas(d.Replicas), name)
-	case d.State == ledger.StateSucceeded:
-		return fmt.Sprintf("%s is live on %s (%s, %s)", name, d.Env, replicas(d.Replicas), d.Digest)
-	}
-	return fmt.Sprintf("%s of %s to %s %s: %s", d.Kind, name, d.Env, d.State, d.Reason)
 }
 
 // replicas is "1 replica" or "N replicas".

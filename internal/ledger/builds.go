@@ -74,6 +74,7 @@ func (s *Store) CreateBuild(ctx context.Context, b Build) (Build, error) {
 	if err != nil {
 		return Build{}, fmt.Errorf("record build of %s: %w", b.Commit, err)
 	}
+	s.buildChanged(b.App)
 	return b, nil
 }
 
@@ -96,7 +97,25 @@ func (s *Store) UpdateBuild(ctx context.Context, b *Build) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("record build %d as %s: %w", b.ID, b.State, ErrNotFound)
 	}
+	s.buildChanged(b.App)
 	return nil
+}
+
+// OnBuildChange makes every build row write that succeeds (CreateBuild,
+// UpdateBuild) call f with the build's app; nil stops it. f is called
+// holding no lock and must not block.
+func (s *Store) OnBuildChange(f func(app string)) {
+	if f == nil {
+		s.onBuild.Store(nil)
+		return
+	}
+	s.onBuild.Store(&f)
+}
+
+func (s *Store) buildChanged(app string) {
+	if f := s.onBuild.Load(); f != nil {
+		(*f)(app)
+	}
 }
 
 // GetBuild returns the build with the given id.

@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -64,6 +65,8 @@ func parseTime(s string) (time.Time, error) {
 type Store struct {
 	db  *sql.DB
 	now func() time.Time
+	// onBuild is called after each build row write (OnBuildChange).
+	onBuild atomic.Pointer[func(app string)]
 }
 
 // Open opens (creating if needed) the SQLite ledger at path and applies

@@ -83,6 +83,11 @@ type Deps struct {
 	Store    Store
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// OnChange, when set, is called after every ledger write the
+	// controller makes (deployment rows and their steps), holding none of
+	// the controller's locks that status or a command waits on; it must
+	// not block.
+	OnChange func()
 }
 
 // Controller runs one app's pipeline. Create it with New, then Run it.
@@ -140,7 +145,12 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		ready: make(chan struct{}), wakeUp: make(chan struct{}, 1),
 		lastHead: map[string]string{}, refused: map[string]string{},
 	}
-	c.deps.Store = countingStore{Store: deps.Store, n: &c.writes}
+	c.deps.Store = notifyingStore{Store: deps.Store, onChange: func() {
+		c.writes.Add(1)
+		if deps.OnChange != nil {
+			deps.OnChange()
+		}
+	}}
 	if len(cfg.Envs) == 0 {
 		return nil, fmt.Errorf("no environments to drive: %w", ErrInvalid)
 	}

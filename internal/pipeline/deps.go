@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
 	"slipway.dev/slipway/internal/deploy"
@@ -89,22 +88,11 @@ type Store interface {
 	ReleaseByName(ctx context.Context, env, name string) (ledger.Deployment, error)
 	ReleaseByCommit(ctx context.Context, env, commit string) (ledger.Deployment, error)
 	ReleaseNames(ctx context.Context, prefix string) ([]string, error)
+	// The steps of a deployment, each recorded as it starts and ends.
+	StartStep(ctx context.Context, deploymentID int64, name string) (ledger.Step, error)
+	UpdateStep(ctx context.Context, s *ledger.Step) error
+	FinishStep(ctx context.Context, s *ledger.Step) error
+	Steps(ctx context.Context, deploymentID int64) ([]ledger.Step, error)
 }
 
 var _ Store = (*ledger.Deployments)(nil)
-
-// countingStore counts the writes made through it.
-type countingStore struct {
-	Store
-	n *atomic.Uint64
-}
-
-func (s countingStore) Create(ctx context.Context, d *ledger.Deployment) error {
-	defer s.n.Add(1)
-	return s.Store.Create(ctx, d)
-}
-
-func (s countingStore) Update(ctx context.Context, d *ledger.Deployment) error {
-	defer s.n.Add(1)
-	return s.Store.Update(ctx, d)
-}

@@ -220,10 +220,12 @@ func (f *fakeDeployer) Deploy(ctx context.Context, d ledger.Deployment) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applied = append(f.applied, fmt.Sprintf("%s=%s×%d", env, shortHash(commit), replicas))
+	deploy.ReportProgress(ctx, fmt.Sprintf("0 of %d replicas of %s ready, %d starting", replicas, shortHash(commit), replicas))
 	if f.failing[d.Digest] {
 		return errors.New("replica 1 not ready within 10s")
 	}
 	f.envs[env] = running{d.Digest, replicas}
+	deploy.ReportProgress(ctx, fmt.Sprintf("%d of %d replicas of %s ready", replicas, replicas, shortHash(commit)))
 	return nil
 }
 
@@ -288,9 +290,11 @@ type harness struct {
 	clock    *clock
 	// storeOverride, when set, is the controller's Store instead of store.
 	storeOverride Store
-	c             *Controller
-	cancel        context.CancelFunc
-	done          chan error
+	// onChange, when set, is the controller's OnChange.
+	onChange func()
+	c        *Controller
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 func newHarness(t *testing.T) *harness {
@@ -323,7 +327,7 @@ func (h *harness) start(envs ...Env) {
 	}
 	c, err := New(Config{Envs: envs, PollInterval: time.Hour, HealthTimeout: time.Second, RetryFor: time.Second, RetryBackoff: 10 * time.Millisecond}, Deps{
 		Repo: h.repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
-		Smoker: h.smoker, Store: store, Now: h.clock.Now,
+		Smoker: h.smoker, Store: store, Now: h.clock.Now, OnChange: h.onChange,
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -403,13 +407,26 @@ func (c *Controller) busy(env string) bool {
 	return ok
 }
 
-// flakyStore fails the first failUpdates updates, as a locked or full
-// ledger would.
+// flakyStore fails the first failUpdates updates, and the first
+// failStarts records of a step, as a locked or full ledger would.
 type flakyStore struct {
 	Store
 	mu          sync.Mutex
 	failUpdates int
+	failStarts  int
 	failures    int
+}
+
+func (f *flakyStore) StartStep(ctx context.Context, id int64, name string) (ledger.Step, error) {
+	f.mu.Lock()
+	if f.failStarts > 0 {
+		f.failStarts--
+		f.failures++
+		f.mu.Unlock()
+		return ledger.Step{}, errors.New("database is locked")
+	}
+	f.mu.Unlock()
+	return f.Store.StartStep(ctx, id, name)
 }
 
 func (f *flakyStore) Update(ctx context.Context, d *ledger.Deployment) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/ledger"
 )
 
@@ -59,13 +60,13 @@ func (c *Controller) promote(ctx context.Context, ro *rollout, d *ledger.Deploym
 			d.Note = joinNote(d.Note, "finished after restart")
 		}
 	case d.Step == "tags":
-		d.State, d.Reason = ledger.StateFailed, c.undo(ctx, e, prev, false, fmt.Sprintf("tagging failed: %v", err))
+		d.State, d.Reason = ledger.StateFailed, c.trackUndo(ctx, ro, d, prev, false, fmt.Sprintf("tagging failed: %v", err))
 	default:
 		d.State = ledger.StateFailed
 		if prev.ID != 0 {
 			d.State = ledger.StateRolledBack
 		}
-		d.Reason = c.undo(ctx, e, prev, rolledOut, fmt.Sprintf("%s did not become healthy: %v", e.Name, err))
+		d.Reason = c.trackUndo(ctx, ro, d, prev, rolledOut, fmt.Sprintf("%s did not become healthy: %v", e.Name, err))
 	}
 	if err != nil && restarted {
 		d.Note = joinNote(d.Note, "undone after restart")
@@ -89,12 +90,28 @@ func (c *Controller) pointBranch(ctx context.Context, e *Env, commit string) err
 	return c.deps.Repo.MoveBranch(ctx, e.Branch, head, commit)
 }
 
-// undo puts e back on prev: its image (when the rollout went ahead), its
-// tags and its branch.
-func (c *Controller) undo(ctx context.Context, e *Env, prev ledger.Deployment, redeploy bool, reason string) string {
+// trackUndo undoes d (undo), recorded as its step "undo", and returns the
+// reason to record.
+func (c *Controller) trackUndo(ctx context.Context, ro *rollout, d *ledger.Deployment, prev ledger.Deployment, redeploy bool, reason string) string {
+	e := c.envs[d.Env]
 	if prev.ID == 0 {
 		return reason + "; there is no earlier release to go back to"
 	}
+	c.track(ctx, ro, d, "undo", func(ctx context.Context) error {
+		var err error
+		reason, err = c.undo(ctx, e, prev, redeploy, reason)
+		if err == nil {
+			deploy.ReportProgress(ctx, fmt.Sprintf("%s is back on %s", e.Name, describe(prev)))
+		}
+		return err
+	})
+	return reason
+}
+
+// undo puts e back on prev: its image (when the rollout went ahead), its
+// tags and its branch. It returns the reason to record, and an error
+// naming what could not be undone.
+func (c *Controller) undo(ctx context.Context, e *Env, prev ledger.Deployment, redeploy bool, reason string) (string, error) {
 	var problems []string
 	try := func(what string, fn func(context.Context) error) {
 		if err := c.retry(ctx, nil, what, fn); err != nil {
@@ -106,13 +123,19 @@ func (c *Controller) undo(ctx context.Context, e *Env, prev ledger.Deployment, r
 	}
 	try("move the tags back", func(ctx context.Context) error { return c.tagEnv(ctx, e, prev.Digest) })
 	try("point "+e.Branch+" back", func(ctx context.Context) error { return c.pointBranch(ctx, e, prev.Commit) })
-	what := prev.ReleaseName
-	if what == "" {
-		what = "deployment " + fmt.Sprint(prev.ID)
-	}
+	what := describe(prev)
 	msg := fmt.Sprintf("%s; rolled back to %s (%s)", reason, what, shortHash(prev.Commit))
 	if len(problems) > 0 {
 		msg += "; but: " + strings.Join(problems, "; ")
+		return msg, fmt.Errorf("rolled back to %s (%s), but: %s", what, shortHash(prev.Commit), strings.Join(problems, "; "))
 	}
-	return msg
+	return msg, nil
+}
+
+// describe names a deployment for people: its release, else its number.
+func describe(d ledger.Deployment) string {
+	if d.ReleaseName != "" {
+		return d.ReleaseName
+	}
+	return "deployment " + fmt.Sprint(d.ID)
 }

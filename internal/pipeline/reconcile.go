@@ -23,6 +23,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	for i := range rows {
 		d := &rows[i]
 		log := c.log.With("env", d.Env, "commit", shortHash(d.Commit), "deployment", d.ID, "kind", d.Kind)
+		c.closeInterrupted(ctx, d)
 		e, ok := c.envs[d.Env]
 		if !ok {
 			d.State, d.Reason = ledger.StateFailed, "interrupted by a restart; the environment is no longer configured"

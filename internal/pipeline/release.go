@@ -230,6 +230,7 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 	if cur.ID != 0 && cur.Replicas > 0 {
 		d.Replicas = cur.Replicas
 	}
+	began := c.now()
 	verified, perr := c.preflight(ctx, e, cur, commit)
 	if perr != nil && !force {
 		var re *RefusedError
@@ -240,6 +241,7 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 		if err := c.deps.Store.Create(ctx, d); err != nil {
 			return nil, err
 		}
+		c.recordDone(ctx, d, "preflight", began, ledger.StepFailed, re.Reason)
 		return nil, perr
 	}
 	if force {
@@ -268,6 +270,14 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 	}
 	if err := c.deps.Store.Create(ctx, d); err != nil {
 		return nil, err
+	}
+	switch {
+	case perr != nil:
+		c.recordDone(ctx, d, "preflight", began, ledger.StepSkipped, "overridden by --force: "+perr.Error())
+	case force:
+		c.recordDone(ctx, d, "preflight", began, ledger.StepSkipped, "passed, and --force given")
+	default:
+		c.recordDone(ctx, d, "preflight", began, ledger.StepSucceeded, "")
 	}
 	ro.set(*d)
 	return d, nil

@@ -191,6 +191,13 @@ func (c *Controller) waitHealthy(ctx context.Context, env string, want int) erro
 	var last deploy.Status
 	for {
 		st, err := c.deps.Deployer.Status(ctx, env)
+		if err == nil {
+			msg := fmt.Sprintf("%d of %d replicas ready", st.Replicas.Ready, want)
+			if st.Message != "" && !st.Healthy {
+				msg += ": " + st.Message
+			}
+			deploy.ReportProgress(ctx, msg)
+		}
 		if err == nil && st.Healthy && st.Replicas.Ready >= want {
 			return nil
 		}

@@ -44,6 +44,21 @@ func rolloutState(d *appsv1.Deployment) (done, failed bool) {
 	return s.UpdatedReplicas == want && s.Replicas == want && s.AvailableReplicas == want, false
 }
 
+// rolloutProgress describes where a Deployment's rollout stands, for
+// deploy.ReportProgress: "1 of 3 replicas updated, 1 available; 2 old".
+func rolloutProgress(d *appsv1.Deployment) string {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	s := d.Status
+	msg := fmt.Sprintf("%d of %d replicas updated, %d available", s.UpdatedReplicas, want, s.AvailableReplicas)
+	if old := s.Replicas - s.UpdatedReplicas; old > 0 {
+		msg += fmt.Sprintf("; %d old", old)
+	}
+	return msg
+}
+
 // waitRollout watches the Deployment (from the version apply returned)
 // until its rollout completes (nil, nil) or runs into its progress deadline
 // (a RolloutError naming the pods and their events).
@@ -63,6 +78,8 @@ func (b *Backend) waitRollout(ctx context.Context, d *appsv1.Deployment) (*deplo
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", d.Name).String()
 			return deps.Watch(ctx, o)
 		}}
+		last := rolloutProgress(d)
+		deploy.ReportProgress(ctx, last)
 		ev, err := watchtools.Until(wctx, d.ResourceVersion, lw, func(ev watch.Event) (bool, error) {
 			switch ev.Type {
 			case watch.Deleted:
@@ -73,6 +90,10 @@ func (b *Backend) waitRollout(ctx context.Context, d *appsv1.Deployment) (*deplo
 			cur, ok := ev.Object.(*appsv1.Deployment)
 			if !ok {
 				return false, nil
+			}
+			if msg := rolloutProgress(cur); msg != last {
+				last = msg
+				deploy.ReportProgress(ctx, msg)
 			}
 			done, failed := rolloutState(cur)
 			if failed {

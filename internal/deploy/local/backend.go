@@ -248,14 +248,62 @@ func (b *Backend) rollOut(ctx context.Context, dir string, spec deploy.Spec) (se
 	if err != nil {
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
-	if err := ctl.do(ctx, "POST", "/apply", applyRequest{Spec: spec, Image: img}, nil); err != nil {
+	stopWatch := watchRollout(ctx, ctl, spec, rolloutWatchEvery)
+	err = ctl.do(ctx, "POST", "/apply", applyRequest{Spec: spec, Image: img}, nil)
+	stopWatch()
+	if err != nil {
 		var re *deploy.RolloutError
 		if errors.As(err, &re) {
 			return true, re
 		}
 		return true, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
+	var st deploy.Status
+	if deploy.WantsProgress(ctx) && ctl.do(ctx, "GET", "/status", nil, &st) == nil {
+		deploy.ReportProgress(ctx, deploy.RolloutProgress(spec, st))
+	}
 	return true, nil
+}
+
+// rolloutWatchEvery is how often a rollout's progress is read from the
+// supervisor for a caller that wants it.
+const rolloutWatchEvery = 100 * time.Millisecond
+
+// watchRollout reports the progress of the rollout of spec, read from the
+// supervisor behind ctl every so often, while the rollout runs and when
+// ctx wants it (deploy.WithProgress): each change of the replicas'
+// counts is one report. The func it returns stops the watch and waits for
+// it, so that nothing is reported after it returned.
+func watchRollout(ctx context.Context, ctl *control, spec deploy.Spec, every time.Duration) (stop func()) {
+	if !deploy.WantsProgress(ctx) {
+		return func() {}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		last := ""
+		for {
+			var st deploy.Status
+			if err := ctl.do(wctx, "GET", "/status", nil, &st); err == nil && wctx.Err() == nil {
+				if msg := deploy.RolloutProgress(spec, st); msg != last {
+					last = msg
+					deploy.ReportProgress(ctx, msg)
+				}
+			}
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // resolve returns spec as the supervisor behind ctl, of the environment

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -493,4 +494,57 @@ func TestStopKillsReplicaIgnoringSIGTERM(t *testing.T) {
 		}
 	}
 	t.Fatalf("scaling 2 -> 1 removed no replica: %+v", after.Instances)
+}
+
+// TestRollingUpdateReportsProgress follows a rolling update through the
+// reports a caller that wants them gets: new replicas starting and ready,
+// old ones draining, and at the end only the new version.
+func TestRollingUpdateReportsProgress(t *testing.T) {
+	d := deployFixture(t, "progress", 2)
+	_, v2r, _ := fixtureReleases(t)
+	spec := d.spec
+	spec.Image, spec.Commit, spec.Version = v2r.Image, v2r.Commit, v2r.Version
+	var mu sync.Mutex
+	var reports []string
+	applied := false
+	ctx := deploy.WithProgress(t.Context(), func(msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if applied {
+			t.Errorf("progress reported after Apply returned: %q", msg)
+		}
+		reports = append(reports, msg)
+	})
+	if err := d.b.Apply(ctx, spec); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	mu.Lock()
+	applied = true
+	got := slices.Clone(reports)
+	mu.Unlock()
+	t.Logf("reports:\n%s", strings.Join(got, "\n"))
+	if len(got) < 2 {
+		t.Fatalf("got %d reports, want the rollout's steps and its end", len(got))
+	}
+	want := "2 of 2 replicas of " + v2r.Version + " ready"
+	if last := got[len(got)-1]; last != want {
+		t.Errorf("last report %q, want %q", last, want)
+	}
+	sawOld := false
+	for _, r := range got {
+		sawOld = sawOld || strings.Contains(r, "old serving") || strings.Contains(r, "old draining")
+	}
+	if !sawOld {
+		t.Errorf("no report mentions the old replicas still serving or draining")
+	}
+	// Without a listener nothing watches: Apply works as before.
+	spec.Replicas = 1
+	if err := d.b.Apply(t.Context(), spec); err != nil {
+		t.Fatalf("Apply without progress: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) != len(got) {
+		t.Errorf("a caller that wants no progress made %d reports", len(reports)-len(got))
+	}
 }
