@@ -18,6 +18,7 @@ import (
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/registry"
+	"slipway.dev/slipway/internal/web"
 )
 
 // serveOptions configure one run of the controller.
@@ -166,13 +167,19 @@ func runServe(ctx context.Context, o serveOptions) error {
 		srv.EnableWebhooks(secrets)
 		log.Info("push webhooks accepted", "url", "http://"+l.Addr().String()+"/api/v1/webhooks/{github,gitlab,gitea}")
 	}
+	dash, err := web.New(web.Options{Apps: all, Token: token, Logger: log.With("component", "web")})
+	if err != nil {
+		return err
+	}
+	defer dash.Close()
+	srv.Handle("/", dash)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
 	apiURL := "http://" + l.Addr().String()
 	for _, app := range all.All() {
 		log.Info("app", "app", app.Config.App, "repo", app.Source.URL(), "registry", app.Repository)
 	}
-	log.Info("controller started", "api", apiURL, "apps", len(set.Apps), "data", dataDir)
+	log.Info("controller started", "api", apiURL, "dashboard", apiURL+"/", "apps", len(set.Apps), "data", dataDir)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
