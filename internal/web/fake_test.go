@@ -261,3 +261,23 @@ func sampleApp(name string) *fakeApp {
 	}
 	return f
 }
+
+// appList is an api.Apps of any apps.
+type appList []api.App
+
+func (l appList) List() []api.App { return l }
+
+func (l appList) Get(name string) (api.App, bool) {
+	for _, a := range l {
+		if a.Name() == name {
+			return a, true
+		}
+	}
+	return nil, false
+}
+
+func (l appList) Leftovers(ctx context.Context) ([]api.Leftover, error) { return nil, nil }
+
+func (l appList) Remove(ctx context.Context, req api.RemoveRequest) (api.RemoveReport, error) {
+	return api.RemoveReport{}, nil
+}
