@@ -467,3 +467,27 @@ func TestEventsWithoutAHubPoll(t *testing.T) {
 }
 
 type apiApp = api.App
+
+func TestMountedBesideTheAPI(t *testing.T) {
+	apps := &fakeApps{apps: []*fakeApp{sampleApp("web")}}
+	srv := api.NewServer(apps, token, nil)
+	srv.Handle("/", newTestHandler(t, Options{Apps: apps}))
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		contentType  string
+	}{
+		{"GET", "/", http.StatusOK, "text/html; charset=utf-8"},
+		{"GET", "/apps/web", http.StatusOK, "text/html; charset=utf-8"},
+		{"GET", "/healthz", http.StatusOK, "application/json"},
+		{"GET", "/api/v1/apps", http.StatusOK, "application/json"},
+		{"GET", "/api/v1/apps/web/history", http.StatusOK, "application/json"},
+		{"POST", "/api/v1/releases", http.StatusUnauthorized, "application/json"},
+		{"GET", "/api/v1/nothing", http.StatusNotFound, "application/json"},
+	} {
+		w := do(srv, tc.method, tc.path, local, nil, nil)
+		if w.Code != tc.status || w.Header().Get("Content-Type") != tc.contentType {
+			t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, w.Code, w.Header().Get("Content-Type"), tc.status, tc.contentType)
+		}
+	}
+}
