@@ -75,6 +75,13 @@ func (h *Handler) readApp(ctx context.Context, a api.App) (appData, error) {
 	if err != nil {
 		return appData{}, err
 	}
+	var recent []pipeline.Commit
+	if cl, ok := a.(CommitLister); ok {
+		if recent, err = cl.RecentCommits(ctx, maxRows); err != nil {
+			return appData{}, err
+		}
+		h.commits.add(recent)
+	}
 	data := appData{Name: a.Name(), Pending: len(st.Pending)}
 	for _, e := range st.Environments {
 		data.Envs = append(data.Envs, h.envView(ctx, a, e))
@@ -91,13 +98,13 @@ func (h *Handler) readApp(ctx context.Context, a api.App) (appData, error) {
 			data.Releases = append(data.Releases, d)
 		}
 	}
-	data.Rows = h.commitRows(st, hist, builds)
+	data.Rows = h.commitRows(st, recent, hist, builds)
 	return data, nil
 }
 
-// commitRows puts the newest commits the app knows of (pending, built or
-// deployed) in rows, newest first, with where each stands.
-func (h *Handler) commitRows(st pipeline.Status, hist []ledger.Deployment, builds []ledger.Build) []commitRow {
+// commitRows puts the newest commits the app knows of (recent on the
+// source branch, pending, built or deployed) in rows, newest first, with where each stands.
+func (h *Handler) commitRows(st pipeline.Status, recent []pipeline.Commit, hist []ledger.Deployment, builds []ledger.Build) []commitRow {
 	type seen struct {
 		c    pipeline.Commit
 		when time.Time
@@ -120,6 +127,9 @@ func (h *Handler) commitRows(st pipeline.Status, hist []ledger.Deployment, build
 		}
 	}
 	for _, c := range st.Pending {
+		note(c.Hash, c.Time)
+	}
+	for _, c := range recent {
 		note(c.Hash, c.Time)
 	}
 	for _, b := range builds {

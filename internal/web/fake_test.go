@@ -281,3 +281,19 @@ func (l appList) Leftovers(ctx context.Context) ([]api.Leftover, error) { return
 func (l appList) Remove(ctx context.Context, req api.RemoveRequest) (api.RemoveReport, error) {
 	return api.RemoveReport{}, nil
 }
+
+// listingApp is a fake app that lists its recent commits.
+type listingApp struct {
+	*fakeApp
+	recent []pipeline.Commit
+	asked  int
+}
+
+var _ CommitLister = (*listingApp)(nil)
+
+func (l *listingApp) RecentCommits(ctx context.Context, limit int) ([]pipeline.Commit, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.asked++
+	return l.recent, nil
+}

@@ -81,10 +81,35 @@ func (h *Handler) appOverview(ctx context.Context, a api.App) appOverview {
 	if n := len(st.Environments); n > 0 {
 		ao.Final = st.Environments[n-1].Name
 	}
+	h.learnCommits(ctx, a, st)
 	for _, e := range st.Environments {
 		ao.Envs = append(ao.Envs, h.envView(ctx, a, e))
 	}
 	return ao
+}
+
+// learnCommits lists a's recent commits when an environment runs one the
+// dashboard cannot name yet, once per such commit.
+func (h *Handler) learnCommits(ctx context.Context, a api.App, st pipeline.Status) {
+	cl, ok := a.(CommitLister)
+	if !ok {
+		return
+	}
+	for _, e := range st.Environments {
+		if e.Commit == nil {
+			continue
+		}
+		if _, known := h.commits.get(*e.Commit); known || !h.commits.tryOnce(*e.Commit) {
+			continue
+		}
+		list, err := cl.RecentCommits(ctx, 200)
+		if err != nil {
+			h.log.Warn("list recent commits", "app", a.Name(), "err", err)
+			return
+		}
+		h.commits.add(list)
+		return
+	}
 }
 
 func (h *Handler) envView(ctx context.Context, a api.App, e pipeline.EnvStatus) envView {

@@ -50,6 +50,14 @@ type BuildLogger interface {
 	BuildLog(ctx context.Context, commit string, follow bool, w io.Writer) error
 }
 
+// CommitLister is what an api.App offers when it can list the newest
+// commits of its source branch, newest first: the dashboard then names the
+// commit every environment runs (not only those still pending) and shows
+// them as the pipeline page's rows.
+type CommitLister interface {
+	RecentCommits(ctx context.Context, limit int) ([]pipeline.Commit, error)
+}
+
 // Options configure the dashboard.
 type Options struct {
 	Apps api.Apps
@@ -264,10 +272,11 @@ type commitCache struct {
 	max   int
 	m     map[string]pipeline.Commit
 	order []string
+	tried map[string]bool
 }
 
 func newCommitCache(max int) *commitCache {
-	return &commitCache{max: max, m: map[string]pipeline.Commit{}}
+	return &commitCache{max: max, m: map[string]pipeline.Commit{}, tried: map[string]bool{}}
 }
 
 func (c *commitCache) add(list []pipeline.Commit) {
@@ -284,6 +293,21 @@ func (c *commitCache) add(list []pipeline.Commit) {
 		c.m[cm.Hash] = cm
 		c.order = append(c.order, cm.Hash)
 	}
+}
+
+// tryOnce reports whether hash is asked for the first time, so that a
+// commit no list names is not looked for again and again.
+func (c *commitCache) tryOnce(hash string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tried[hash] {
+		return false
+	}
+	if len(c.tried) >= c.max {
+		clear(c.tried)
+	}
+	c.tried[hash] = true
+	return true
 }
 
 func (c *commitCache) get(hash string) (pipeline.Commit, bool) {

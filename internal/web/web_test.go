@@ -491,3 +491,22 @@ func TestMountedBesideTheAPI(t *testing.T) {
 		}
 	}
 }
+
+func TestRecentCommitsNameWhatRuns(t *testing.T) {
+	f := sampleApp("web")
+	a := hash('a')
+	app := &listingApp{fakeApp: f, recent: []pipeline.Commit{f.status.Pending[0], {Hash: a, Short: a[:7], Subject: "First & only", Author: "Ada", Time: t0.Add(-48 * time.Hour)}}}
+	h := newTestHandler(t, Options{Apps: appList{app}})
+	for range 3 {
+		if body := do(h, "GET", "/", local, nil, nil).Body.String(); !strings.Contains(body, "First &amp; only") {
+			t.Fatalf("the overview does not name prod's commit:\n%s", body)
+		}
+	}
+	if app.asked != 1 {
+		t.Errorf("recent commits listed %d times for 3 overviews, want once", app.asked)
+	}
+	body := do(h, "GET", "/apps/web", local, nil, nil).Body.String()
+	if !strings.Contains(body, "First &amp; only") || !strings.Contains(body, "Ada") {
+		t.Errorf("the pipeline page does not show the recent commits:\n%s", body)
+	}
+}
