@@ -507,10 +507,10 @@ func (h *Handler) act(action string) http.HandlerFunc {
 			var re *pipeline.RefusedError
 			if errors.As(err, &re) {
 				heading = "The release was refused"
-				h.fail(w, r, http.StatusConflict, heading, re.Reason+". "+re.Env+" is left as it is.")
+				h.failBack(w, r, http.StatusConflict, heading, re.Reason+". "+re.Env+" is left as it is.", "/apps/"+a.Name(), a.Name())
 				return
 			}
-			h.failErr(w, r, heading, err)
+			h.failBack(w, r, statusOf(err), heading, err.Error(), "/apps/"+a.Name(), a.Name())
 			return
 		}
 		http.Redirect(w, r, fmt.Sprintf("/apps/%s/deployments/%d", url.PathEscape(a.Name()), d.ID), http.StatusSeeOther)

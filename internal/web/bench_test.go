@@ -288,7 +288,9 @@ func TestChangeReaches100Streams(t *testing.T) {
 	if worst > time.Second {
 		t.Errorf("a change took %s to reach 100 streams, want < 1s", worst)
 	}
-	if growth > 20<<20 {
+	if raceEnabled {
+		t.Log("not checking memory: the race detector multiplies it")
+	} else if growth > 20<<20 {
 		t.Errorf("RSS grew %.1f MiB with 100 streams, want < 20 MiB", float64(growth)/(1<<20))
 	}
 }

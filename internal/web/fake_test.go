@@ -46,6 +46,9 @@ func (f *fakeApp) Status(ctx context.Context) (pipeline.Status, error) {
 	f.statusN++
 	st := f.status
 	st.App = f.name
+	// Copies, so that setStatus never changes what a caller holds.
+	st.Environments = slices.Clone(st.Environments)
+	st.Pending = slices.Clone(st.Pending)
 	return st, nil
 }
 

@@ -23,6 +23,8 @@ func (h *Handler) parse() error {
 		"pct":         func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
 		"fixed":       func(f float64) string { return fmt.Sprintf("%.2f", f) },
 		"lower":       strings.ToLower,
+		"slug":        func(s string) string { return strings.ReplaceAll(strings.ToLower(s), " ", "-") },
+		"elapsed":     func(t time.Time) string { return duration(max(h.o.Now().Sub(t), 0)) },
 	}
 	for _, name := range pageFiles {
 		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")

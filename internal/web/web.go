@@ -221,10 +221,16 @@ func (h *Handler) render(w http.ResponseWriter, status int, name string, p page)
 type failure struct {
 	Heading string
 	Message string
+	// Back is the page to go back to; "" is the overview.
+	Back, BackText string
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, heading, msg string) {
-	h.render(w, status, "error", h.newPage(r, heading, "", failure{Heading: heading, Message: msg}))
+	h.failBack(w, r, status, heading, msg, "", "")
+}
+
+func (h *Handler) failBack(w http.ResponseWriter, r *http.Request, status int, heading, msg, back, backText string) {
+	h.render(w, status, "error", h.newPage(r, heading, "", failure{Heading: heading, Message: msg, Back: back, BackText: backText}))
 }
 
 // failErr shows err with the status the API would give it.

@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -508,5 +511,59 @@ func TestRecentCommitsNameWhatRuns(t *testing.T) {
 	body := do(h, "GET", "/apps/web", local, nil, nil).Body.String()
 	if !strings.Contains(body, "First &amp; only") || !strings.Contains(body, "Ada") {
 		t.Errorf("the pipeline page does not show the recent commits:\n%s", body)
+	}
+}
+
+// FuzzSession checks that no cookie value but one the dashboard signed
+// opens a session.
+func FuzzSession(f *testing.F) {
+	h := newTestHandler(f, Options{})
+	nonce := strings.Repeat("ab", 16)
+	f.Add(nonce + "." + h.mac("session", nonce))
+	f.Add(nonce + "." + h.mac("csrf", nonce))
+	f.Add(strings.Repeat("0", 32) + ".")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, value string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: value})
+		got, ok := h.session(r)
+		if !ok {
+			return
+		}
+		// net/http drops bytes a cookie may not hold: compare what was sent.
+		if c, err := r.Cookie(sessionCookie); err != nil || c.Value != got+"."+h.mac("session", got) {
+			t.Fatalf("cookie %q opened the session of nonce %q", r.Header.Get("Cookie"), got)
+		}
+	})
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// TestOverviewGolden compares the overview's live part, as streams get it,
+// with testdata/overview.golden (go test -run OverviewGolden -update).
+func TestOverviewGolden(t *testing.T) {
+	app := sampleApp("web")
+	app.status.Environments[1].Rollout = &pipeline.Rollout{ID: 2, Kind: "release", Commit: hash('b'), Release: "RC20261127_0930", Step: "health", Waiting: "health: attempt 2 failed, trying again in 2s"}
+	app.status.Environments[1].Message = ptr("1 replica crash-looping")
+	stopped := sampleApp("api")
+	stopped.status.Environments[0].Stopped = true
+	stopped.status.Environments[1] = pipeline.EnvStatus{Name: "prod", Mode: "controlled", Branch: "release"}
+	h := newTestHandler(t, Options{Apps: &fakeApps{apps: []*fakeApp{app, stopped}}})
+	got, err := h.renderOverview(h.readOverview(context.Background()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "overview.golden")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -run OverviewGolden -update to write it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("overview (-want +got), run with -update if the change is meant:\n%s", diff)
 	}
 }
