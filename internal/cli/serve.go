@@ -46,7 +46,8 @@ func newServeCommand() *cobra.Command {
 		Long: `Reads slipway.yaml, starts the registry and the runtime, watches the app's
 repository (polling) and takes every new commit of master through build, dev,
 health and smoke tests; moves of the release branch are checked and rolled out to
-prod. Serves the JSON API (docs/api.md) on --api-addr; changes through it need the
+prod. Serves the JSON API (docs/api.md) on --api-addr, and the dashboard at its
+root (http://127.0.0.1:8400/, docs/dashboard.md); changes through either need the
 token written to DATA_DIR/api-token on first start.
 
 Stopping serve leaves the environments serving; the next start adopts them and
