@@ -115,32 +115,46 @@ func (l *live) run(ctx context.Context, done chan struct{}) {
 	}
 	tick := time.NewTicker(l.h.o.ReplicaRefresh)
 	defer tick.Stop()
+	// last is what each app showed; a change re-reads only the apps it
+	// names, the ticker every app.
+	var last map[string]appOverview
+	var apps []string
 	for {
-		l.refresh(ctx)
+		last = l.refresh(ctx, last, apps)
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
-			// Every app is read again; Take only empties the set.
-			sub.Take()
+			apps = sub.Take()
+			if apps == nil {
+				apps = []string{}
+			}
 		case <-tick.C:
+			apps = nil
 		}
 	}
 }
 
-func (l *live) refresh(ctx context.Context) {
+// refresh reads the apps that changed (nil: all), renders the overview
+// and hands it to the streams. It returns what each app showed.
+func (l *live) refresh(ctx context.Context, last map[string]appOverview, changed []string) map[string]appOverview {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	data := l.h.readOverview(rctx)
+	data := l.h.rereadOverview(rctx, last, changed)
 	if ctx.Err() != nil {
-		return
+		return last
 	}
 	body, err := l.h.renderOverview(data)
 	if err != nil {
 		l.h.log.Error("render the overview", "err", err)
-		return
+		return last
 	}
 	l.publish(sseEvent("overview", body))
+	next := make(map[string]appOverview, len(data.Apps))
+	for _, a := range data.Apps {
+		next[a.Name] = a
+	}
+	return next
 }
 
 // sseEvent encodes one Server-Sent Event.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,10 +60,20 @@ func health(e pipeline.EnvStatus) string {
 
 // readOverview reads every app's status at the same time.
 func (h *Handler) readOverview(ctx context.Context) overviewData {
+	return h.rereadOverview(ctx, nil, nil)
+}
+
+// rereadOverview reads again the apps that changed, taking the others from
+// last; changed nil means every app.
+func (h *Handler) rereadOverview(ctx context.Context, last map[string]appOverview, changed []string) overviewData {
 	list := h.o.Apps.List()
 	out := overviewData{Apps: make([]appOverview, len(list)), Read: h.o.Now()}
 	var wg sync.WaitGroup
 	for i, a := range list {
+		if prev, ok := last[a.Name()]; ok && changed != nil && !slices.Contains(changed, a.Name()) {
+			out.Apps[i] = prev
+			continue
+		}
 		wg.Go(func() { out.Apps[i] = h.appOverview(ctx, a) })
 	}
 	wg.Wait()

@@ -567,3 +567,39 @@ func TestOverviewGolden(t *testing.T) {
 		t.Errorf("overview (-want +got), run with -update if the change is meant:\n%s", diff)
 	}
 }
+
+func (f *fakeApp) statusReads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.statusN
+}
+
+func TestAChangeRereadsOnlyItsApp(t *testing.T) {
+	web, other := sampleApp("web"), sampleApp("api")
+	hub := newFakeHub()
+	h := newTestHandler(t, Options{Apps: &fakeApps{apps: []*fakeApp{web, other}}, Subscribe: hub.Subscribe, ReplicaRefresh: time.Hour})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	res, err := http.Get(srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	rd := bufio.NewReader(res.Body)
+	if _, err := readEvent(rd); err != nil {
+		t.Fatal(err)
+	}
+	before := other.statusReads()
+	web.setStatus(func(st *pipeline.Status) { st.Environments[0].URL = "http://changed.example" })
+	hub.Publish("web")
+	ev, err := readEvent(rd)
+	if err != nil || !strings.Contains(ev, "http://changed.example") {
+		t.Fatalf("event after the change: %v\n%s", err, ev)
+	}
+	if got := other.statusReads(); got != before {
+		t.Errorf("a change of web read api's status again (%d reads, was %d)", got, before)
+	}
+	if !strings.Contains(ev, `id="app-api"`) {
+		t.Errorf("the overview after a change of web lost api:\n%s", ev)
+	}
+}
