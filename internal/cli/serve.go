@@ -172,7 +172,6 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	defer dash.Close()
 	srv.Handle("/", dash)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
@@ -197,6 +196,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer scancel()
+	dash.Close() // ends the dashboard's open streams, which Shutdown would wait for
 	srv.Shutdown(sctx)
 	log.Info("controller stopped")
 	return err

@@ -134,7 +134,9 @@ func (h *Handler) buildLog(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
-	if err := bl.BuildLog(r.Context(), commit, follow, fw); err != nil && !fw.wrote {
+	ctx, cancel := h.requestContext(r)
+	defer cancel()
+	if err := bl.BuildLog(ctx, commit, follow, fw); err != nil && !fw.wrote {
 		http.Error(w, err.Error(), statusOf(err))
 	}
 }

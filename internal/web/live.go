@@ -42,7 +42,8 @@ func (l *live) join() *stream {
 	defer l.mu.Unlock()
 	l.streams[s] = struct{}{}
 	if l.cancel == nil {
-		ctx, cancel := context.WithCancel(context.Background())
+		// Derived from the handler's, so that none runs after Close.
+		ctx, cancel := context.WithCancel(l.h.ctx)
 		l.cancel, l.done = cancel, make(chan struct{})
 		l.frame = nil
 		go l.run(ctx, l.done)
@@ -175,6 +176,8 @@ func sseEvent(name string, data []byte) []byte {
 
 // events streams the overview to one browser.
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := h.requestContext(r)
+	defer cancel()
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -190,7 +193,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	defer keepalive.Stop()
 	for {
 		select {
-		case <-r.Context().Done():
+		case <-ctx.Done():
 			return
 		case <-keepalive.C:
 			if _, err := w.Write([]byte(": keepalive\n\n")); err != nil {

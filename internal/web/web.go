@@ -96,6 +96,9 @@ type Handler struct {
 	// commits remembers the subjects and authors of commits seen in the
 	// apps' pending lists and diffs, to name what each environment runs.
 	commits *commitCache
+	// ctx ends with Close: open streams and followed logs end with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // New returns the dashboard over o.Apps.
@@ -113,6 +116,7 @@ func New(o Options) (*Handler, error) {
 		o.Now = time.Now
 	}
 	h := &Handler{o: o, log: o.Logger, mux: http.NewServeMux(), pages: map[string]*template.Template{}, commits: newCommitCache(4096)}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if err := h.parse(); err != nil {
 		return nil, err
 	}
@@ -153,9 +157,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// Close ends the live updates' refresher, if it runs. Streams end with
-// their requests.
-func (h *Handler) Close() { h.live.close() }
+// Close ends every open event stream and followed log, and the live
+// updates' refresher: call it before shutting the server down, which
+// would otherwise wait for them.
+func (h *Handler) Close() {
+	h.cancel()
+	h.live.close()
+}
+
+// requestContext is r's context, ended by Close too.
+func (h *Handler) requestContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(h.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
 
 func cacheFor(d time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -601,5 +602,36 @@ func TestAChangeRereadsOnlyItsApp(t *testing.T) {
 	}
 	if !strings.Contains(ev, `id="app-api"`) {
 		t.Errorf("the overview after a change of web lost api:\n%s", ev)
+	}
+}
+
+func TestCloseEndsStreams(t *testing.T) {
+	h := newTestHandler(t, Options{ReplicaRefresh: time.Hour})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	res, err := http.Get(srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	rd := bufio.NewReader(res.Body)
+	if _, err := readEvent(rd); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, rd)
+		ended <- err
+	}()
+	h.Close()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("an open stream outlived Close")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Config.Shutdown(sctx); err != nil {
+		t.Errorf("shutdown after Close: %v", err)
 	}
 }
