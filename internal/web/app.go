@@ -347,6 +347,10 @@ func (h *Handler) planRelease(ctx context.Context, a api.App, st pipeline.Status
 	if !ok {
 		return nil
 	}
+	if p.Force && p.Reason == "" {
+		p.Problem = "A forced release skips the preflight, so it needs a reason, which is recorded with it."
+		return nil
+	}
 	var from pipeline.EnvStatus
 	if i > 0 {
 		from = st.Environments[i-1]

@@ -284,6 +284,8 @@ func TestRollbackAndScaleConfirmations(t *testing.T) {
 	}{
 		{"/apps/web/rollback?env=prod", "prod goes from RC20261126_0900, commit aaaaaaa, sha256:111111111111 back to RC20261120_0800: commit ccccccc, sha256:333333333333."},
 		{"/apps/web/rollback?env=dev", "dev is automatic"},
+		{"/apps/web/release?env=prod&force=1", "needs a reason"},
+		{"/apps/web/release?env=prod&force=1&reason=hotfix+%3Cb%3E", "recorded as forced, with the reason “hotfix &lt;b&gt;”"},
 		{"/apps/web/scale?env=prod&replicas=6", "prod goes from 4 to 6 replicas of RC20261126_0900, commit aaaaaaa"},
 		{"/apps/web/scale?env=prod&replicas=0", "from 1 to 1000"},
 	} {
