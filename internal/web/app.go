@@ -27,7 +27,6 @@ type appData struct {
 	Rows     []commitRow
 	Releases []ledger.Deployment // of the final environment, for rollbacks
 	Pending  int
-	Error    string
 }
 
 // commitRow is one commit and where it stands in each environment.

@@ -15,8 +15,6 @@ import (
 // overviewData is every app × environment, as the overview shows it.
 type overviewData struct {
 	Apps []appOverview
-	// Read is when it was read.
-	Read time.Time
 }
 
 type appOverview struct {
@@ -67,7 +65,7 @@ func (h *Handler) readOverview(ctx context.Context) overviewData {
 // last; changed nil means every app.
 func (h *Handler) rereadOverview(ctx context.Context, last map[string]appOverview, changed []string) overviewData {
 	list := h.o.Apps.List()
-	out := overviewData{Apps: make([]appOverview, len(list)), Read: h.o.Now()}
+	out := overviewData{Apps: make([]appOverview, len(list))}
 	var wg sync.WaitGroup
 	for i, a := range list {
 		if prev, ok := last[a.Name()]; ok && changed != nil && !slices.Contains(changed, a.Name()) {
