@@ -100,11 +100,27 @@ func (h *Handler) read(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// plainRefused answers, and reports true, when r may not sign in or change
+// anything whatever its credentials: a plain-HTTP request from another
+// machine would carry the token or the session in clear.
+func (h *Handler) plainRefused(w http.ResponseWriter, r *http.Request) bool {
+	if h.o.AllowPlainWrites || r.TLS != nil || loopback(r) {
+		return false
+	}
+	h.fail(w, r, http.StatusForbidden, "Refused",
+		"Signing in and changes from another machine over plain HTTP are refused, as they would send the API token in clear: "+
+			"reach the dashboard through a TLS proxy on the controller's machine, or start slipway serve with --api-allow-plain-writes.")
+	return true
+}
+
 // write needs a session, the session's form token, and a request from the
 // dashboard's own pages.
 func (h *Handler) write(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<16)
+		if h.plainRefused(w, r) {
+			return
+		}
 		if !sameOrigin(r) {
 			h.fail(w, r, http.StatusForbidden, "Refused", "This change was sent from another site; make it from the dashboard's own page.")
 			return
@@ -151,6 +167,9 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<16)
 	next := localPath(r.PostFormValue("next"))
+	if h.plainRefused(w, r) {
+		return
+	}
 	if !sameOrigin(r) {
 		h.fail(w, r, http.StatusForbidden, "Refused", "Sign in from the dashboard's own page.")
 		return

@@ -77,6 +77,10 @@ type Options struct {
 	// available.
 	DORA   func(ctx context.Context, app string, since time.Duration) (any, error)
 	Logger *slog.Logger
+	// AllowPlainWrites lets browsers on other machines sign in and make
+	// changes over plain HTTP, which sends the token in clear; by default
+	// only loopback clients and TLS connections may, as with the API.
+	AllowPlainWrites bool
 	// ReplicaRefresh is how often the overview is read again while
 	// browsers watch it, for what changes without a ledger write (replicas
 	// becoming ready); default 3 s.

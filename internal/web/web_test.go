@@ -142,7 +142,7 @@ func TestEverythingShownIsEscaped(t *testing.T) {
 }
 
 func TestReadsFromElsewhereNeedTheToken(t *testing.T) {
-	h := newTestHandler(t, Options{})
+	h := newTestHandler(t, Options{AllowPlainWrites: true})
 	w := do(h, "GET", "/apps/web", remote, nil, nil)
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/login?next=%2Fapps%2Fweb" {
 		t.Fatalf("remote read without a session: %d %q, want a redirect to sign in", w.Code, w.Header().Get("Location"))
@@ -635,5 +635,25 @@ func TestCloseEndsStreams(t *testing.T) {
 	defer cancel()
 	if err := srv.Config.Shutdown(sctx); err != nil {
 		t.Errorf("shutdown after Close: %v", err)
+	}
+}
+
+func TestNoSignInOverPlainHTTPFromElsewhere(t *testing.T) {
+	app := sampleApp("web")
+	h := newTestHandler(t, Options{Apps: &fakeApps{apps: []*fakeApp{app}}})
+	w := do(h, "POST", "/login", remote, url.Values{"token": {token}}, nil)
+	if w.Code != http.StatusForbidden || len(w.Result().Cookies()) != 0 || !strings.Contains(w.Body.String(), "--api-allow-plain-writes") {
+		t.Errorf("sign in from another machine over plain HTTP: %d, cookies %v\n%s", w.Code, w.Result().Cookies(), w.Body)
+	}
+	// Even a session made elsewhere changes nothing from there.
+	cookie := signIn(t, h, local)
+	page := do(h, "GET", "/apps/web/scale?env=prod&replicas=2", local, nil, http.Header{"Cookie": {cookie}}).Body.String()
+	m := csrfInput.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no form token:\n%s", page)
+	}
+	w = do(h, "POST", "/apps/web/scale", remote, url.Values{"env": {"prod"}, "replicas": {"2"}, "csrf": {m[1]}}, http.Header{"Cookie": {cookie}})
+	if w.Code != http.StatusForbidden || len(app.recorded()) != 0 {
+		t.Errorf("a change from another machine over plain HTTP: %d, calls %q", w.Code, app.recorded())
 	}
 }
