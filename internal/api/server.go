@@ -215,6 +215,11 @@ func appNames(list []App) []string {
 	return names
 }
 
+// Handle registers h for pattern on the API's mux, beside the API's own
+// routes (the dashboard mounts itself at "/"). The more specific pattern
+// wins, so the API's routes keep answering.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 

@@ -147,6 +147,7 @@ func printNextSteps(w io.Writer, ws demo.Workspace, apiURL string, o demoOptions
 	}
 	fmt.Fprintf(w, `
 slipway demo is running: dev on %[1]s, prod on %[2]s, the API on %[3]s.
+Open the dashboard at %[3]s/ to watch what runs where, live.
 
 Try it, in another terminal (from %[4]s or below it, so that the CLI finds the API token):
 

@@ -18,6 +18,7 @@ import (
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/registry"
+	"slipway.dev/slipway/internal/web"
 )
 
 // serveOptions configure one run of the controller.
@@ -47,7 +48,8 @@ func newServeCommand() *cobra.Command {
 		Long: `Reads slipway.yaml, starts the registry and the runtime, watches the app's
 repository (polling) and takes every new commit of master through build, dev,
 health and smoke tests; moves of the release branch are checked and rolled out to
-prod. Serves the JSON API (docs/api.md) on --api-addr; changes through it need the
+prod. Serves the JSON API (docs/api.md) on --api-addr, and the dashboard at its
+root (http://127.0.0.1:8400/, docs/dashboard.md); changes through either need the
 token written to DATA_DIR/api-token on first start.
 
 Stopping serve leaves the environments serving; the next start adopts them and
@@ -179,13 +181,18 @@ func runServe(ctx context.Context, o serveOptions) error {
 		srv.EnableWebhooks(secrets)
 		log.Info("push webhooks accepted", "url", "http://"+l.Addr().String()+"/api/v1/webhooks/{github,gitlab,gitea}")
 	}
+	dash, err := web.New(web.Options{Apps: all, Token: token, Logger: log.With("component", "web")})
+	if err != nil {
+		return err
+	}
+	srv.Handle("/", dash)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
 	apiURL := "http://" + l.Addr().String()
 	for _, app := range all.All() {
 		log.Info("app", "app", app.Config.App, "repo", app.Source.URL(), "registry", app.Repository)
 	}
-	log.Info("controller started", "api", apiURL, "apps", len(set.Apps), "data", dataDir)
+	log.Info("controller started", "api", apiURL, "dashboard", apiURL+"/", "apps", len(set.Apps), "data", dataDir)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -202,6 +209,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer scancel()
+	dash.Close() // ends the dashboard's open streams, which Shutdown would wait for
 	srv.Shutdown(sctx)
 	log.Info("controller stopped")
 	return err
