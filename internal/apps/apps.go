@@ -403,6 +403,23 @@ func (p *App) Diff(ctx context.Context, from, to string) ([]pipeline.Commit, err
 	return p.Controller.Diff(ctx, from, to)
 }
 
+// RecentCommits lists the newest commits of the app's source branch (the
+// branch of its first environment), newest first, at most limit.
+func (p *App) RecentCommits(ctx context.Context, limit int) ([]pipeline.Commit, error) {
+	branch := ""
+	for _, e := range p.Config.Environments {
+		if e.Branch != "" {
+			branch = e.Branch
+			break
+		}
+	}
+	head, err := p.repo.Head(ctx, branch)
+	if err != nil || head == "" {
+		return nil, err
+	}
+	return p.repo.Commits(ctx, "", head, limit)
+}
+
 // Deployment returns one of the app's deployments.
 func (p *App) Deployment(ctx context.Context, id int64) (ledger.Deployment, error) {
 	return p.Controller.Deployment(ctx, id)

@@ -181,7 +181,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 		srv.EnableWebhooks(secrets)
 		log.Info("push webhooks accepted", "url", "http://"+l.Addr().String()+"/api/v1/webhooks/{github,gitlab,gitea}")
 	}
-	dash, err := web.New(web.Options{Apps: all, Token: token, Logger: log.With("component", "web")})
+	dash, err := web.New(web.Options{
+		Apps: all, Token: token, Logger: log.With("component", "web"),
+		Subscribe:        func() web.Subscription { return all.Changes().Subscribe() },
+		AllowPlainWrites: o.plainWrites,
+	})
 	if err != nil {
 		return err
 	}
@@ -214,3 +218,6 @@ func runServe(ctx context.Context, o serveOptions) error {
 	log.Info("controller stopped")
 	return err
 }
+
+// The dashboard names the commits of each app's source branch.
+var _ web.CommitLister = (*apps.App)(nil)

@@ -66,11 +66,9 @@ func (h *Handler) deployment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data := deploymentData{App: a.Name(), D: d, InFlight: !d.State.Final(), Now: h.o.Now()}
-	if h.o.Steps != nil {
-		data.Steps, err = h.steps(r.Context(), a, id)
-		if err != nil {
-			data.StepsError = err.Error()
-		}
+	data.Steps, err = h.steps(r.Context(), a, id)
+	if err != nil {
+		data.StepsError = err.Error()
 	}
 	if d.Kind == ledger.KindDeploy {
 		if builds, err := a.Builds(r.Context(), ledger.BuildFilter{Limit: 500}); err == nil {
@@ -94,7 +92,13 @@ func (h *Handler) deployment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) steps(ctx context.Context, a api.App, id int64) ([]Step, error) {
-	v, err := h.o.Steps(ctx, a, id)
+	var v any
+	var err error
+	if h.o.Steps != nil {
+		v, err = h.o.Steps(ctx, a, id)
+	} else {
+		v, err = a.Steps(ctx, id)
+	}
 	if err != nil {
 		return nil, err
 	}

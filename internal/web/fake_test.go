@@ -88,6 +88,8 @@ func (f *fakeApp) Deployment(ctx context.Context, id int64) (ledger.Deployment, 
 	return ledger.Deployment{}, ledger.ErrNoDeployment
 }
 
+func (f *fakeApp) Steps(ctx context.Context, id int64) ([]ledger.Step, error) { return nil, nil }
+
 func (f *fakeApp) record(call string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

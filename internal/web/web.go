@@ -69,7 +69,7 @@ type Options struct {
 	Token string
 	// Steps returns the steps of one of app's deployments, as a value whose
 	// JSON is a list of {"name","state","started","finished","message"}
-	// (ledger.Step); nil: deployment pages show no steps.
+	// (ledger.Step); nil: the app's own (api.App.Steps).
 	Steps func(ctx context.Context, app api.App, deploymentID int64) (any, error)
 	// DORA returns the DORA report of app ("" for every app together) over
 	// the last since, as a value whose JSON is the report of
