@@ -225,7 +225,7 @@ type FirstCommit func(prev, commit string) (t time.Time, ok bool)
 
 // isChange reports whether d brings a new version: a release, or an
 // automatic deploy (when the final environment is automatic).
-func isChange(d *ledger.Deployment) bool {
+func isChange(d *ledger.Outcome) bool {
 	return d.Kind == ledger.KindRelease || d.Kind == ledger.KindDeploy
 }
 
@@ -237,35 +237,36 @@ const interruptedNote = "checked again after restart"
 // neverDeployed reports whether a failed automatic deploy stopped before
 // it reached the environment (its build or its tests failed), or was
 // interrupted and tried again: such a row is not a release.
-func neverDeployed(d *ledger.Deployment) bool {
+func neverDeployed(d *ledger.Outcome) bool {
 	return d.Kind == ledger.KindDeploy && (d.Step == "build" || d.Step == "image" || strings.Contains(d.Note, interruptedNote))
 }
 
-// Compute computes the metrics of the deployments deps of the final
-// environment final over [since, until]. deps may hold rows of other
-// environments (they are skipped) and rows that ended before since: the
-// last release live before the window is what its first release is
-// compared with. firstCommit may be nil (no lead times).
-func Compute(deps []ledger.Deployment, firstCommit FirstCommit, final string, since, until time.Time) Report {
+// Compute computes the metrics over [since, until] of history, the
+// deployments of an app's final environment that ended, as
+// ledger.Deployments.Outcomes returns them: they may start before since
+// (the release live when the window starts is what its first release is
+// compared with) and go on after until (they are not counted).
+// firstCommit may be nil (no lead times).
+func Compute(history []ledger.Outcome, firstCommit FirstCommit, since, until time.Time) Report {
 	since, until = since.UTC(), until.UTC()
 	r := Report{Since: since, Until: until, Window: FormatWindow(until.Sub(since)), Daily: days(since, until)}
-	rows := make([]*ledger.Deployment, 0, len(deps))
-	for i := range deps {
-		d := &deps[i]
-		if d.Env == final && d.State.Final() && !d.FinishedAt.IsZero() && !d.FinishedAt.After(until) && d.State != ledger.StateRefused {
+	rows := make([]*ledger.Outcome, 0, len(history))
+	for i := range history {
+		d := &history[i]
+		if d.State.Final() && !d.Finished.IsZero() && !d.Finished.After(until) && d.State != ledger.StateRefused {
 			rows = append(rows, d)
 		}
 	}
 	// One rollout at a time per environment: ids are the order things
 	// happened in.
-	slices.SortFunc(rows, func(a, b *ledger.Deployment) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(rows, func(a, b *ledger.Outcome) int { return cmp.Compare(a.ID, b.ID) })
 
-	inWindow := func(d *ledger.Deployment) bool { return !d.FinishedAt.Before(since) }
+	inWindow := func(d *ledger.Outcome) bool { return !d.Finished.Before(since) }
 	day := func(t time.Time) *DayCount { return &r.Daily[dayIndex(since, t)] }
 	var (
-		live        *ledger.Deployment // the release or rollback that runs
-		liveCounted bool               // live is a release of the window, not yet a failure
-		open        []time.Time        // when each change failure not yet restored began
+		live        *ledger.Outcome // the release or rollback that runs
+		liveCounted bool            // live is a release of the window, not yet a failure
+		open        []time.Time     // when each change failure not yet restored began
 	)
 	restore := func(at time.Time) {
 		for _, began := range open {
@@ -277,11 +278,11 @@ func Compute(deps []ledger.Deployment, firstCommit FirstCommit, final string, si
 	for _, d := range rows {
 		switch {
 		case isChange(d) && d.State == ledger.StateSucceeded:
-			restore(d.FinishedAt)
+			restore(d.Finished)
 			if inWindow(d) {
 				r.Deployments++
 				r.Releases++
-				dc := day(d.FinishedAt)
+				dc := day(d.Finished)
 				dc.Deployments++
 				dc.Releases++
 				if d.Forced {
@@ -289,7 +290,7 @@ func Compute(deps []ledger.Deployment, firstCommit FirstCommit, final string, si
 				}
 				if live != nil && firstCommit != nil {
 					if first, ok := firstCommit(live.Commit, d.Commit); ok {
-						lt := max(d.FinishedAt.Sub(first), 0)
+						lt := max(d.Finished.Sub(first), 0)
 						r.LeadTimeSamples = append(r.LeadTimeSamples, lt)
 						dc.LeadTimeSamples = append(dc.LeadTimeSamples, lt)
 					}
@@ -300,20 +301,20 @@ func Compute(deps []ledger.Deployment, firstCommit FirstCommit, final string, si
 			if inWindow(d) {
 				r.Releases++
 				r.ChangeFailures++
-				dc := day(d.FinishedAt)
+				dc := day(d.Finished)
 				dc.Releases++
 				dc.ChangeFailures++
-				open = append(open, d.FinishedAt)
+				open = append(open, d.Finished)
 			}
 		case d.Kind == ledger.KindRollback && d.State == ledger.StateSucceeded:
 			if live != nil && isChange(live) && liveCounted {
 				// The release it moved away from failed: from when it went
 				// live until now.
 				r.ChangeFailures++
-				day(live.FinishedAt).ChangeFailures++
-				open = append(open, live.FinishedAt)
+				day(live.Finished).ChangeFailures++
+				open = append(open, live.Finished)
 			}
-			restore(d.FinishedAt)
+			restore(d.Finished)
 			live, liveCounted = d, false
 		}
 	}

@@ -86,24 +86,14 @@ func firstCommits(t testing.TB, table map[[2]string]string) dora.FirstCommit {
 	}
 }
 
-// load reads app's window as the apps package does: the last release live
-// before since, then every deployment of final that ended since.
-func load(t testing.TB, st *ledger.Store, app, final string, since time.Time) []ledger.Deployment {
+// load reads app's window as the apps package does.
+func load(t testing.TB, st *ledger.Store, app, final string, since time.Time) []ledger.Outcome {
 	t.Helper()
-	ctx := context.Background()
-	l := st.Deployments().ForApp(app)
-	rows, err := l.FinishedSince(ctx, final, since)
+	rows, err := st.Deployments().ForApp(app).Outcomes(context.Background(), final, since)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, err := l.LiveBefore(ctx, final, since)
-	if errors.Is(err, ledger.ErrNoDeployment) {
-		return rows
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append([]ledger.Deployment{before}, rows...)
+	return rows
 }
 
 const (
@@ -171,7 +161,7 @@ func TestComputeHandCounted(t *testing.T) {
 	since := until.Add(-7 * dora.Day)
 	fc := firstCommits(t, changes)
 
-	web := dora.Compute(load(t, st, "web", "prod", since), fc, "prod", since, until)
+	web := dora.Compute(load(t, st, "web", "prod", since), fc, since, until)
 	web.App = "web"
 	// Deployments (went live in the window): R1, R2, R5, R6, R7 = 5, of
 	// which R2 forced; per day 5/7.
@@ -205,7 +195,7 @@ func TestComputeHandCounted(t *testing.T) {
 		t.Errorf("web (-want +got):\n%s", diff)
 	}
 
-	api := dora.Compute(load(t, st, "api", "dev", since), fc, "dev", since, until)
+	api := dora.Compute(load(t, st, "api", "dev", since), fc, since, until)
 	api.App = "api"
 	// Deployments: A1, A4 = 2. Releases: A1, A3, A4 = 3 (A2 never got past
 	// its tests, A5 was interrupted and tried again). Change failures: A3;
@@ -258,7 +248,7 @@ func TestComputeHandCounted(t *testing.T) {
 	// A window that ends before R2 is rolled back (11-25 11:05) sees R2 as
 	// a success: the figures are what was known at the window's end.
 	until2 := at(t, "11-25 11:00")
-	early := dora.Compute(load(t, st, "web", "prod", since), fc, "prod", since, until2)
+	early := dora.Compute(load(t, st, "web", "prod", since), fc, since, until2)
 	if early.Deployments != 2 || early.ChangeFailures != 0 || early.Releases != 2 || early.Restores != 0 {
 		t.Errorf("web until 11-25 11:00: %d deployments, %d releases, %d failures, %d restores; want 2, 2, 0, 0",
 			early.Deployments, early.Releases, early.ChangeFailures, early.Restores)
@@ -267,7 +257,7 @@ func TestComputeHandCounted(t *testing.T) {
 
 func TestEmptyWindow(t *testing.T) {
 	until := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
-	r := dora.Compute(nil, nil, "prod", until.Add(-30*dora.Day), until)
+	r := dora.Compute(nil, nil, until.Add(-30*dora.Day), until)
 	if r.Deployments != 0 || r.ChangeFailureRate != 0 || r.LeadTimeMedian != 0 || len(r.Daily) != 31 {
 		t.Errorf("empty report: %+v", r)
 	}
