@@ -77,6 +77,8 @@ type App struct {
 	store      *ledger.Store
 	deps       *ledger.Deployments
 	builder    *build.Builder
+	// firstCommits keeps what DORA read from git (dora.go).
+	firstCommits firstCommits
 }
 
 var (
