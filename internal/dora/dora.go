@@ -332,8 +332,10 @@ func (r *Report) finish() {
 		r.ChangeFailureRate = float64(r.ChangeFailures) / float64(r.Releases)
 	}
 	r.LeadTimes = len(r.LeadTimeSamples)
-	r.LeadTimeMedian, r.LeadTimeP90 = Median(r.LeadTimeSamples), P90(r.LeadTimeSamples)
-	r.TimeToRestoreMedian, r.TimeToRestoreP90 = Median(r.TimeToRestoreSamples), P90(r.TimeToRestoreSamples)
+	lead := sorted(r.LeadTimeSamples)
+	r.LeadTimeMedian, r.LeadTimeP90 = median(lead), p90(lead)
+	restore := sorted(r.TimeToRestoreSamples)
+	r.TimeToRestoreMedian, r.TimeToRestoreP90 = median(restore), p90(restore)
 	for i := range r.Daily {
 		r.Daily[i].LeadTimeMedian = Median(r.Daily[i].LeadTimeSamples)
 	}
@@ -401,8 +403,15 @@ func midnight(t time.Time) time.Time {
 
 // Median returns the middle value of samples (the mean of the two middle
 // ones for an even count); 0 when there are none.
-func Median(samples []time.Duration) time.Duration {
-	s := sorted(samples)
+func Median(samples []time.Duration) time.Duration { return median(sorted(samples)) }
+
+// P90 returns the 90th percentile of samples by nearest rank: the smallest
+// value that at least 90% of the samples do not exceed; 0 when there are
+// none.
+func P90(samples []time.Duration) time.Duration { return p90(sorted(samples)) }
+
+// median is Median of sorted samples.
+func median(s []time.Duration) time.Duration {
 	n := len(s)
 	switch {
 	case n == 0:
@@ -413,11 +422,8 @@ func Median(samples []time.Duration) time.Duration {
 	return s[n/2-1] + (s[n/2]-s[n/2-1])/2
 }
 
-// P90 returns the 90th percentile of samples by nearest rank: the smallest
-// value that at least 90% of the samples do not exceed; 0 when there are
-// none.
-func P90(samples []time.Duration) time.Duration {
-	s := sorted(samples)
+// p90 is P90 of sorted samples.
+func p90(s []time.Duration) time.Duration {
 	if len(s) == 0 {
 		return 0
 	}
