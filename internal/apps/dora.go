@@ -12,33 +12,55 @@ import (
 // maxFirstCommits bounds the first commits an app keeps.
 const maxFirstCommits = 100_000
 
+// maxGitPerReport bounds how many changes one report reads from git: the
+// first report of a long history reads the rest over the next ones, and
+// meanwhile counts them without a lead time.
+const maxGitPerReport = 1000
+
+// unknownFor is how long a change git could not answer for (its commits
+// not fetched yet, say) is not asked about again.
+const unknownFor = 10 * time.Minute
+
 // firstCommits keeps the first commit time of each change an app released:
 // the pair of commits fixes it, so it is read from git once.
 type firstCommits struct {
 	mu    sync.Mutex
-	times map[[2]string]time.Time
+	times map[[2]string]firstCommit
 }
 
-func (c *firstCommits) get(key [2]string) (time.Time, bool) {
+type firstCommit struct {
+	t     time.Time
+	known bool
+	until time.Time // when unknown: ask again after
+}
+
+// get returns what is kept of key: its time, or that it is unknown for
+// now (ok and !known).
+func (c *firstCommits) get(key [2]string, now time.Time) (t time.Time, known, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t, ok := c.times[key]
-	return t, ok
+	f, ok := c.times[key]
+	if ok && !f.known && now.After(f.until) {
+		return time.Time{}, false, false
+	}
+	return f.t, f.known, ok
 }
 
-func (c *firstCommits) put(key [2]string, t time.Time) {
+func (c *firstCommits) put(key [2]string, f firstCommit) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.times == nil || len(c.times) >= maxFirstCommits {
-		c.times = map[[2]string]time.Time{}
+		c.times = map[[2]string]firstCommit{}
 	}
-	c.times[key] = t
+	c.times[key] = f
 }
 
 // DORA computes the app's delivery metrics over the last since, on its
 // final environment (docs/dora.md). A change whose commits the mirror
 // does not hold (not fetched yet, or gone from the repository) has no
-// lead time; the report counts the deployments that have one.
+// lead time, and git is asked about it again 10 minutes later; one report
+// asks git about at most 1,000 changes. The report counts the deployments
+// that have a lead time.
 func (p *App) DORA(ctx context.Context, since time.Duration) (dora.Report, error) {
 	if since <= 0 {
 		return dora.Report{}, fmt.Errorf("delivery metrics of %s: the window must be positive, not %s", p.Name(), since)
@@ -51,19 +73,26 @@ func (p *App) DORA(ctx context.Context, since time.Duration) (dora.Report, error
 	if err != nil {
 		return dora.Report{}, fmt.Errorf("delivery metrics of %s: %w", p.Name(), err)
 	}
+	asked := 0
 	first := func(prev, commit string) (time.Time, bool) {
 		key := [2]string{prev, commit}
-		if t, ok := p.firstCommits.get(key); ok {
-			return t, true
+		now := time.Now()
+		if t, known, ok := p.firstCommits.get(key, now); ok {
+			return t, known
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || asked >= maxGitPerReport {
 			return time.Time{}, false
 		}
+		asked++
 		t, ok, err := p.Source.FirstAuthorTime(ctx, prev, commit)
-		if err != nil || !ok {
+		if err != nil && ctx.Err() != nil {
 			return time.Time{}, false
 		}
-		p.firstCommits.put(key, t)
+		if err != nil || !ok {
+			p.firstCommits.put(key, firstCommit{until: now.Add(unknownFor)})
+			return time.Time{}, false
+		}
+		p.firstCommits.put(key, firstCommit{t: t, known: true})
 		return t, true
 	}
 	r := dora.Compute(history, first, from, until)
