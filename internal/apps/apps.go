@@ -77,8 +77,9 @@ type App struct {
 	store      *ledger.Store
 	deps       *ledger.Deployments
 	builder    *build.Builder
-	// firstCommits keeps what DORA read from git (dora.go).
+	// firstCommits and ended keep what DORA read (dora.go).
 	firstCommits firstCommits
+	ended        endedDeployments
 }
 
 var (

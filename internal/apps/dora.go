@@ -3,10 +3,12 @@ package apps
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
 	"slipway.dev/slipway/internal/dora"
+	"slipway.dev/slipway/internal/ledger"
 )
 
 // maxFirstCommits bounds the first commits an app keeps.
@@ -69,7 +71,7 @@ func (p *App) DORA(ctx context.Context, since time.Duration) (dora.Report, error
 	final := envs[len(envs)-1]
 	until := p.store.Now().UTC()
 	from := until.Add(-since)
-	history, err := p.deps.Outcomes(ctx, final, from)
+	history, err := p.ended.read(ctx, p.deps, final, from, until)
 	if err != nil {
 		return dora.Report{}, fmt.Errorf("delivery metrics of %s: %w", p.Name(), err)
 	}
@@ -101,4 +103,59 @@ func (p *App) DORA(ctx context.Context, since time.Duration) (dora.Report, error
 		return dora.Report{}, fmt.Errorf("delivery metrics of %s: %w", p.Name(), err)
 	}
 	return r, nil
+}
+
+// How the ended deployments of the final environment are kept between
+// reports: a deployment that ended does not change, so a report reads
+// only what ended since the last one, again from an hour before (a ledger
+// write retried late ends a deployment in the past), and everything again
+// every ten minutes.
+const (
+	endedOverlap = time.Hour
+	endedReread  = 10 * time.Minute
+)
+
+// endedDeployments keeps what the last report read of the final
+// environment.
+type endedDeployments struct {
+	mu   sync.Mutex
+	from time.Time        // the window the rows cover starts here
+	rows []ledger.Outcome // as Deployments.Outcomes(from) returned them, brought up to date
+	at   time.Time        // when they were read in full
+}
+
+// read returns the final environment's history for a window from from,
+// as Deployments.Outcomes does, from what it keeps and what ended since.
+// The slice returned is not changed afterwards.
+func (e *endedDeployments) read(ctx context.Context, deps *ledger.Deployments, final string, from, now time.Time) ([]ledger.Outcome, error) {
+	e.mu.Lock()
+	rows, kept, at := e.rows, e.from, e.at
+	e.mu.Unlock()
+	if rows == nil || from.Before(kept) || now.Sub(at) > endedReread || now.Before(at) {
+		rows, err := deps.Outcomes(ctx, final, from)
+		if err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		e.rows, e.from, e.at = rows, from, now
+		e.mu.Unlock()
+		return rows, nil
+	}
+	cut := kept
+	if n := len(rows); n > 0 && rows[n-1].Finished.Add(-endedOverlap).After(cut) {
+		cut = rows[n-1].Finished.Add(-endedOverlap)
+	}
+	fresh, err := deps.EndedSince(ctx, final, cut)
+	if err != nil {
+		return nil, err
+	}
+	k := sort.Search(len(rows), func(i int) bool { return !rows[i].Finished.Before(cut) })
+	merged := make([]ledger.Outcome, 0, k+len(fresh))
+	merged = append(append(merged, rows[:k]...), fresh...)
+	e.mu.Lock()
+	if e.at.Equal(at) && e.from.Equal(kept) { // nobody read them in full meanwhile
+		e.rows = merged
+	}
+	e.mu.Unlock()
+	return merged, nil
 }

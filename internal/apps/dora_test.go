@@ -117,7 +117,88 @@ apps:
 	if n := len(shop.firstCommits.times); n != 3 || known != 2 {
 		t.Errorf("first commits kept: %d, %d known; want 3, 2", n, known)
 	}
+
+	// What ended since the last report is read; so is a deployment whose
+	// end was written late, and everything after ten minutes.
+	release(c3, "2026-11-28T12:05:00Z")
+	now = time.Date(2026, 11, 28, 12, 10, 0, 0, time.UTC)
+	if r, err := shop.DORA(ctx, 7*dora.Day); err != nil || r.Deployments != 4 {
+		t.Errorf("after a new release: %d deployments, %v; want 4", r.Deployments, err)
+	}
+	release(c4, "2026-11-28T11:30:00Z") // ended 40 minutes before the last one, written now
+	now = time.Date(2026, 11, 28, 12, 11, 0, 0, time.UTC)
+	if r, err := shop.DORA(ctx, 7*dora.Day); err != nil || r.Deployments != 5 {
+		t.Errorf("after a release written late: %d deployments, %v; want 5", r.Deployments, err)
+	}
+	if r, err := shop.DORA(ctx, 30*dora.Day); err != nil || r.Deployments != 6 || r.Window != "30d" {
+		t.Errorf("over 30 days: %d deployments in %s, %v; want 6 (R1 too) in 30d", r.Deployments, r.Window, err)
+	}
 	if _, err := shop.DORA(ctx, 0); err == nil {
 		t.Errorf("DORA over no time: no error")
+	}
+}
+
+// BenchmarkDORAKept is the report of an app whose final environment ended
+// 100,000 deployments in 90 days, after a first report: from what it kept,
+// with only what ended in the last hour read again, and the first commits
+// already read from git (docs/benchmarks.md).
+func BenchmarkDORAKept(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	store, err := ledger.Open(ctx, filepath.Join(dir, ledger.FileName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	until := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	since := until.Add(-90 * dora.Day)
+	if _, err := store.DB().ExecContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 99999)
+		INSERT INTO deployments (app, env, kind, trigger, commit_sha, state, step, release_name, created_at, updated_at, finished_at)
+		SELECT 'shop', 'prod', CASE WHEN i % 50 = 49 THEN 'rollback' WHEN i % 20 = 7 THEN 'scale' ELSE 'release' END, 'bench',
+			printf('%040x', i), CASE WHEN i % 10 = 3 THEN 'rolled-back' ELSE 'succeeded' END, 'live', printf('RC%08d', i),
+			strftime('%Y-%m-%dT%H:%M:%S.000000000Z', ?1, printf('+%d seconds', i * 77)),
+			strftime('%Y-%m-%dT%H:%M:%S.000000000Z', ?1, printf('+%d seconds', i * 77 + 60)),
+			strftime('%Y-%m-%dT%H:%M:%S.000000000Z', ?1, printf('+%d seconds', i * 77 + 60))
+		FROM n`, since.Format(time.DateTime)); err != nil {
+		b.Fatal(err)
+	}
+	set, err := config.ParseSet("slipway.yaml", strings.NewReader(`
+apps:
+  - app: shop
+    repo: {url: `+filepath.Join(dir, "none.git")+`}
+    environments:
+      - {name: dev, listen: "127.0.0.1:18081"}
+      - {name: prod, listen: "127.0.0.1:18080"}
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	all, err := Open(ctx, Options{Set: set, DataDir: dir, RegistryAddr: "127.0.0.1:1", Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	shop := all.All()[0]
+	store.SetClock(func() time.Time { return until })
+	// Every change's first commit already read from git, as after the
+	// first reports.
+	history, err := shop.deps.Outcomes(ctx, "prod", since)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dora.Compute(history, func(prev, commit string) (time.Time, bool) {
+		shop.firstCommits.put([2]string{prev, commit}, firstCommit{t: since, known: true})
+		return since, true
+	}, since, until)
+	if _, err := shop.DORA(ctx, 90*dora.Day); err != nil { // the first report reads every row
+		b.Fatal(err)
+	}
+	var r dora.Report
+	for b.Loop() {
+		if r, err = shop.DORA(ctx, 90*dora.Day); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if r.Releases < 90_000 {
+		b.Fatalf("%d releases: the history was not read", r.Releases)
 	}
 }

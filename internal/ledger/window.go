@@ -104,15 +104,31 @@ func (l *Deployments) Outcomes(ctx context.Context, env string, since time.Time)
 	if err != nil {
 		return nil, err
 	}
+	after, err := l.endedSince(ctx, what, env, since, len(before))
+	if err != nil {
+		return nil, err
+	}
+	copy(after, before)
+	return after, nil
+}
+
+// EndedSince returns the deployments of env that ended at or after since,
+// in the order they ended.
+func (l *Deployments) EndedSince(ctx context.Context, env string, since time.Time) ([]Outcome, error) {
+	return l.endedSince(ctx, fmt.Sprintf("read the deployments of %s since %s", env, since.UTC().Format(time.RFC3339)), env, since, 0)
+}
+
+// endedSince is EndedSince with room for skip outcomes before the ones
+// it reads.
+func (l *Deployments) endedSince(ctx context.Context, what, env string, since time.Time, skip int) ([]Outcome, error) {
 	// Counted first (from the index alone), so that the list is made once
 	// at its size rather than grown row by row.
-	where, args = l.where(`env = ? AND finished_at <> '' AND finished_at >= ?`, env, formatTime(since))
+	where, args := l.where(`env = ? AND finished_at <> '' AND finished_at >= ?`, env, formatTime(since))
 	var n int
 	if err := l.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM deployments `+where, args...).Scan(&n); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	out := make([]Outcome, 0, len(before)+n+16) // room for a few that end meanwhile
-	out = append(out, before...)
+	out := make([]Outcome, skip, skip+n+16) // room for a few that end meanwhile
 	rows, err := l.db.QueryContext(ctx, `SELECT `+outcomeColumns+` FROM deployments `+where+` ORDER BY finished_at, id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
