@@ -58,7 +58,7 @@ type collector struct {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReady, descDesired, descHealthy, descInfo, descSince, descRollout, descPending, descDeployments, descUp} {
+	for _, d := range append([]*prometheus.Desc{descReady, descDesired, descHealthy, descInfo, descSince, descRollout, descPending, descDeployments, descUp}, doraDescs...) {
 		ch <- d
 	}
 }
@@ -68,6 +68,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	for _, a := range c.apps.List() {
 		c.collectApp(ctx, ch, a)
+		collectDORA(ctx, ch, a)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"slipway.dev/slipway/internal/deploy"
+	"slipway.dev/slipway/internal/dora"
 	"slipway.dev/slipway/internal/gitsource"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/pipeline"
@@ -65,6 +66,9 @@ type App interface {
 	Builds(ctx context.Context, f ledger.BuildFilter) ([]ledger.Build, error)
 	// Poll makes the app look at its repository now (push webhooks).
 	Poll()
+	// DORA computes the app's delivery metrics over the last since
+	// (docs/dora.md).
+	DORA(ctx context.Context, since time.Duration) (dora.Report, error)
 }
 
 // Apps are the applications the controller runs.
@@ -152,6 +156,7 @@ func NewServer(apps Apps, token string, logger *slog.Logger) *Server {
 	s.route("POST /scale", true, s.scale)
 	s.route("POST /environments/{env}/stop", true, s.stop)
 	s.route("POST /environments/{env}/start", true, s.start)
+	s.routeDORA()
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
 }

@@ -81,6 +81,9 @@ type App struct {
 	store      *ledger.Store
 	deps       *ledger.Deployments
 	builder    *build.Builder
+	// firstCommits and ended keep what DORA read (dora.go).
+	firstCommits firstCommits
+	ended        endedDeployments
 }
 
 var (

@@ -64,6 +64,7 @@ rolls back with one command. Configuration is one file, slipway.yaml
 		newStopCommand(),
 		newStartCommand(),
 		newRemoveCommand(),
+		newDORACommand(),
 	)
 	usageArgs(root)
 	return root

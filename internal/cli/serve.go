@@ -185,6 +185,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 		Apps: all, Token: token, Logger: log.With("component", "web"),
 		Subscribe:        func() web.Subscription { return all.Changes().Subscribe() },
 		AllowPlainWrites: o.plainWrites,
+		DORA: func(ctx context.Context, app string, since time.Duration) (any, error) {
+			return api.DORAReport(ctx, all, app, since)
+		},
 	})
 	if err != nil {
 		return err

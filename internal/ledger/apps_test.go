@@ -191,6 +191,7 @@ func TestMigrateDeploymentsApp(t *testing.T) {
 		`DROP INDEX deployments_app_env_id`, `DROP INDEX deployments_app_env_state_id`, `DROP INDEX deployments_app_env_kind_state_id`,
 		`DROP INDEX deployments_app_state`,
 		`DROP INDEX deployments_app_commit`, `DROP INDEX deployments_app_release_name`, `DROP INDEX builds_app_commit`,
+		`DROP INDEX deployments_app_env_finished`, `DELETE FROM schema_migrations WHERE version = 205`, // 0205 names app too
 		`ALTER TABLE deployments DROP COLUMN app`,
 		`CREATE INDEX deployments_env_id ON deployments (env, id)`,
 		`CREATE INDEX deployments_env_state_id ON deployments (env, state, id)`,

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/dora"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/pipeline"
 )
@@ -89,6 +91,10 @@ func (f *fakeApp) Deployment(ctx context.Context, id int64) (ledger.Deployment, 
 }
 
 func (f *fakeApp) Steps(ctx context.Context, id int64) ([]ledger.Step, error) { return nil, nil }
+
+func (f *fakeApp) DORA(ctx context.Context, since time.Duration) (dora.Report, error) {
+	return dora.Report{}, errors.ErrUnsupported
+}
 
 func (f *fakeApp) record(call string) {
 	f.mu.Lock()
