@@ -36,7 +36,7 @@ func (p *App) BuildLog(ctx context.Context, commit string, follow bool, w io.Wri
 // has no log: one line says its state and reason instead. The log of a
 // failed build ends with a line giving the reason's first line.
 func CopyBuildLog(ctx context.Context, store *ledger.Store, app, commit string, follow bool, w io.Writer) error {
-	b, err := findBuild(ctx, store, app, commit)
+	b, err := FindBuild(ctx, store, app, commit)
 	if err != nil {
 		return err
 	}
@@ -91,9 +91,9 @@ func CopyBuildLog(ctx context.Context, store *ledger.Store, app, commit string, 
 	return err
 }
 
-// findBuild returns app's newest build of commit, or its newest build when
-// commit is "" or "latest".
-func findBuild(ctx context.Context, store *ledger.Store, app, commit string) (ledger.Build, error) {
+// FindBuild returns app's newest build of commit (any app's when app is
+// ""), or its newest build when commit is "" or "latest".
+func FindBuild(ctx context.Context, store *ledger.Store, app, commit string) (ledger.Build, error) {
 	if commit != "" && commit != LatestBuild {
 		return store.LatestAppBuild(ctx, app, commit)
 	}
