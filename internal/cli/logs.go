@@ -188,9 +188,14 @@ func (o *logsBuildOptions) runLocal(ctx context.Context, stdout io.Writer, unrea
 	return writeJSONTo(stdout, logsBuildOutput{Build: b, Log: string(log)})
 }
 
+// notFoundHint says what to do about a build the data directory does not
+// have; a prefix of several commits is a usage error, as through the API.
 func notFoundHint(err error, commit string) error {
-	if errors.Is(err, ledger.ErrNotFound) && commit != api.LatestBuild {
+	switch {
+	case errors.Is(err, ledger.ErrNotFound) && commit != api.LatestBuild:
 		return fmt.Errorf("%w (slipway build %s builds it)", err, commit)
+	case errors.Is(err, ledger.ErrAmbiguous):
+		return &UsageError{Err: err}
 	}
 	return err
 }
