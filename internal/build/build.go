@@ -459,7 +459,9 @@ func runLogged(ctx context.Context, dir string, log *os.File, timeout time.Durat
 	return nil
 }
 
-// lastLines returns the last n lines of a file.
+// lastLines returns the last n lines of a file, leaving out the build's
+// own "# still …" and "# … failed after …" lines: the reason shows what
+// the command said.
 func lastLines(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
@@ -470,6 +472,9 @@ func lastLines(path string, n int) string {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, "# still ") || strings.HasPrefix(l, "# ") && strings.Contains(l, " failed after ") {
+			continue
+		}
 		lines = append(lines, sc.Text())
 		if len(lines) > n {
 			lines = lines[1:]
