@@ -361,12 +361,26 @@ func (b *Builder) goEnv() []string {
 	return os.Environ()
 }
 
-// testEnv is the environment of the test command: the build's, with
-// -trimpath added to GOFLAGS, so that the packages the tests compile are
-// the very ones go build then finds in the build cache. Without it a first
-// build compiles every dependency twice.
+// testEnv is the environment of the test command: the build's, compiling
+// as go build does, so that the packages the tests compile are the very
+// ones go build then finds in the build cache (without this a first build
+// compiles every dependency twice): -trimpath added to GOFLAGS, and
+// CGO_ENABLED=0 unless the environment sets CGO_ENABLED. The tests then
+// run the code the image ships; a test command that needs cgo (-race, say)
+// says so itself: CGO_ENABLED=1 go test -race ./...
 func (b *Builder) testEnv() []string {
-	return withGoFlag(b.goEnv(), "-trimpath")
+	return likeTheBuild(b.goEnv())
+}
+
+// likeTheBuild returns env with go build's settings added (see testEnv).
+func likeTheBuild(env []string) []string {
+	env = withGoFlag(env, "-trimpath")
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "CGO_ENABLED=") {
+			return env
+		}
+	}
+	return append(env, "CGO_ENABLED=0")
 }
 
 // withGoFlag returns env with flag added to its GOFLAGS.

@@ -57,9 +57,9 @@ func (s Smoker) Smoke(ctx context.Context, env, commit, url string) error {
 	defer cancel()
 	cmd := exec.CommandContext(cctx, "/bin/sh", "-c", e.Smoke.Command)
 	cmd.Dir = work
-	// -trimpath, as for the tests before the build: the packages they
+	// Compiled as the tests before the build were: the packages they
 	// compiled are reused.
-	cmd.Env = append(withGoFlag(os.Environ(), "-trimpath"), "SLIPWAY_URL="+url, "SLIPWAY_ENV="+env, "SLIPWAY_COMMIT="+commit)
+	cmd.Env = append(likeTheBuild(os.Environ()), "SLIPWAY_URL="+url, "SLIPWAY_ENV="+env, "SLIPWAY_COMMIT="+commit)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second

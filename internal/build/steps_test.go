@@ -96,6 +96,16 @@ func TestSteps(t *testing.T) {
 	})
 }
 
+func TestLikeTheBuild(t *testing.T) {
+	if diff := cmp.Diff([]string{"HOME=/h", "GOFLAGS=-trimpath", "CGO_ENABLED=0"}, likeTheBuild([]string{"HOME=/h"})); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	// Who sets CGO_ENABLED keeps it.
+	if diff := cmp.Diff([]string{"CGO_ENABLED=1", "GOFLAGS=-trimpath"}, likeTheBuild([]string{"CGO_ENABLED=1"})); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
 func TestWithGoFlag(t *testing.T) {
 	for _, tt := range []struct {
 		env  []string
@@ -138,7 +148,7 @@ func TestBuildSteps(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("succeeds", func(t *testing.T) {
-		e := newEnv(t, repo, startRegistry(t), `echo "GOFLAGS=$GOFLAGS"`)
+		e := newEnv(t, repo, startRegistry(t), `echo "GOFLAGS=$GOFLAGS CGO_ENABLED=$CGO_ENABLED"`)
 		e.b.Go = goCmd
 		var logged bytes.Buffer
 		e.b.Logger = slog.New(slog.NewTextHandler(&logged, nil))
@@ -156,9 +166,9 @@ func TestBuildSteps(t *testing.T) {
 			`^\$ go mod download$`,
 			`^go: downloading example.com/dep v1.0.0$`,
 			`^# modules fetched in [0-9.]+m?s$`,
-			`^# testing: echo "GOFLAGS=\$GOFLAGS"$`,
-			`^\$ echo "GOFLAGS=\$GOFLAGS"$`,
-			`^GOFLAGS=(.* )?-trimpath$`,
+			`^# testing: echo "GOFLAGS=\$GOFLAGS CGO_ENABLED=\$CGO_ENABLED"$`,
+			`^\$ echo "GOFLAGS=\$GOFLAGS CGO_ENABLED=\$CGO_ENABLED"$`,
+			`^GOFLAGS=(.* )?-trimpath CGO_ENABLED=0$`,
 			`^# tests passed in [0-9.]+m?s$`,
 			`^# building: \.$`,
 			`^\$ CGO_ENABLED=0 GOOS=linux GOARCH=\w+ go build -trimpath -buildvcs=true -o \S+ -- \.$`,
