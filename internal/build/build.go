@@ -365,18 +365,24 @@ func (b *Builder) goEnv() []string {
 // as go build does, so that the packages the tests compile are the very
 // ones go build then finds in the build cache (without this a first build
 // compiles every dependency twice): -trimpath added to GOFLAGS, and
-// CGO_ENABLED=0 unless the environment sets CGO_ENABLED. The tests then
-// run the code the image ships; a test command that needs cgo (-race, say)
-// says so itself: CGO_ENABLED=1 go test -race ./...
+// CGO_ENABLED=0 unless the environment sets CGO_ENABLED or the command
+// needs cgo (-race, -msan, -asan; a command can also say CGO_ENABLED=1
+// itself). The tests then run the code the image ships.
 func (b *Builder) testEnv() []string {
-	return likeTheBuild(b.goEnv())
+	return likeTheBuild(b.goEnv(), b.Test.Command)
 }
 
-// likeTheBuild returns env with go build's settings added (see testEnv).
-func likeTheBuild(env []string) []string {
+// likeTheBuild returns env with go build's settings added for command (see
+// testEnv).
+func likeTheBuild(env []string, command string) []string {
 	env = withGoFlag(env, "-trimpath")
 	for _, kv := range env {
 		if strings.HasPrefix(kv, "CGO_ENABLED=") {
+			return env
+		}
+	}
+	for _, f := range strings.Fields(command) {
+		if f == "-race" || f == "-msan" || f == "-asan" {
 			return env
 		}
 	}

@@ -97,12 +97,22 @@ func TestSteps(t *testing.T) {
 }
 
 func TestLikeTheBuild(t *testing.T) {
-	if diff := cmp.Diff([]string{"HOME=/h", "GOFLAGS=-trimpath", "CGO_ENABLED=0"}, likeTheBuild([]string{"HOME=/h"})); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
-	}
-	// Who sets CGO_ENABLED keeps it.
-	if diff := cmp.Diff([]string{"CGO_ENABLED=1", "GOFLAGS=-trimpath"}, likeTheBuild([]string{"CGO_ENABLED=1"})); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
+	for _, tt := range []struct {
+		env     []string
+		command string
+		want    []string
+	}{
+		{[]string{"HOME=/h"}, "go test ./...", []string{"HOME=/h", "GOFLAGS=-trimpath", "CGO_ENABLED=0"}},
+		// Who sets CGO_ENABLED keeps it; tests that need cgo get it.
+		{[]string{"CGO_ENABLED=1"}, "go test ./...", []string{"CGO_ENABLED=1", "GOFLAGS=-trimpath"}},
+		{nil, "go test -race ./...", []string{"GOFLAGS=-trimpath"}},
+		{nil, "go vet ./... && go test -count=1 -msan ./...", []string{"GOFLAGS=-trimpath"}},
+		// (A command's own CGO_ENABLED=1 wins in the shell.)
+		{nil, "CGO_ENABLED=1 go test ./...", []string{"GOFLAGS=-trimpath", "CGO_ENABLED=0"}},
+	} {
+		if diff := cmp.Diff(tt.want, likeTheBuild(tt.env, tt.command)); diff != "" {
+			t.Errorf("%q, %q (-want +got):\n%s", tt.env, tt.command, diff)
+		}
 	}
 }
 
