@@ -59,6 +59,9 @@ func (controllerApp) Logs(ctx context.Context, env string, follow bool, w io.Wri
 func (controllerApp) Builds(ctx context.Context, f ledger.BuildFilter) ([]ledger.Build, error) {
 	return nil, nil
 }
+func (controllerApp) BuildLog(ctx context.Context, commit string, follow bool, w io.Writer) error {
+	return ledger.ErrNotFound
+}
 
 type benchApps []api.App
 

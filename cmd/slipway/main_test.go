@@ -40,6 +40,9 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			e.Setenv("GIT_AUTHOR_DATE", "2026-03-01T12:00:00Z")
 			e.Setenv("GIT_COMMITTER_DATE", "2026-03-01T12:00:00Z")
 			e.Setenv("OTEL_TRACES_EXPORTER", "none")
+			// No controller answers: a session never talks to one that
+			// happens to run on this machine.
+			e.Setenv("SLIPWAY_SERVER", "http://127.0.0.1:1")
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

@@ -64,6 +64,11 @@ type App interface {
 	// runtime keeps no logs.
 	Logs(ctx context.Context, env string, follow bool, w io.Writer) error
 	Builds(ctx context.Context, f ledger.BuildFilter) ([]ledger.Build, error)
+	// BuildLog copies the log of the app's newest build of commit (a hash
+	// or a prefix of 7 or more hex digits; "latest": the app's newest
+	// build) to w; with follow, until the build ends or ctx does. An
+	// unknown commit is ledger.ErrNotFound.
+	BuildLog(ctx context.Context, commit string, follow bool, w io.Writer) error
 	// Poll makes the app look at its repository now (push webhooks).
 	Poll()
 	// DORA computes the app's delivery metrics over the last since
@@ -151,6 +156,7 @@ func NewServer(apps Apps, token string, logger *slog.Logger) *Server {
 	s.route("GET /deployments/{id}", false, s.deployment)
 	s.route("GET /logs/{env}", false, s.envLogs)
 	s.route("GET /builds", false, s.listBuilds)
+	s.route("GET /builds/{commit}/log", false, s.buildLog)
 	s.route("POST /releases", true, s.release)
 	s.route("POST /rollbacks", true, s.rollback)
 	s.route("POST /scale", true, s.scale)

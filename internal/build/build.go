@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,8 @@ var (
 	ErrCompile = errors.New("go build failed")
 	// ErrPush: the registry did not take the image.
 	ErrPush = errors.New("push failed")
+	// ErrModules: go mod download failed.
+	ErrModules = errors.New("fetching modules failed")
 )
 
 // killGrace is how long a test command gets between SIGTERM and SIGKILL.
@@ -211,6 +214,8 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	defer logFile.Close()
 	row.LogPath = logPath
 
+	steps := &steps{short: short, build: row.ID, log: logFile, out: b.Progress, logger: b.logger()}
+
 	// Test.
 	if err := b.setState(ctx, row, ledger.BuildTesting); err != nil {
 		return v1.Hash{}, false, err
@@ -219,23 +224,24 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	if err := b.Source.Checkout(ctx, commit, checkout); err != nil {
 		return v1.Hash{}, false, err
 	}
-	b.progress("%s: testing: %s", short, b.Test.Command)
+	if err := b.fetchModules(ctx, steps, checkout, logFile, logPath); err != nil {
+		return v1.Hash{}, false, err
+	}
+	st := steps.start(StepTesting, b.Test.Command)
 	fmt.Fprintf(logFile, "$ %s\n", b.Test.Command)
-	start := time.Now()
-	err = runLogged(ctx, checkout, logFile, b.Test.Timeout, b.goEnv(), "/bin/sh", "-c", b.Test.Command)
-	row.TestDuration = time.Since(start)
+	err = runLogged(ctx, checkout, logFile, b.Test.Timeout, b.testEnv(), "/bin/sh", "-c", b.Test.Command)
 	if err != nil {
+		row.TestDuration = st.fail()
 		return v1.Hash{}, false, b.stepError(ErrTestsFailed, "tests", b.Test.Timeout, "test.timeout", logPath, err)
 	}
-	fmt.Fprintf(logFile, "# tests passed in %s\n", row.TestDuration.Round(time.Millisecond))
-	b.progress("%s: tests passed in %s", short, row.TestDuration.Round(10*time.Millisecond))
+	row.TestDuration = st.end("tests passed", "", "")
 
 	// Build. The checkout goes back to exactly the commit first, so that
 	// whatever the tests left does not mark the binary as modified.
 	if err := b.setState(ctx, row, ledger.BuildBuilding); err != nil {
 		return v1.Hash{}, false, err
 	}
-	start = time.Now()
+	start := time.Now()
 	if err := gitsource.Clean(ctx, checkout); err != nil {
 		return v1.Hash{}, false, err
 	}
@@ -248,48 +254,50 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 		args = append(args, "-ldflags", b.Build.LDFlags)
 	}
 	args = append(args, "--", b.Build.Main)
-	b.progress("%s: building %s", short, b.Build.Main)
+	st = steps.start(StepBuilding, b.Build.Main)
 	fmt.Fprintf(logFile, "$ CGO_ENABLED=0 GOOS=linux GOARCH=%s go %s\n", runtime.GOARCH, strings.Join(args, " "))
 	env := append(b.goEnv(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if err := runLogged(ctx, checkout, logFile, b.Build.Timeout, env, b.goCommand(), args...); err != nil {
+		st.fail()
 		row.BuildDuration = time.Since(start)
 		return v1.Hash{}, false, b.stepError(ErrCompile, "go build", b.Build.Timeout, "build.timeout", logPath, err)
 	}
-	compiled := time.Since(start)
+	st.end("compiled", "", "")
 	when, err := b.Source.CommitTime(ctx, commit)
 	if err != nil {
 		return v1.Hash{}, false, err
 	}
+	st = steps.start(StepImage, "")
 	img, err := buildImage(binary, imageSpec{
 		App: b.App, Commit: commit, CommitTime: when, Source: b.Source.URL(), Port: b.Build.Port, Arch: runtime.GOARCH,
 	})
 	if err != nil {
+		st.fail()
 		return v1.Hash{}, false, err
 	}
 	digest, err := img.Digest()
 	if err != nil {
+		st.fail()
 		return v1.Hash{}, false, fmt.Errorf("image digest: %w", err)
 	}
+	st.end("image made", "", " ("+digest.String()+")", "digest", digest.String())
 	row.BuildDuration = time.Since(start)
 	row.Digest = digest.String()
-	fmt.Fprintf(logFile, "# compiled in %s, image %s assembled in %s\n", compiled.Round(time.Millisecond), digest, (row.BuildDuration - compiled).Round(time.Millisecond))
-	b.progress("%s: built %s in %s (go build %s)", short, digest, row.BuildDuration.Round(10*time.Millisecond), compiled.Round(10*time.Millisecond))
 
 	// Push by digest, then the tags; sha-<commit> last, since its presence
 	// means "built" (see above).
-	pushStart := time.Now()
+	st = steps.start(StepPushing, b.Repository)
 	if _, err := b.Registry.Push(ctx, b.Repository, img, short, "latest", shaTag); err != nil {
+		st.fail()
 		return v1.Hash{}, false, fmt.Errorf("%w: %w", ErrPush, err)
 	}
-	pushed := time.Since(pushStart)
+	st.end("pushed", row.Reference(), fmt.Sprintf(" (tags %s, latest, %s)", short, shaTag), "image", row.Reference())
 	row.State = ledger.BuildPushed
 	row.Reason = ""
 	if err := b.Ledger.UpdateBuild(ctx, row); err != nil {
 		return v1.Hash{}, false, err
 	}
-	fmt.Fprintf(logFile, "# pushed %s in %s, tagged %s, latest, %s\n", row.Reference(), pushed.Round(time.Millisecond), short, shaTag)
 	b.addEvent(ctx, *row, ledger.OutcomeSucceeded, "pushed "+row.Reference())
-	b.progress("%s: pushed %s in %s (tags %s, latest, %s)", short, row.Reference(), pushed.Round(10*time.Millisecond), short, shaTag)
 	return digest, false, nil
 }
 
@@ -348,9 +356,81 @@ func (b *Builder) goCommand() string {
 	return "go"
 }
 
-// goEnv is the environment of the test and build commands.
+// goEnv is the environment of the build commands.
 func (b *Builder) goEnv() []string {
 	return os.Environ()
+}
+
+// testEnv is the environment of the test command: the build's, compiling
+// as go build does, so that the packages the tests compile are the very
+// ones go build then finds in the build cache (without this a first build
+// compiles every dependency twice): -trimpath added to GOFLAGS, and
+// CGO_ENABLED=0 unless the environment sets CGO_ENABLED or the command
+// needs cgo (-race, -msan, -asan; a command can also say CGO_ENABLED=1
+// itself). The tests then run the code the image ships.
+func (b *Builder) testEnv() []string {
+	return likeTheBuild(b.goEnv(), b.Test.Command)
+}
+
+// likeTheBuild returns env with go build's settings added for command (see
+// testEnv).
+func likeTheBuild(env []string, command string) []string {
+	env = withGoFlag(env, "-trimpath")
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "CGO_ENABLED=") {
+			return env
+		}
+	}
+	for _, f := range strings.Fields(command) {
+		if f == "-race" || f == "-msan" || f == "-asan" {
+			return env
+		}
+	}
+	return append(env, "CGO_ENABLED=0")
+}
+
+// withGoFlag returns env with flag added to its GOFLAGS.
+func withGoFlag(env []string, flag string) []string {
+	out := make([]string, 0, len(env)+1)
+	flags := flag
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GOFLAGS="); ok {
+			if slices.Contains(strings.Fields(v), flag) {
+				flags = v
+			} else if strings.TrimSpace(v) != "" {
+				flags = v + " " + flag
+			}
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, "GOFLAGS="+flags)
+}
+
+// fetchModules downloads the modules the checkout needs, as a step of its
+// own, so that the first build of an app says what it waits for; the tests
+// and go build then find them in the module cache. A checkout without
+// go.mod, or with its modules vendored, has nothing to fetch.
+func (b *Builder) fetchModules(ctx context.Context, steps *steps, checkout string, logFile *os.File, logPath string) error {
+	if _, err := os.Stat(filepath.Join(checkout, "go.mod")); err != nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(checkout, "vendor", "modules.txt")); err == nil {
+		return nil
+	}
+	for _, kv := range b.goEnv() {
+		if v, ok := strings.CutPrefix(kv, "GOFLAGS="); ok && strings.Contains(v, "-mod=vendor") {
+			return nil
+		}
+	}
+	st := steps.start(StepModules, "go mod download")
+	fmt.Fprintf(logFile, "$ go mod download\n")
+	if err := runLogged(ctx, checkout, logFile, b.Build.Timeout, b.goEnv(), b.goCommand(), "mod", "download"); err != nil {
+		st.fail()
+		return b.stepError(ErrModules, "go mod download", b.Build.Timeout, "build.timeout", logPath, err)
+	}
+	st.end("modules fetched", "", "")
+	return nil
 }
 
 // stepError explains a failed test or build step: timeout or failure, and
@@ -399,7 +479,9 @@ func runLogged(ctx context.Context, dir string, log *os.File, timeout time.Durat
 	return nil
 }
 
-// lastLines returns the last n lines of a file.
+// lastLines returns the last n lines of a file, leaving out the build's
+// own "# still …" and "# … failed after …" lines: the reason shows what
+// the command said.
 func lastLines(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
@@ -410,6 +492,9 @@ func lastLines(path string, n int) string {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, "# still ") || strings.HasPrefix(l, "# ") && strings.Contains(l, " failed after ") {
+			continue
+		}
 		lines = append(lines, sc.Text())
 		if len(lines) > n {
 			lines = lines[1:]

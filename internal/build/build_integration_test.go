@@ -142,7 +142,9 @@ func TestBuildBirthdayApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"$ go test ./...", "ok  \texample.com/birthday-app/internal/birthday", "# tests passed", "go build -trimpath -buildvcs=true"} {
+	for _, want := range []string{"# fetching modules: go mod download", "# modules fetched in ", "# testing: go test ./...", "$ go test ./...",
+		"ok  \texample.com/birthday-app/internal/birthday", "# tests passed in ", "# building: .", "go build -trimpath -buildvcs=true",
+		"# compiled in ", "# image made in ", "# pushed " + res.Reference() + " in "} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("build log lacks %q:\n%s", want, log)
 		}

@@ -97,6 +97,7 @@ type failureCase struct {
 	timeout time.Duration
 	wantErr error
 	reason  []string // in the ledger row's reason
+	noTail  string   // not in the reason
 	inLog   string
 }
 
@@ -124,6 +125,9 @@ func runFailures(t *testing.T, tests []failureCase) {
 			}
 			if row.State != ledger.BuildFailed || row.Digest != "" {
 				t.Errorf("ledger row = %+v, want failed without digest", row)
+			}
+			if tt.noTail != "" && strings.Contains(row.Reason, tt.noTail) {
+				t.Errorf("reason has %q:\n%s", tt.noTail, row.Reason)
 			}
 			for _, want := range tt.reason {
 				if !strings.Contains(row.Reason, want) {
@@ -161,6 +165,7 @@ func TestQuickFailures(t *testing.T) {
 			change:  func(t *testing.T, repo string) string { return "master" },
 			testCmd: "echo started; sleep 600",
 			timeout: 500 * time.Millisecond,
+			noTail:  "failed after",
 			wantErr: ErrTimeout,
 			reason:  []string{"tests did not finish within 500ms and was stopped (raise test.timeout if needed)", "started"},
 			inLog:   "started",

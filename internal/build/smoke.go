@@ -57,7 +57,9 @@ func (s Smoker) Smoke(ctx context.Context, env, commit, url string) error {
 	defer cancel()
 	cmd := exec.CommandContext(cctx, "/bin/sh", "-c", e.Smoke.Command)
 	cmd.Dir = work
-	cmd.Env = append(os.Environ(), "SLIPWAY_URL="+url, "SLIPWAY_ENV="+env, "SLIPWAY_COMMIT="+commit)
+	// Compiled as the tests before the build were: the packages they
+	// compiled are reused.
+	cmd.Env = append(likeTheBuild(os.Environ(), e.Smoke.Command), "SLIPWAY_URL="+url, "SLIPWAY_ENV="+env, "SLIPWAY_COMMIT="+commit)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second

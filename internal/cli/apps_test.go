@@ -105,7 +105,7 @@ func (f fakeApp) Logs(ctx context.Context, env string, follow bool, w io.Writer)
 }
 
 func (f fakeApp) Builds(ctx context.Context, filter ledger.BuildFilter) ([]ledger.Build, error) {
-	return nil, nil
+	return []ledger.Build{{ID: 3, App: f.name, Commit: strings.Repeat("1a2b3c4d", 5), State: ledger.BuildPushed}}, nil
 }
 
 func (f fakeApp) Poll() {}

@@ -41,12 +41,17 @@ type clientOptions struct {
 
 // register adds --server and --app to cmd.
 func (o *clientOptions) register(cmd *cobra.Command) {
-	def := os.Getenv(envServer)
-	if def == "" {
-		def = "http://" + api.DefaultAddr
-	}
-	cmd.Flags().StringVar(&o.server, "server", def, "the controller's URL (env "+envServer+")")
+	cmd.Flags().StringVar(&o.server, "server", defaultServer(), "the controller's URL (env "+envServer+")")
 	cmd.PersistentFlags().StringVarP(&o.app, "app", "a", "", "the app to act on (default: the controller's only app, or the one whose repository is the origin of the git clone in this directory)")
+}
+
+// defaultServer is the controller's URL unless --server says otherwise:
+// SLIPWAY_SERVER, else the API's default address.
+func defaultServer() string {
+	if s := os.Getenv(envServer); s != "" {
+		return s
+	}
+	return "http://" + api.DefaultAddr
 }
 
 // complete makes the client, with the token found by findToken.

@@ -7,9 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/apps"
 	"slipway.dev/slipway/internal/ledger"
 )
 
@@ -24,19 +27,19 @@ type envLogsOptions struct {
 func newLogsCommand() *cobra.Command {
 	o := &envLogsOptions{}
 	logs := &cobra.Command{
-		Use:   "logs (ENV | build COMMIT)",
+		Use:   "logs (ENV | build [COMMIT])",
 		Short: "Show an environment's logs or a build's output",
 		Long: "`slipway logs ENV` prints the output of the environment's replicas, each line\nprefixed by its replica; -f keeps following it.\n\n" +
-			"`slipway logs build COMMIT` prints the full output of the newest build of COMMIT\n(its tests and go build), as kept in the data directory.",
+			"`slipway logs build [COMMIT]` prints the full output of the newest build of COMMIT\n(default: the newest build), its steps with their durations; -f follows it while\nit runs.",
 		Example: `  slipway logs prod
   slipway logs dev -f --app web
-  slipway logs build 3f2a1bc
+  slipway logs build -f
   slipway logs build 3f2a1bc -o json`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.complete(cmd)
 			if len(args) != 1 {
-				return usageErrorf("logs: name an environment (slipway logs dev) or a build (slipway logs build COMMIT)")
+				return usageErrorf("logs: name an environment (slipway logs dev) or a build (slipway logs build [COMMIT])")
 			}
 			o.env = args[0]
 			return o.run(cmd.Context(), cmd.OutOrStdout())
@@ -57,24 +60,32 @@ func (o *envLogsOptions) run(ctx context.Context, stdout io.Writer) error {
 
 // logsBuildOptions are the inputs of `slipway logs build`.
 type logsBuildOptions struct {
-	dataDir string
-	commit  string
-	output  outputFlag
+	clientOptions
+	commit string
+	follow bool
+	output outputFlag
 }
 
 func newLogsBuildCommand() *cobra.Command {
 	o := &logsBuildOptions{}
 	cmd := &cobra.Command{
-		Use:   "build COMMIT",
-		Short: "Print the output of a commit's newest build",
-		Long: `Prints the log of the newest build of COMMIT (a commit hash or a prefix of at
-least 4 hex digits): the test command's full output and go build's. A build that
-did no work (the image existed) or failed before testing has no log: its state
-and reason are printed instead.`,
-		Example: `  slipway logs build 3f2a1bc
-  slipway logs build 3f2a1bc5e0635d845ce5ada65d89507b7b829324 --data-dir /var/lib/slipway
+		Use:   "build [COMMIT]",
+		Short: "Print a build's output, or follow it while it runs",
+		Long: `Prints the log of the newest build of COMMIT (a commit hash or its first 7 hex
+digits or more; default: the app's newest build, of any commit): each step with
+its duration (fetching modules, testing, building, making the image, pushing),
+the test command's full output and go build's. With -f it keeps printing while
+the build runs and ends when the build does.
+
+It asks the controller (--server); when none answers, it reads the data
+directory (--data-dir), where slipway build keeps its builds. A build that did
+no work (the image existed) or failed before testing has no log: its state and
+reason are printed instead.`,
+		Example: `  slipway logs build
+  slipway logs build -f
+  slipway logs build 3f2a1bc --app web
   slipway logs build 3f2a1bc -o json`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.complete(cmd, args)
 			if err := o.validate(); err != nil {
@@ -83,26 +94,30 @@ and reason are printed instead.`,
 			return o.run(cmd.Context(), cmd.OutOrStdout())
 		},
 	}
+	cmd.Flags().StringVar(&o.server, "server", defaultServer(), "the controller's URL (env "+envServer+")")
+	cmd.Flags().BoolVarP(&o.follow, "follow", "f", false, "keep printing while the build runs; end when it ends")
 	o.output.register(cmd)
 	return cmd
 }
 
 func (o *logsBuildOptions) complete(cmd *cobra.Command, args []string) {
-	o.dataDir = flagValue(cmd, "data-dir")
-	o.commit = args[0]
+	o.clientOptions.complete(cmd)
+	o.app = flagValue(cmd, "app")
+	o.commit = api.LatestBuild
+	if len(args) == 1 {
+		o.commit = strings.ToLower(args[0])
+	}
 }
 
 func (o *logsBuildOptions) validate() error {
 	if err := o.output.validate(); err != nil {
 		return err
 	}
-	if len(o.commit) < 4 {
-		return usageErrorf("commit %q: give a commit hash or at least its first 4 hex digits", o.commit)
+	if o.follow && o.output.json() {
+		return usageErrorf("-o json prints the whole log once the build is over: leave out -f, or -o json")
 	}
-	for _, r := range o.commit {
-		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F') {
-			return usageErrorf("commit %q: give a commit hash (hex digits), as printed by slipway build or git log", o.commit)
-		}
+	if err := api.ValidBuildCommit(o.commit); err != nil {
+		return &UsageError{Err: err}
 	}
 	return nil
 }
@@ -114,21 +129,55 @@ type logsBuildOutput struct {
 }
 
 func (o *logsBuildOptions) run(ctx context.Context, stdout io.Writer) error {
+	err := o.runRemote(ctx, stdout)
+	if errors.Is(err, api.ErrUnreachable) {
+		return o.runLocal(ctx, stdout, err)
+	}
+	return err
+}
+
+// runRemote asks the controller.
+func (o *logsBuildOptions) runRemote(ctx context.Context, stdout io.Writer) error {
+	if err := o.resolveApp(ctx, "slipway logs build --app APP"); err != nil {
+		return err
+	}
+	if !o.output.json() {
+		return o.client.BuildLog(ctx, o.app, o.commit, o.follow, stdout)
+	}
+	var log strings.Builder
+	if err := o.client.BuildLog(ctx, o.app, o.commit, false, &log); err != nil {
+		return err
+	}
+	list, err := o.client.Builds(ctx, o.app, 10000)
+	if err != nil {
+		return err
+	}
+	for _, b := range list {
+		if o.commit == api.LatestBuild || strings.HasPrefix(b.Commit, o.commit) {
+			return writeJSONTo(stdout, logsBuildOutput{Build: b, Log: log.String()})
+		}
+	}
+	return fmt.Errorf("build of %s: not among the app's newest 10000 builds", o.commit)
+}
+
+// runLocal reads the builds of the data directory, when no controller
+// answers (unreachable says so).
+func (o *logsBuildOptions) runLocal(ctx context.Context, stdout io.Writer, unreachable error) error {
 	path := filepath.Join(o.dataDir, ledger.FileName)
 	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("no builds recorded in %s: run slipway build first, or point --data-dir at slipway's data directory", o.dataDir)
+		return fmt.Errorf("%w; and no builds are recorded in %s: run slipway build first, or point --data-dir at slipway's data directory", unreachable, o.dataDir)
 	}
 	store, err := ledger.Open(ctx, path)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	b, err := store.LatestBuild(ctx, o.commit)
+	if !o.output.json() {
+		return notFoundHint(apps.CopyBuildLog(ctx, store, o.app, o.commit, o.follow, stdout), o.commit)
+	}
+	b, err := apps.FindBuild(ctx, store, o.app, o.commit)
 	if err != nil {
-		if errors.Is(err, ledger.ErrNotFound) {
-			return fmt.Errorf("%w (slipway build %s builds it)", err, o.commit)
-		}
-		return err
+		return notFoundHint(err, o.commit)
 	}
 	var log []byte
 	if b.LogPath != "" {
@@ -136,13 +185,17 @@ func (o *logsBuildOptions) run(ctx context.Context, stdout io.Writer) error {
 			return fmt.Errorf("build %d of %s: read its log: %w", b.ID, b.Commit, err)
 		}
 	}
-	if o.output.json() {
-		return writeJSONTo(stdout, logsBuildOutput{Build: b, Log: string(log)})
+	return writeJSONTo(stdout, logsBuildOutput{Build: b, Log: string(log)})
+}
+
+// notFoundHint says what to do about a build the data directory does not
+// have; a prefix of several commits is a usage error, as through the API.
+func notFoundHint(err error, commit string) error {
+	switch {
+	case errors.Is(err, ledger.ErrNotFound) && commit != api.LatestBuild:
+		return fmt.Errorf("%w (slipway build %s builds it)", err, commit)
+	case errors.Is(err, ledger.ErrAmbiguous):
+		return &UsageError{Err: err}
 	}
-	if log == nil {
-		fmt.Fprintf(stdout, "build %d of %s: %s, no log: %s\n", b.ID, b.Commit, b.State, b.Reason)
-		return nil
-	}
-	_, err = stdout.Write(log)
 	return err
 }

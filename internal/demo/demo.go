@@ -42,6 +42,10 @@ const (
 	SmokeCommand = "go test -tags smoke -count=1 ./smoke"
 )
 
+// FirstTestTimeout bounds the demo app's test command: long enough for a
+// first run on a small, busy machine.
+const FirstTestTimeout = 30 * time.Minute
+
 // Options say where the workspace is and where its environments listen.
 type Options struct {
 	Dir      string
@@ -123,6 +127,10 @@ func Config(devAddr, prodAddr string) *config.Config {
 	c := config.Default()
 	c.App = AppName
 	c.Repo.URL = BareRepo
+	// The first test run on a machine compiles every dependency, SQLite in
+	// Go among them: on two busy cores that alone can take more than the
+	// default 10 minutes, and a demo that times out shows nothing.
+	c.Test.Timeout = FirstTestTimeout
 	for i := range c.Environments {
 		e := &c.Environments[i]
 		switch e.Name {
