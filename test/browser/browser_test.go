@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -47,16 +46,6 @@ func TestMain(m *testing.M) {
 // deadline bounds each wait: builds take seconds to a minute or two on a
 // busy machine.
 const deadline = 5 * time.Minute
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func git(t *testing.T, dir string, args ...string) string {
 	t.Helper()
@@ -157,7 +146,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(short) })
-	devAddr, prodAddr, apiAddr, regAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	devAddr, prodAddr, apiAddr, regAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	apiURL := "http://" + apiAddr
 	ws, err := demo.Prepare(context.Background(), demo.Options{Dir: filepath.Join(short, "demo"), DevAddr: devAddr, ProdAddr: prodAddr})
 	if err != nil {

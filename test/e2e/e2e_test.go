@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -65,16 +64,6 @@ type env struct {
 	logPath string   // when set, every serve's whole log is appended there
 
 	stop, kill func()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func git(t *testing.T, dir string, args ...string) string {
@@ -429,11 +418,11 @@ func TestDemoEndToEnd(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(short) })
 	dir := filepath.Join(short, "demo")
 	e := &env{t: t}
-	devAddr, prodAddr := freeAddr(t), freeAddr(t)
+	devAddr, prodAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	e.devURL, e.prodURL = "http://"+devAddr, "http://"+prodAddr
-	apiAddr := freeAddr(t)
+	apiAddr := testenv.FreeAddr(t)
 	e.apiURL = "http://" + apiAddr
-	e.regAddr = freeAddr(t)
+	e.regAddr = testenv.FreeAddr(t)
 	ws, err := demo.Prepare(context.Background(), demo.Options{Dir: dir, DevAddr: devAddr, ProdAddr: prodAddr})
 	if err != nil {
 		t.Fatal(err)

@@ -46,9 +46,9 @@ func TestKubernetesApps(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(short) })
 	e := &env{t: t}
-	apiAddr := freeAddr(t)
+	apiAddr := testenv.FreeAddr(t)
 	e.apiURL = "http://" + apiAddr
-	e.regAddr = freeAddr(t)
+	e.regAddr = testenv.FreeAddr(t)
 	const appA, appB = demo.AppName, "greeter"
 	ws := map[string]*env{}
 	for _, app := range []string{appA, appB} {

@@ -31,10 +31,10 @@ func TestKubernetesFlow(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(short) })
 	e := &env{t: t}
-	apiAddr := freeAddr(t)
+	apiAddr := testenv.FreeAddr(t)
 	e.apiURL = "http://" + apiAddr
-	e.regAddr = freeAddr(t)
-	ws, err := demo.Prepare(context.Background(), demo.Options{Dir: filepath.Join(short, "demo"), DevAddr: freeAddr(t), ProdAddr: freeAddr(t)})
+	e.regAddr = testenv.FreeAddr(t)
+	ws, err := demo.Prepare(context.Background(), demo.Options{Dir: filepath.Join(short, "demo"), DevAddr: testenv.FreeAddr(t), ProdAddr: testenv.FreeAddr(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

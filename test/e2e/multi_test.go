@@ -283,15 +283,15 @@ func TestMultiAppEndToEnd(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(short) })
 	m := &multi{env: &env{t: t}, apps: map[string]*multiApp{}, dataDir: filepath.Join(short, "data")}
-	m.apiURL = "http://" + freeAddr(t)
-	m.regAddr = freeAddr(t)
+	m.apiURL = "http://" + testenv.FreeAddr(t)
+	m.regAddr = testenv.FreeAddr(t)
 	alpha := &multiApp{name: "alpha", envs: []string{"dev", "staging", "prod"}}
 	beta := &multiApp{name: "beta", envs: []string{"dev", "prod"}}
 	order := []*multiApp{alpha, beta}
 	for _, a := range order {
 		a.urls = map[string]string{}
 		for _, e := range a.envs {
-			a.urls[e] = "http://" + freeAddr(t)
+			a.urls[e] = "http://" + testenv.FreeAddr(t)
 		}
 		// The same sample service in two repositories.
 		a.ws, err = demo.Prepare(context.Background(), demo.Options{Dir: filepath.Join(short, a.name),
