@@ -59,8 +59,11 @@ func (c *Controller) track(ctx context.Context, ro *rollout, d *ledger.Deploymen
 	if err != nil {
 		return err
 	}
+	began := time.Now()
+	rec.log.Info("step started")
 	err = fn(deploy.WithProgress(ctx, rec.progress))
 	fin := rec.finish(ctx, err)
+	rec.log.Info("step ended", "state", fin.State, "took", time.Since(began).Round(time.Millisecond))
 	if ferr := c.ledgerWrite(ctx, ro, d, func(ctx context.Context) error { return c.deps.Store.FinishStep(ctx, &fin) }); ferr != nil && err == nil {
 		return ferr
 	}
@@ -86,6 +89,7 @@ func (r *stepRecord) progress(msg string) {
 		return
 	}
 	r.s.Message = msg
+	r.log.Info("step progress", "progress", msg)
 	s := r.s
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
