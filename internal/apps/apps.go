@@ -258,6 +258,7 @@ func (a *Apps) Run(ctx context.Context) error {
 		})
 	}
 	wg.Go(func() { a.watchRefs(ctx) })
+	wg.Go(func() { a.keepDORAWarm(ctx) })
 	wg.Wait()
 	close(errs)
 	return errors.Join(func() []error {

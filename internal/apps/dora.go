@@ -124,6 +124,57 @@ type endedDeployments struct {
 	at   time.Time        // when they were read in full
 }
 
+// readAll reads the final environment's history for a window from from in
+// full, and keeps it.
+func (e *endedDeployments) readAll(ctx context.Context, deps *ledger.Deployments, final string, from, now time.Time) ([]ledger.Outcome, error) {
+	rows, err := deps.Outcomes(ctx, final, from)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.rows, e.from, e.at = rows, from, now
+	e.mu.Unlock()
+	return rows, nil
+}
+
+// keepDORAWarm reads each app's history for the largest window /metrics
+// reports (90 days) when the controller starts, with the first commits of
+// its changes, and reads it in full again every warmEvery, before a report
+// would: no report waits for a full read of a long ledger.
+func (a *Apps) keepDORAWarm(ctx context.Context) {
+	t := time.NewTicker(warmEvery)
+	defer t.Stop()
+	for {
+		a.warmDORA(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// warmDORA reads every app's history for warmWindow in full, and the
+// first commits of its changes.
+func (a *Apps) warmDORA(ctx context.Context) {
+	for _, p := range a.list {
+		envs := p.Environments()
+		now := p.store.Now().UTC()
+		_, err := p.ended.readAll(ctx, p.deps, envs[len(envs)-1], now.Add(-warmWindow), now)
+		if err == nil {
+			_, err = p.DORA(ctx, warmWindow)
+		}
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("read the history for the delivery metrics", "app", p.Name(), "err", err)
+		}
+	}
+}
+
+const (
+	warmWindow = 90 * dora.Day
+	warmEvery  = endedReread - time.Minute
+)
+
 // read returns the final environment's history for a window from from,
 // as Deployments.Outcomes does, from what it keeps and what ended since.
 // The slice returned is not changed afterwards.
@@ -132,14 +183,7 @@ func (e *endedDeployments) read(ctx context.Context, deps *ledger.Deployments, f
 	rows, kept, at := e.rows, e.from, e.at
 	e.mu.Unlock()
 	if rows == nil || from.Before(kept) || now.Sub(at) > endedReread || now.Before(at) {
-		rows, err := deps.Outcomes(ctx, final, from)
-		if err != nil {
-			return nil, err
-		}
-		e.mu.Lock()
-		e.rows, e.from, e.at = rows, from, now
-		e.mu.Unlock()
-		return rows, nil
+		return e.readAll(ctx, deps, final, from, now)
 	}
 	cut := kept
 	if n := len(rows); n > 0 && rows[n-1].Finished.Add(-endedOverlap).After(cut) {

@@ -137,6 +137,18 @@ apps:
 	if _, err := shop.DORA(ctx, 0); err == nil {
 		t.Errorf("DORA over no time: no error")
 	}
+
+	// Warmed, the 90 days are read in full and kept, with the first
+	// commits: the next report reads only what ended since.
+	shop.ended = endedDeployments{}
+	shop.firstCommits = firstCommits{}
+	all.warmDORA(ctx)
+	if shop.ended.rows == nil || !shop.ended.at.Equal(now) || !shop.ended.from.Equal(now.Add(-90*dora.Day)) {
+		t.Errorf("warmed: %d rows from %s read at %s; want the 90 days before %s", len(shop.ended.rows), shop.ended.from, shop.ended.at, now)
+	}
+	if len(shop.firstCommits.times) == 0 {
+		t.Error("warmed: no first commit read")
+	}
 }
 
 // BenchmarkDORAKept is the report of an app whose final environment ended
