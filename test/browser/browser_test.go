@@ -299,6 +299,12 @@ func TestDashboardInABrowser(t *testing.T) {
 
 	run("open the history", chromedp.Navigate(apiURL+"/history"), chromedp.WaitVisible(chromedp.CSS("main table")))
 	shot("history")
+	// The DORA page counts the releases that went live: c0's and c1's.
+	run("open the DORA metrics", chromedp.Navigate(apiURL+"/dora?window=7d"), chromedp.WaitVisible(chromedp.CSS("main table")))
+	if got := text("main table"); !strings.Contains(got, "Deployment frequency") || !strings.Contains(got, "2 (") {
+		t.Errorf("the DORA page says:\n%s", got)
+	}
+	shot("dora")
 	run("phone width", chromedp.EmulateViewport(390, 844), chromedp.Navigate(apiURL+"/"), chromedp.WaitVisible(chromedp.ID("overview")))
 	shot("overview-phone")
 }
