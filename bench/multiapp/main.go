@@ -23,9 +23,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -851,13 +853,23 @@ func timings(ts []timed) string {
 	return "until the API reports it ended (polled every 100 ms, as the CLI does): " + durations(took) + "; until the row's finish time: " + durations(row)
 }
 
+// nextPort walks ports below Linux's ephemeral range (32768 and up), which
+// outgoing connections never take: a port the kernel picked for ":0" could
+// be taken by one of serve's own connections before its environment
+// listens on it.
+var nextPort = 20000 + rand.IntN(8000)
+
+// freeAddr returns a free 127.0.0.1 address below the ephemeral range.
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	for ; nextPort < 32768; nextPort++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", nextPort)
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			nextPort++
+			return addr, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", errors.New("no free port between 20000 and 32767")
 }
 
 func git(ctx context.Context, dir string, args ...string) (string, error) {

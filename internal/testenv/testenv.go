@@ -5,11 +5,14 @@
 package testenv
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -67,16 +70,31 @@ func Git(t testing.TB, dir string, args ...string) string {
 }
 
 // FreeAddr returns a 127.0.0.1 address with a port free at the time of the
-// call.
+// call, below Linux's ephemeral range (32768 and up): a port the kernel
+// picked for ":0" could be taken by an outgoing connection of the program
+// under test before it listens there. Each test process starts at a
+// random port and walks up, so that processes rarely meet.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 32768 - firstPort {
+		p := firstPort + int(nextPort.Add(1)%(32768-firstPort))
+		addr := fmt.Sprintf("127.0.0.1:%d", p)
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatalf("no free port between %d and 32767", firstPort)
+	return ""
 }
+
+const firstPort = 20000
+
+var nextPort = func() *atomic.Int64 {
+	var n atomic.Int64
+	n.Store(rand.Int64N(32768 - firstPort))
+	return &n
+}()
 
 // SampleAppDir returns the directory of the sample service,
 // examples/birthday-app, found above the test's working directory.
