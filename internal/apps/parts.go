@@ -71,29 +71,25 @@ func (g *GitRepo) forgetHeads() {
 }
 
 // Head returns the commit branch points at in the mirror ("" when it does
-// not exist).
+// not exist). Every branch is read at once, after each change of the
+// mirror, in one git process.
 func (g *GitRepo) Head(ctx context.Context, branch string) (string, error) {
 	g.cacheMu.Lock()
-	h, ok := g.heads[branch]
-	gen := g.gen
+	heads, gen := g.heads, g.gen
 	g.cacheMu.Unlock()
-	if ok {
-		return h, nil
+	if heads != nil {
+		return heads[branch], nil
 	}
-	h, err := g.Source.Head(ctx, branch)
+	heads, err := g.Source.Heads(ctx)
 	if err != nil {
 		return "", err
 	}
 	g.cacheMu.Lock()
 	defer g.cacheMu.Unlock()
-	if gen != g.gen {
-		return h, nil // the mirror changed meanwhile: read again next time
+	if gen == g.gen {
+		g.heads = heads // else the mirror changed meanwhile: read again next time
 	}
-	if g.heads == nil {
-		g.heads = map[string]string{}
-	}
-	g.heads[branch] = h
-	return h, nil
+	return heads[branch], nil
 }
 
 // fullFetchEvery bounds how long a repository on this machine goes without

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -39,6 +40,10 @@ const waitDelay = 5 * time.Second
 type Source struct {
 	url string // the repository; local paths are absolute
 	dir string // the bare mirror
+
+	// configured is the URL last written to the mirror's remote.origin.url
+	// by this process, so that a fetch does not run git config each time.
+	configured atomic.Pointer[string]
 
 	refsMu    sync.Mutex
 	refRoot   string    // the repository's git directory, for RefsStamp
@@ -94,8 +99,11 @@ func (s *Source) Fetch(ctx context.Context) error {
 		return fmt.Errorf("fetch %s: %w", Redact(s.url), err)
 	}
 	defer unlock()
-	if _, err := s.Git(ctx, "config", "remote.origin.url", s.url); err != nil {
-		return fmt.Errorf("configure mirror: %w", err)
+	if c := s.configured.Load(); c == nil || *c != s.url {
+		if _, err := s.Git(ctx, "config", "remote.origin.url", s.url); err != nil {
+			return fmt.Errorf("configure mirror: %w", err)
+		}
+		s.configured.Store(&s.url)
 	}
 	_, err = s.Git(ctx, "fetch", "--quiet", "--prune", "--prune-tags", "--force", "--no-write-fetch-head", "origin",
 		"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")

@@ -31,6 +31,22 @@ func (s *Source) Head(ctx context.Context, branch string) (string, error) {
 	return strings.TrimSpace(out), nil
 }
 
+// Heads returns the commit every branch of the mirror points at, by
+// branch name, from one git process.
+func (s *Source) Heads(ctx context.Context) (map[string]string, error) {
+	out, err := s.Git(ctx, "for-each-ref", "--format=%(objectname) %(refname:lstrip=2)", "refs/heads/")
+	if err != nil {
+		return nil, fmt.Errorf("read branches: %w", err)
+	}
+	heads := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if commit, branch, ok := strings.Cut(line, " "); ok {
+			heads[branch] = commit
+		}
+	}
+	return heads, nil
+}
+
 // IsAncestor reports whether ancestor is reachable from descendant; a commit
 // is its own ancestor.
 func (s *Source) IsAncestor(ctx context.Context, ancestor, descendant string) (bool, error) {

@@ -57,6 +57,12 @@ func TestReleaseOperations(t *testing.T) {
 	if again, _, _ := s.RefsStamp(); again == stamp {
 		t.Errorf("RefsStamp unchanged after a push")
 	}
+	if err := s.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if heads, err := s.Heads(ctx); err != nil || heads["release"] != c2 || len(heads) < 2 {
+		t.Errorf("Heads = %v, %v; want release at %s among them", heads, err, c2)
+	}
 	if _, ok, _ := New("https://example.com/app.git", t.TempDir()).RefsStamp(); ok {
 		t.Errorf("RefsStamp of a remote repository: ok")
 	}
