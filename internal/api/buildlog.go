@@ -72,18 +72,5 @@ func (s *Server) buildLog(w http.ResponseWriter, r *http.Request, a App) error {
 // BuildLog copies the log of app's newest build of commit ("latest": its
 // newest build) to w; with follow, until the build ends or ctx does.
 func (c *Client) BuildLog(ctx context.Context, app, commit string, follow bool, w io.Writer) error {
-	path := appPath(app, "/builds/"+url.PathEscape(commit)+"/log")
-	if follow {
-		path += "?follow=1"
-	}
-	resp, err := c.send(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, err = io.Copy(w, resp.Body)
-	if err != nil && ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return c.stream(ctx, appPath(app, "/builds/"+url.PathEscape(commit)+"/log"), follow, w)
 }

@@ -228,7 +228,12 @@ func (c *Client) Remove(ctx context.Context, req RemoveRequest) (RemoveReport, e
 // Logs copies the logs of app's environment env to w; with follow, until
 // ctx ends.
 func (c *Client) Logs(ctx context.Context, app, env string, follow bool, w io.Writer) error {
-	path := appPath(app, "/logs/"+url.PathEscape(env))
+	return c.stream(ctx, appPath(app, "/logs/"+url.PathEscape(env)), follow, w)
+}
+
+// stream copies the text answer of GET path to w; with follow, until the
+// server ends it or ctx ends, which is not an error.
+func (c *Client) stream(ctx context.Context, path string, follow bool, w io.Writer) error {
 	if follow {
 		path += "?follow=1"
 	}

@@ -284,7 +284,8 @@ func (s *Server) authorized(r *http.Request) bool {
 	return ok && s.token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1
 }
 
-func loopback(r *http.Request) bool {
+// Loopback reports whether r came from this machine's loopback interface.
+func Loopback(r *http.Request) bool {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return false
@@ -296,7 +297,7 @@ func loopback(r *http.Request) bool {
 // read serves loopback clients freely, others with the token.
 func (s *Server) read(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !loopback(r) && !s.authorized(r) {
+		if !Loopback(r) && !s.authorized(r) {
 			writeError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 				Message: "reads from outside this machine need the API token (Authorization: Bearer …)"})
 			return
@@ -313,7 +314,7 @@ func (s *Server) AllowPlainWrites() { s.plainWrites = true }
 // WriteRefused returns why r may not change anything whatever its
 // credentials (a plain-HTTP request from another machine), or nil.
 func (s *Server) WriteRefused(r *http.Request) *Error {
-	if s.plainWrites || r.TLS != nil || loopback(r) {
+	if s.plainWrites || r.TLS != nil || Loopback(r) {
 		return nil
 	}
 	return &Error{Status: http.StatusForbidden, Code: CodeUnauthorized,

@@ -6,10 +6,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"slipway.dev/slipway/internal/api"
 )
 
 // The session cookie holds a random nonce and its MAC under the API token,
@@ -53,15 +54,6 @@ func (h *Handler) bearer(r *http.Request) bool {
 	return ok && h.o.Token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(h.o.Token)) == 1
 }
 
-func loopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // sameOrigin reports whether a browser sent r from one of the dashboard's
 // own pages: the Origin header (or, without it, Sec-Fetch-Site, then the
 // Referer) must name this host. A request with none of them is not from a
@@ -84,7 +76,7 @@ func sameOrigin(r *http.Request) bool {
 // read serves loopback clients freely; others need a session or the token.
 func (h *Handler) read(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if loopback(r) || h.bearer(r) {
+		if api.Loopback(r) || h.bearer(r) {
 			next(w, r)
 			return
 		}
@@ -104,7 +96,7 @@ func (h *Handler) read(next http.HandlerFunc) http.HandlerFunc {
 // anything whatever its credentials: a plain-HTTP request from another
 // machine would carry the token or the session in clear.
 func (h *Handler) plainRefused(w http.ResponseWriter, r *http.Request) bool {
-	if h.o.AllowPlainWrites || r.TLS != nil || loopback(r) {
+	if h.o.AllowPlainWrites || r.TLS != nil || api.Loopback(r) {
 		return false
 	}
 	h.fail(w, r, http.StatusForbidden, "Refused",
