@@ -122,6 +122,8 @@ func TestScaleRecordsSteps(t *testing.T) {
 	c1 := h.repo.commit("c1")
 	h.start()
 	h.pushMaster(c1)
+	// The deploy's row ends before its rollout lets go of dev.
+	h.waitFor("dev to be free", func() bool { return !h.c.busy("dev") })
 	d, err := h.c.Scale(context.Background(), "dev", 3)
 	if err != nil {
 		t.Fatal(err)
