@@ -35,16 +35,22 @@ func startLoad(t testing.TB, url string, perSecond int) *load {
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true},
 	}
-	jobs := make(chan struct{}, perSecond)
-	const workers = 32
-	for range workers {
+	jobs := make(chan struct{})
+	worker := func() {
+		defer l.done.Done()
+		for range jobs {
+			l.one(client)
+		}
+	}
+	// Start with a few workers and add one whenever every worker is busy,
+	// so that slow answers on a loaded machine do not turn into requests
+	// never sent. Only past maxWorkers does the generator count a request
+	// it could not send as a failure.
+	const startWorkers, maxWorkers = 32, 2048
+	workers := startWorkers
+	for range startWorkers {
 		l.done.Add(1)
-		go func() {
-			defer l.done.Done()
-			for range jobs {
-				l.one(client)
-			}
-		}()
+		go worker()
 	}
 	l.done.Add(1)
 	go func() {
@@ -59,9 +65,17 @@ func startLoad(t testing.TB, url string, perSecond int) *load {
 			case <-tick.C:
 				select {
 				case jobs <- struct{}{}:
-				default: // every worker busy: count it as a failure to keep up
-					l.note("load generator fell behind: all workers busy")
+					continue
+				default:
 				}
+				if workers >= maxWorkers {
+					l.note(fmt.Sprintf("load generator fell behind: all %d workers busy", workers))
+					continue
+				}
+				workers++
+				l.done.Add(1)
+				go worker()
+				jobs <- struct{}{}
 			}
 		}
 	}()
