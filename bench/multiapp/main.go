@@ -65,6 +65,8 @@ type bench struct {
 	pollSlow            string // the app whose repo.poll is an hour (webhooks)
 }
 
+var only = flag.String("only", "", "comma-separated measurements to run (idle, notice, webhook, concurrency, status, idle after status); default all")
+
 func main() {
 	n := flag.Int("apps", 20, "apps (each dev → staging → prod, 1 replica each)")
 	idle := flag.Duration("idle", 60*time.Second, "how long to measure the idle controller")
@@ -141,6 +143,9 @@ func run(ctx context.Context, n int, idle time.Duration, rounds, conc, seed int,
 		{"status", func() error { return b.measureStatus(ctx, seed, 30) }},
 		{"idle after status", func() error { return b.measureIdle(ctx, idle/2, "idle after the status calls, seeded ledger") }},
 	} {
+		if *only != "" && !slices.Contains(strings.Split(*only, ","), m.name) {
+			continue
+		}
 		if err := m.f(); err != nil {
 			if ctx.Err() != nil {
 				return err

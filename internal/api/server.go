@@ -71,6 +71,10 @@ type App interface {
 	BuildLog(ctx context.Context, commit string, follow bool, w io.Writer) error
 	// Poll makes the app look at its repository now (push webhooks).
 	Poll()
+	// Pushed says a push webhook named commit as branch's new head: the
+	// app starts on it without waiting for a fetch, and looks at its
+	// repository now.
+	Pushed(branch, commit string)
 	// DORA computes the app's delivery metrics over the last since
 	// (docs/dora.md).
 	DORA(ctx context.Context, since time.Duration) (dora.Report, error)

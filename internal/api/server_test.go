@@ -36,6 +36,7 @@ type fakeApp struct {
 	rolledBack []pipeline.RollbackRequest
 	calls      []string // stop ENV, start ENV, logs ENV
 	polls      int
+	pushed     []string // branch=commit of each Pushed
 }
 
 var commit = strings.Repeat("ab", 20)
@@ -148,6 +149,13 @@ func (f *fakeApp) Poll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.polls++
+}
+
+func (f *fakeApp) Pushed(branch, commit string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.polls++
+	f.pushed = append(f.pushed, branch+"="+commit)
 }
 
 func (f *fakeApp) pollCount() int {

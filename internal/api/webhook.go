@@ -130,8 +130,13 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request, secrets map[str
 		writeJSON(w, http.StatusOK, WebhookAnswer{Status: "ignored", Event: event})
 		return nil
 	}
+	branch, commit := pushedHead(body)
 	for _, a := range signed {
-		a.Poll()
+		if branch != "" {
+			a.Pushed(branch, commit)
+		} else {
+			a.Poll()
+		}
 	}
 	writeJSON(w, http.StatusAccepted, WebhookAnswer{Status: "polling", Event: event, Apps: appNames(signed)})
 	return nil
@@ -370,6 +375,24 @@ func checkHMAC(hexSig string, body, secret []byte) error {
 		return ErrBadSignature
 	}
 	return nil
+}
+
+// pushedHead returns the branch a push payload moved and its new head
+// (GitHub's, Gitea's and GitLab's "ref" and "after"); "" for a tag, a
+// deleted branch or a payload without them.
+func pushedHead(body []byte) (branch, commit string) {
+	var p struct {
+		Ref   string `json:"ref"`
+		After string `json:"after"`
+	}
+	if json.Unmarshal(body, &p) != nil {
+		return "", ""
+	}
+	branch, ok := strings.CutPrefix(p.Ref, "refs/heads/")
+	if !ok || branch == "" || strings.Trim(p.After, "0") == "" {
+		return "", ""
+	}
+	return branch, p.After
 }
 
 func webhookEvent(provider string, h http.Header) string {

@@ -320,3 +320,35 @@ func TestWebhookBodiesAreBounded(t *testing.T) {
 		t.Errorf("a signed push after the slow ones: %d", resp.StatusCode)
 	}
 }
+
+func TestWebhookNamesThePushedHead(t *testing.T) {
+	const secret = "s3cret"
+	head := strings.Repeat("ab", 20)
+	app := newFakeApp("web")
+	s := NewServer(&fakeApps{apps: []*fakeApp{app}}, "token", nil)
+	s.EnableWebhooks(map[string][]byte{"web": []byte(secret)})
+	for _, tt := range []struct {
+		body string
+		want []string
+	}{
+		{`{"ref":"refs/heads/master","after":"` + head + `"}`, []string{"master=" + head}},
+		{`{"ref":"refs/tags/v1","after":"` + head + `"}`, nil},                                  // a tag: poll only
+		{`{"ref":"refs/heads/master","after":"0000000000000000000000000000000000000000"}`, nil}, // deleted
+		{`{"ref":"refs/heads/master"}`, nil},
+	} {
+		app.mu.Lock()
+		app.pushed = nil
+		app.mu.Unlock()
+		w := postWebhook(s, "/api/v1/webhooks/github", tt.body, map[string]string{
+			"X-Hub-Signature-256": "sha256=" + sign(secret, tt.body), "X-GitHub-Event": "push"})
+		if w.Code != http.StatusAccepted {
+			t.Fatalf("%s: status %d: %s", tt.body, w.Code, w.Body)
+		}
+		app.mu.Lock()
+		got := app.pushed
+		app.mu.Unlock()
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: pushed %q, want %q", tt.body, got, tt.want)
+		}
+	}
+}

@@ -481,3 +481,10 @@ func (p *App) Poll() {
 	p.repo.MarkStale()
 	p.Controller.Poll()
 }
+
+// Pushed starts the environments that track branch on commit, as a push
+// webhook announced it, and makes the app look at its repository now.
+func (p *App) Pushed(branch, commit string) {
+	p.repo.MarkStale()
+	p.Controller.Pushed(branch, commit)
+}

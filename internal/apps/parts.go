@@ -194,7 +194,7 @@ type ImageBuilder struct {
 }
 
 // Build tests and builds commit, or returns its existing image.
-func (b ImageBuilder) Build(ctx context.Context, commit string) (pipeline.Image, error) {
+func (b ImageBuilder) Build(ctx context.Context, commit string, check func(context.Context, string) error) (pipeline.Image, error) {
 	if b.Slots != nil {
 		select {
 		case b.Slots <- struct{}{}:
@@ -203,7 +203,7 @@ func (b ImageBuilder) Build(ctx context.Context, commit string) (pipeline.Image,
 			return pipeline.Image{}, ctx.Err()
 		}
 	}
-	res, err := b.Builder.Run(ctx, build.Request{Rev: commit, Trigger: "controller", NoFetch: true})
+	res, err := b.Builder.Run(ctx, build.Request{Rev: commit, Trigger: "controller", NoFetch: true, Check: check})
 	if err != nil {
 		return pipeline.Image{}, transientIf(err, build.ErrPush)
 	}

@@ -87,8 +87,12 @@ func New(cfg *config.Config, src *gitsource.Source, reg *registry.Client, reposi
 type Request struct {
 	Rev     string // branch, tag or commit; "master" when empty
 	Trigger string // who asks: cli, push, …
-	// NoFetch skips fetching when the caller has just fetched.
+	// NoFetch skips fetching when the caller has just fetched; a commit
+	// the repository does not have yet is fetched all the same.
 	NoFetch bool
+	// Check, when set, runs once the commit is in the repository and before
+	// anything is tested or built; its error fails the build.
+	Check func(ctx context.Context, commit string) error
 }
 
 // Result is a finished build.
@@ -173,10 +177,22 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 		}
 	}
 	commit, err := b.Source.Resolve(ctx, req.Rev)
+	if req.NoFetch && errors.Is(err, gitsource.ErrUnknownRevision) {
+		b.progress("fetching %s", b.Source.URL())
+		if err := b.Source.Fetch(ctx); err != nil {
+			return v1.Hash{}, false, err
+		}
+		commit, err = b.Source.Resolve(ctx, req.Rev)
+	}
 	if err != nil {
 		return v1.Hash{}, false, err
 	}
 	row.Commit = commit
+	if req.Check != nil {
+		if err := req.Check(ctx, commit); err != nil {
+			return v1.Hash{}, false, err
+		}
+	}
 	short := commit[:7]
 	shaTag := "sha-" + commit
 

@@ -110,6 +110,8 @@ func (f fakeApp) Builds(ctx context.Context, filter ledger.BuildFilter) ([]ledge
 
 func (f fakeApp) Poll() {}
 
+func (f fakeApp) Pushed(branch, commit string) {}
+
 type fakeApps struct {
 	apps []fakeApp
 	log  *[]string

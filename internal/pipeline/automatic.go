@@ -96,6 +96,9 @@ func (c *Controller) considerHead(ctx context.Context, e *Env, head string) {
 	c.mu.Lock()
 	moved := head != "" && head != c.lastHead[e.Name]
 	c.lastHead[e.Name] = head
+	if c.announced[e.Name] == head {
+		delete(c.announced, e.Name) // the repository confirms what the webhook said
+	}
 	c.mu.Unlock()
 	if moved {
 		c.considerCommit(ctx, e, head)
@@ -249,7 +252,7 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 // environment, the upstream's own image for one fed by an environment.
 func (c *Controller) imageFor(ctx context.Context, e *Env, commit string) (Image, error) {
 	if e.From == "" {
-		return c.deps.Builder.Build(ctx, commit)
+		return c.deps.Builder.Build(ctx, commit, c.announcedCheck(e, commit))
 	}
 	up, err := c.verifiedOn(ctx, c.envs[e.From], commit)
 	if err != nil {

@@ -106,6 +106,7 @@ type Controller struct {
 	runCtx context.Context
 	wg     sync.WaitGroup
 	wakeUp chan struct{} // poll now
+	pushes chan struct{} // a webhook announced a head (pushed)
 
 	// writes counts the ledger writes of the controller; settledKey is the
 	// poll key (pollKey) of the last poll that left nothing to look at
@@ -114,9 +115,11 @@ type Controller struct {
 	settledKey string
 	settledAt  time.Time
 
-	mu       sync.Mutex        // guards the maps below; never held across I/O
-	lastHead map[string]string // automatic environment → branch head last seen
-	refused  map[string]string // controlled environment → head refused already
+	mu        sync.Mutex        // guards the maps below; never held across I/O
+	lastHead  map[string]string // automatic environment → branch head last seen
+	pushed    map[string]string // branch → head a webhook announced, not yet taken
+	announced map[string]string // automatic environment → commit queued from a webhook
+	refused   map[string]string // controlled environment → head refused already
 }
 
 // New returns a controller for cfg's environments.
@@ -142,8 +145,9 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	c := &Controller{
 		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now,
 		envs: map[string]*Env{}, queues: map[string]*queue{}, rollouts: newRollouts(),
-		ready: make(chan struct{}), wakeUp: make(chan struct{}, 1),
+		ready: make(chan struct{}), wakeUp: make(chan struct{}, 1), pushes: make(chan struct{}, 1),
 		lastHead: map[string]string{}, refused: map[string]string{},
+		pushed: map[string]string{}, announced: map[string]string{},
 	}
 	c.deps.Store = notifyingStore{Store: deps.Store, onChange: func() {
 		c.writes.Add(1)
@@ -210,6 +214,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.worker(ctx, c.envs[name], q)
 		}()
 	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.pushLoop(ctx)
+	}()
 	t := time.NewTicker(c.cfg.PollInterval)
 	defer t.Stop()
 	for {

@@ -47,9 +47,11 @@ type Image struct {
 }
 
 // Builder tests and builds a commit into an image; a commit built before is
-// not built again.
+// not built again. The repository is fetched first when it does not have
+// the commit yet; check, when not nil, runs then, before anything is tested,
+// and its error fails the build.
 type Builder interface {
-	Build(ctx context.Context, commit string) (Image, error)
+	Build(ctx context.Context, commit string, check func(ctx context.Context, commit string) error) (Image, error)
 }
 
 // Tagger points a tag of the app's image repository at a digest.

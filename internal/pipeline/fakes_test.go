@@ -31,12 +31,13 @@ func openStore(t *testing.T, now func() time.Time) *ledger.Deployments {
 }
 
 type fakeRepo struct {
-	fetches  atomic.Int64
-	mu       sync.Mutex
-	parents  map[string][]string
-	branches map[string]string
-	tags     map[string]string
-	moves    []string
+	fetches   atomic.Int64
+	fetchGate chan struct{} // when set, each fetch waits for a receive
+	mu        sync.Mutex
+	parents   map[string][]string
+	branches  map[string]string
+	tags      map[string]string
+	moves     []string
 }
 
 func newFakeRepo() *fakeRepo {
@@ -70,6 +71,16 @@ func (r *fakeRepo) branch(b string) string {
 
 func (r *fakeRepo) Fetch(ctx context.Context) error {
 	r.fetches.Add(1)
+	r.mu.Lock()
+	gate := r.fetchGate
+	r.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return nil
 }
 
@@ -155,7 +166,12 @@ type fakeBuilder struct {
 
 func digestOf(commit string) string { return "sha256:" + commit + commit[:24] }
 
-func (b *fakeBuilder) Build(ctx context.Context, commit string) (Image, error) {
+func (b *fakeBuilder) Build(ctx context.Context, commit string, check func(context.Context, string) error) (Image, error) {
+	if check != nil {
+		if err := check(ctx, commit); err != nil {
+			return Image{}, err
+		}
+	}
 	if b.gate != nil {
 		select {
 		case <-b.gate:

@@ -8,15 +8,21 @@ type queue struct {
 	mu       sync.Mutex
 	next     string
 	inFlight string
+	lastDone string // the commit finished last
 	wake     chan struct{}
 }
 
 func newQueue() *queue { return &queue{wake: make(chan struct{}, 1)} }
 
 // push makes commit the next one; it returns the commit it superseded, if
-// any.
+// any. The commit in flight, or the one finished last, is not queued again:
+// a poll and a push webhook may both offer the same commit.
 func (q *queue) push(commit string) (superseded string) {
 	q.mu.Lock()
+	if commit == q.inFlight || commit == q.lastDone {
+		q.mu.Unlock()
+		return ""
+	}
 	if q.next != "" && q.next != commit {
 		superseded = q.next
 	}
@@ -55,7 +61,7 @@ func (q *queue) putBack(commit string) {
 // finish marks the commit in flight done.
 func (q *queue) finish() {
 	q.mu.Lock()
-	q.inFlight = ""
+	q.lastDone, q.inFlight = q.inFlight, ""
 	q.mu.Unlock()
 }
 

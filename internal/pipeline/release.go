@@ -254,7 +254,7 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 	if img.Digest == "" {
 		// Only a forced release of a commit never verified gets here: the
 		// builder returns the commit's image, building it if there is none.
-		built, err := c.deps.Builder.Build(ctx, commit)
+		built, err := c.deps.Builder.Build(ctx, commit, nil)
 		if err != nil {
 			return nil, fmt.Errorf("release %s: no image for it: %w", shortHash(commit), err)
 		}

@@ -144,6 +144,8 @@ func (f *fakeApp) Builds(ctx context.Context, filter ledger.BuildFilter) ([]ledg
 
 func (f *fakeApp) Poll() {}
 
+func (f *fakeApp) Pushed(branch, commit string) {}
+
 func (f *fakeApp) BuildLog(ctx context.Context, commit string, follow bool, w io.Writer) error {
 	_, err := io.WriteString(w, f.log)
 	return err
