@@ -161,6 +161,7 @@ func NewServer(apps Apps, token string, logger *slog.Logger) *Server {
 	s.route("GET /logs/{env}", false, s.envLogs)
 	s.route("GET /builds", false, s.listBuilds)
 	s.route("GET /builds/{commit}/log", false, s.buildLog)
+	s.route("POST /builds", true, s.importBuild)
 	s.route("POST /releases", true, s.release)
 	s.route("POST /rollbacks", true, s.rollback)
 	s.route("POST /scale", true, s.scale)
@@ -780,4 +781,52 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 		fl.Flush()
 	}
 	return n, err
+}
+
+// BuildRequest is the body of POST /api/v1/apps/{app}/builds: an image the
+// app's CI built and pushed (build.kind: image).
+type BuildRequest struct {
+	// Image is where CI pushed it: REPOSITORY:TAG or REPOSITORY@sha256:….
+	Image string `json:"image"`
+	// Commit is the commit it was built from; its
+	// org.opencontainers.image.revision label must name the same. Empty:
+	// the label's.
+	Commit string `json:"commit,omitempty"`
+}
+
+// ImportedBuild answers POST …/builds.
+type ImportedBuild struct {
+	Commit string `json:"commit"`
+	Digest string `json:"digest"`
+	// Image is the copy the chain deploys: REGISTRY/APP@sha256:….
+	Image  string `json:"image"`
+	Source string `json:"source"`
+	// Already is true when the image had been taken before.
+	Already bool `json:"already,omitempty"`
+}
+
+// imageImporter is an app whose images may come from CI.
+type imageImporter interface {
+	ImportImage(ctx context.Context, req BuildRequest) (ImportedBuild, error)
+}
+
+func (s *Server) importBuild(w http.ResponseWriter, r *http.Request, a App) error {
+	var req BuildRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	im, ok := a.(imageImporter)
+	if !ok {
+		return &Error{Status: http.StatusNotImplemented, Code: CodeInvalid, Message: "this controller takes no images from CI"}
+	}
+	b, err := im.ImportImage(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if b.Already {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, b)
+	return nil
 }

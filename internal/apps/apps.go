@@ -157,6 +157,7 @@ func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
 	repository := cfg.ImageRepository(a.opts.RegistryAddr)
 	builder, src := NewBuilder(cfg, a.opts.Set.Multi, a.opts.DataDir, reg, repository, a.opts.Store)
 	builder.Logger = log.With("component", "build")
+	builder.CIRegistry, builder.CIInsecure = ciRegistry(cfg, reg), cfg.Build.Image.Insecure
 	interrupted, err := builder.Reconcile(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("mark builds interrupted by the last stop as failed: %w", err)
@@ -256,6 +257,9 @@ func (a *Apps) Run(ctx context.Context) error {
 				cancel()
 			}
 		})
+	}
+	for _, app := range a.list {
+		wg.Go(func() { app.watchImages(ctx) })
 	}
 	wg.Go(func() { a.watchRefs(ctx) })
 	wg.Go(func() { a.keepDORAWarm(ctx) })

@@ -195,7 +195,8 @@ type ImageBuilder struct {
 
 // Build tests and builds commit, or returns its existing image.
 func (b ImageBuilder) Build(ctx context.Context, commit string, check func(context.Context, string) error) (pipeline.Image, error) {
-	if b.Slots != nil {
+	// A build waiting for an image from CI takes no slot: it runs nothing.
+	if b.Slots != nil && !b.Builder.Build.ImagesFromCI() {
 		select {
 		case b.Slots <- struct{}{}:
 			defer func() { <-b.Slots }()

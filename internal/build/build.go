@@ -67,6 +67,12 @@ type Builder struct {
 	Logger   *slog.Logger
 	// Go is the go command; "go" when empty.
 	Go string
+	// CIRegistry reads images from CI (build.kind: image); nil: Registry.
+	// CIInsecure allows plain HTTP to theirs.
+	CIRegistry *registry.Client
+	CIInsecure bool
+
+	arrived arrivals // images imported from CI
 }
 
 // New returns a Builder for the configuration, wiring the parts by hand.
@@ -202,6 +208,9 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	case err == nil:
 		row.State, row.Digest = ledger.BuildPushed, d.String()
 		row.Reason = "already built: " + b.Repository + ":" + shaTag + " exists; nothing tested or built"
+		if b.Build.ImagesFromCI() {
+			row.Reason = "image from CI: " + b.Repository + ":" + shaTag
+		}
 		if err := b.Ledger.UpdateBuild(ctx, row); err != nil {
 			return v1.Hash{}, false, err
 		}
@@ -210,6 +219,10 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 		return d, true, nil
 	case !errors.Is(err, registry.ErrNotFound):
 		return v1.Hash{}, false, fmt.Errorf("%w: check for an existing image: %w", ErrPush, err)
+	}
+	if b.Build.ImagesFromCI() {
+		d, err := b.awaitImage(ctx, row, commit)
+		return d, false, err
 	}
 
 	work, err := os.MkdirTemp(b.workRoot(), fmt.Sprintf("%d-%s-", row.ID, short))

@@ -119,6 +119,9 @@ func (o *buildOptions) validate() error {
 	if _, _, err := net.SplitHostPort(o.registryAddr); err != nil {
 		return usageErrorf("--registry-addr %q: want host:port, such as 127.0.0.1:5000", o.registryAddr)
 	}
+	if o.cfg.Build.ImagesFromCI() {
+		return usageErrorf("%s takes its images from CI (build.kind: image): slipway does not build it; push an image labelled with its commit and POST it to /api/v1/apps/%s/builds, or let build.image.watch find it", o.cfg.App, o.cfg.App)
+	}
 	return nil
 }
 

@@ -107,6 +107,12 @@ type Build struct {
 	// 0: DefaultBuildConcurrency(). In a file of several apps it is set
 	// once, in the top-level build, and read from Set.BuildConcurrency.
 	Concurrency int `yaml:"concurrency,omitempty"`
+	// Kind is how the app's images are made: go (built by slipway from the
+	// Go module, the default) or image (built elsewhere, by the team's CI;
+	// see Image).
+	Kind string `yaml:"kind,omitempty"`
+	// Image says where images built elsewhere come from (kind: image).
+	Image ImageSource `yaml:"image,omitempty"`
 }
 
 // DefaultBuildConcurrency is the number of builds run at once when

@@ -79,6 +79,7 @@ func (c *Config) validate(prefix string) error {
 	if c.Build.Concurrency < 0 {
 		v.add("build.concurrency", concurrencyMsg, c.Build.Concurrency)
 	}
+	v.buildKind(c.Build)
 
 	if c.Registry.Ref != "" {
 		if _, err := name.NewRepository(strings.TrimSuffix(c.Registry.Ref, "/") + "/" + nonEmpty(c.App, "app")); err != nil {

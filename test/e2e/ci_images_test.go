@@ -1,0 +1,235 @@
+//go:build integration
+
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/build"
+	"slipway.dev/slipway/internal/config"
+	"slipway.dev/slipway/internal/demo"
+	"slipway.dev/slipway/internal/testenv"
+)
+
+// ciBuild builds the sample service at commit the way a team's CI might —
+// go build in a checkout of its own, an image assembled with
+// go-containerregistry (crane's library), not slipway's builder — and
+// pushes it to ref. It returns the image's digest.
+func ciBuild(t *testing.T, bare, commit, ref string) string {
+	t.Helper()
+	work := t.TempDir()
+	src := filepath.Join(work, "src")
+	git(t, work, "clone", "-q", bare, src)
+	git(t, src, "checkout", "-q", commit)
+	bin := filepath.Join(work, "app")
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=true", "-o", bin, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CI's go build: %v\n%s", err, out)
+	}
+	binary, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	for _, d := range []string{"srv/", "tmp/"} {
+		tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o1777})
+	}
+	tw.WriteHeader(&tar.Header{Name: "srv/birthday-app", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(binary))})
+	tw.Write(binary)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := tarball.LayerFromReader(bytes.NewReader(layer.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	cf.Config = v1.Config{
+		Entrypoint: []string{"/srv/birthday-app"},
+		Env:        []string{"PORT=8080"},
+		User:       "65534:65534",
+		WorkingDir: "/tmp",
+		Labels:     map[string]string{build.LabelRevision: commit, "built-by": "ci"},
+	}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatalf("CI's push of %s: %v", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+// TestImagesBuiltByCI runs the sample service with images built elsewhere:
+// the first found by slipway's watch of the CI's repository, the next
+// announced through the API; both go to dev and, by release, to prod as the
+// same digest, and prod serves every request through release and rollback.
+func TestImagesBuiltByCI(t *testing.T) {
+	testenv.LookPath(t, "git")
+	testenv.LookPath(t, "go")
+	short, err := os.MkdirTemp("", "sw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(short) })
+	dir := filepath.Join(short, "demo")
+	e := &env{t: t}
+	devAddr, prodAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	e.devURL, e.prodURL = "http://"+devAddr, "http://"+prodAddr
+	apiAddr := testenv.FreeAddr(t)
+	e.apiURL = "http://" + apiAddr
+	e.regAddr = testenv.FreeAddr(t)
+	ws, err := demo.Prepare(context.Background(), demo.Options{Dir: dir, DevAddr: devAddr, ProdAddr: prodAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ws = ws
+	cfg, err := config.Load(ws.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watched := e.regAddr + "/ci/birthday-app"
+	cfg.Build.Kind = config.BuildImage
+	cfg.Build.Image = config.ImageSource{Watch: watched, Interval: 500 * time.Millisecond, Wait: 5 * time.Minute}
+	var buf bytes.Buffer
+	if err := config.Write(&buf, cfg); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, ws.Config, buf.String())
+	if out, errOut, code := runCLI("validate", "--config", ws.Config); code != 0 {
+		t.Fatalf("validate: %s%s", out, errOut)
+	}
+	e.bin = buildSlipway(t, short)
+	e.args = []string{"serve", "--config", ws.Config, "--data-dir", ws.DataDir, "--api-addr", apiAddr, "--registry-addr", e.regAddr}
+	t.Cleanup(func() {
+		if e.stop != nil {
+			e.stop()
+		}
+		stopEnvironments(t, ws.DataDir, demo.AppName, "dev", "prod")
+	})
+	e.startServe()
+	tok, err := os.ReadFile(filepath.Join(ws.DataDir, api.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tok))
+	t.Setenv("SLIPWAY_TOKEN", token)
+
+	// The first commit waits for its image; the watch finds it.
+	c0 := git(t, ws.Bare, "rev-parse", "master")
+	e.waitFor("dev to wait for c0's image", func() bool {
+		d := envOf(e.status(), "dev")
+		return d.Rollout != nil
+	})
+	d0 := ciBuild(t, ws.Bare, c0, watched+":sha-"+c0)
+	e.waitFor("c0 on prod", func() bool {
+		p := envOf(e.status(), "prod")
+		return p.Commit != nil && *p.Commit == c0 && p.Healthy && p.Rollout == nil
+	})
+	for _, name := range []string{"dev", "prod"} {
+		if got := envOf(e.status(), name); deref(got.Digest) != d0 {
+			t.Errorf("%s runs %s, want CI's image %s", name, deref(got.Digest), d0)
+		}
+	}
+	if got := version(e.devURL); got != c0 {
+		t.Errorf("dev's /version = %s, want %s", got, c0)
+	}
+
+	// The next commit's image is announced through the API, from another
+	// repository than the watched one.
+	c1 := e.push("Say hi", func(dir string) { writeFile(t, filepath.Join(dir, "CHANGES"), "say hi\n") })
+	elsewhere := e.regAddr + "/other/birthday-app:build-42"
+	d1 := ciBuild(t, ws.Bare, c1, elsewhere)
+	post := func(body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, e.apiURL+"/api/v1/apps/"+demo.AppName+"/builds", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	called := time.Now()
+	if code, body := post(`{"image":"` + elsewhere + `","commit":"` + c1 + `"}`); code != http.StatusCreated {
+		t.Fatalf("POST builds: %d %s", code, body)
+	}
+	e.waitFor("c1 on dev", func() bool { return version(e.devURL) == c1 })
+	t.Logf("API call → c1 serving on dev: %s", time.Since(called).Round(time.Millisecond))
+	e.waitFor("c1 verified on dev", func() bool {
+		d := envOf(e.status(), "dev")
+		return deref(d.Commit) == c1 && d.Rollout == nil
+	})
+	if got := envOf(e.status(), "dev"); deref(got.Digest) != d1 {
+		t.Errorf("dev runs %s, want CI's image %s", deref(got.Digest), d1)
+	}
+
+	// Bad images are refused with the reason.
+	bad := e.regAddr + "/other/birthday-app:bad"
+	ciBuild(t, ws.Bare, c0, bad)
+	if code, body := post(`{"image":"` + bad + `","commit":"` + c1 + `"}`); code != http.StatusConflict || !strings.Contains(body, "was built from "+c0) {
+		t.Errorf("POST builds of an image of another commit: %d %s", code, body)
+	}
+	if code, body := post(`{"image":"` + e.regAddr + `/other/birthday-app:none"}`); code != http.StatusConflict || !strings.Contains(body, "does not exist") {
+		t.Errorf("POST builds of a missing image: %d %s", code, body)
+	}
+
+	// Release and roll back prod under load: the same digests, no failed
+	// request.
+	l := startLoad(e.prodURL, 4)
+	if out, errOut, code := e.slipway("release", c1); code != 0 {
+		t.Fatalf("release c1: %s%s", out, errOut)
+	}
+	p := envOf(e.status(), "prod")
+	if deref(p.Commit) != c1 || deref(p.Digest) != d1 {
+		t.Errorf("prod after the release: %s %s, want c1 with CI's image %s", deref(p.Commit), deref(p.Digest), d1)
+	}
+	if out, errOut, code := e.slipway("rollback"); code != 0 {
+		t.Fatalf("rollback: %s%s", out, errOut)
+	}
+	l.finish(t, "release and rollback of CI-built images")
+	p = envOf(e.status(), "prod")
+	if deref(p.Commit) != c0 || deref(p.Digest) != d0 {
+		t.Errorf("prod after the rollback: %s %s, want c0 with %s", deref(p.Commit), deref(p.Digest), d0)
+	}
+}
