@@ -288,6 +288,7 @@ func (c *Controller) finish(ctx context.Context, ro *rollout, log *slog.Logger, 
 	if err := c.save(ctx, ro, d); err != nil {
 		return
 	}
+	c.notifyFinal(ctx, d)
 	switch d.State {
 	case ledger.StateSucceeded:
 		log.Info("done", "kind", d.Kind, "step", d.Step, "digest", d.Digest)
