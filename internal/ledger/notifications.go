@@ -180,15 +180,19 @@ func (s *Store) ResumeNotifications(ctx context.Context, now time.Time) (int, er
 	return int(k), err
 }
 
-// Notifications returns the newest notifications of app (every app when
-// app is ""), newest first, at most limit.
-func (s *Store) Notifications(ctx context.Context, app string, limit int) ([]Notification, error) {
-	if app == "" {
-		return queryAll(ctx, s.db, "list the notifications", scanNotification,
-			`SELECT `+notificationColumns+` FROM notifications ORDER BY id DESC LIMIT ?`, limit)
-	}
-	return queryAll(ctx, s.db, "list the notifications of "+app, scanNotification,
-		`SELECT `+notificationColumns+` FROM notifications WHERE app = ? ORDER BY id DESC LIMIT ?`, app, limit)
+// NotificationFilter selects notifications: of an app ("" for every app),
+// in a state ("" for any), the newest Limit.
+type NotificationFilter struct {
+	App   string
+	State string
+	Limit int
+}
+
+// Notifications returns the notifications f selects, newest first.
+func (s *Store) Notifications(ctx context.Context, f NotificationFilter) ([]Notification, error) {
+	q := `SELECT ` + notificationColumns + ` FROM notifications WHERE (? = '' OR app = ?) AND (? = '' OR state = ?)
+		ORDER BY id DESC LIMIT ?`
+	return queryAll(ctx, s.db, "list the notifications", scanNotification, q, f.App, f.App, f.State, f.State, max(f.Limit, 1))
 }
 
 // NotificationByDeliveryID returns the notification of a delivery id.

@@ -112,7 +112,7 @@ func waitState(t *testing.T, store *ledger.Store, want int, state string) []ledg
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		ns, err := store.Notifications(context.Background(), "", 10000)
+		ns, err := store.Notifications(context.Background(), ledger.NotificationFilter{Limit: 10000})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +182,7 @@ func TestNotifyFilters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ns, err := store.Notifications(ctx, "web", 10)
+	ns, err := store.Notifications(ctx, ledger.NotificationFilter{App: "web", Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +272,7 @@ func TestAttemptErrors(t *testing.T) {
 		if err := dl.DeliverDue(ctx); err != nil {
 			t.Fatal(err)
 		}
-		ns, _ := store.Notifications(ctx, "", 1)
+		ns, _ := store.Notifications(ctx, ledger.NotificationFilter{Limit: 1})
 		errs = append(errs, ns[0].LastError)
 		clock.Advance(time.Minute)
 	}
@@ -301,7 +301,7 @@ func TestMissingSecretWaits(t *testing.T) {
 	if err := dl.DeliverDue(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ns, _ := store.Notifications(ctx, "", 1)
+	ns, _ := store.Notifications(ctx, ledger.NotificationFilter{Limit: 1})
 	if len(rc.deliveries()) != 0 || ns[0].State != ledger.NotificationPending || !strings.Contains(ns[0].LastError, "HOOK_SECRET") {
 		t.Errorf("with HOOK_SECRET empty: %d requests, row %+v; want none sent, pending, naming HOOK_SECRET", len(rc.deliveries()), ns[0])
 	}

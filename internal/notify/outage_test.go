@@ -90,7 +90,7 @@ func TestOutageWithRestarts(t *testing.T) {
 	}
 	defer store.Close()
 
-	rows, err := store.Notifications(ctx, "", 1000)
+	rows, err := store.Notifications(ctx, ledger.NotificationFilter{Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func TestOutboxSurvivesReopen(t *testing.T) {
 	if err := NewDeliverer(store, nil, opt).DeliverDue(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ns, _ := store.Notifications(ctx, "", 10)
+	ns, _ := store.Notifications(ctx, ledger.NotificationFilter{Limit: 10})
 	got := rc.deliveries()
 	if len(ns) != 1 || ns[0].State != ledger.NotificationDelivered || ns[0].Attempts != 2 || len(got) != 2 || got[0].ID != got[1].ID || got[1].ID != ns[0].DeliveryID {
 		t.Errorf("after a restart: rows %+v, requests %+v; want one row delivered at its second attempt, the same id twice", ns, got)
@@ -84,7 +84,7 @@ func TestInterruptedAttemptResent(t *testing.T) {
 	if err := NewDeliverer(store, nil, opt).DeliverDue(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ns, _ := store.Notifications(context.Background(), "", 10)
+	ns, _ := store.Notifications(context.Background(), ledger.NotificationFilter{Limit: 10})
 	got := rc.deliveries()
 	if len(got) != 2 || got[0].ID != got[1].ID || ns[0].State != ledger.NotificationDelivered {
 		t.Fatalf("requests %+v, row %+v; want the same delivery twice, then delivered", got, ns[0])
@@ -119,7 +119,7 @@ func TestGiveUp(t *testing.T) {
 		}
 		clock.Set(next)
 	}
-	ns, _ := store.Notifications(ctx, "", 1)
+	ns, _ := store.Notifications(ctx, ledger.NotificationFilter{Limit: 1})
 	n := ns[0]
 	tried := n.LastAttemptAt.Sub(start)
 	t.Logf("given up after %d attempts over %s", n.Attempts, tried)
