@@ -91,13 +91,11 @@ func NewDeliverer(store *ledger.Store, wake <-chan struct{}, opt Options) *Deliv
 }
 
 // Run delivers until ctx ends, then waits for the attempts in flight to
-// end; those interrupted are sent again at the next start. It returns
-// ctx's error, or the ledger's when slipway cannot go on reading it.
+// end; those interrupted are sent again at the next start. A ledger that
+// fails is tried again. It returns ctx's error.
 func (d *Deliverer) Run(ctx context.Context) error {
-	if k, err := d.store.ResumeNotifications(ctx, d.opt.Now()); err != nil {
+	if err := d.resume(ctx); err != nil {
 		return err
-	} else if k > 0 {
-		d.opt.Logger.Info("sending again the notifications interrupted by the last stop", "count", k)
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -122,6 +120,28 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		timer.Stop()
+	}
+}
+
+// resume makes the rows interrupted by the last stop due now, trying
+// again while the ledger fails, until ctx ends.
+func (d *Deliverer) resume(ctx context.Context) error {
+	backoff := d.opt.FirstBackoff
+	for {
+		k, err := d.store.ResumeNotifications(ctx, d.opt.Now())
+		if err == nil {
+			if k > 0 {
+				d.opt.Logger.Info("sending again the notifications interrupted by the last stop", "count", k)
+			}
+			return nil
+		}
+		d.opt.Logger.Error("read the notifications outbox, trying again", "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
