@@ -19,7 +19,12 @@ var _ Notifier = (*notify.Outbox)(nil)
 
 // Notify records e for the app's notifications, stamped with the app's
 // name. It is what the pipeline's flows call: the deployments' outcomes
-// here, locks and break-glass where they are decided. A write that fails
+// here; locks and break-glass where they are decided, such as
+//
+//	c.Notify(ctx, notify.Event{Kind: notify.Locked, Env: env, Actor: who, Reason: why})
+//
+// Kind, Env, Actor and Reason are enough: the rest is filled in or left
+// out of the body, and the summary is made from them. A write that fails
 // is tried again, with the ledger's backoff, until it succeeds or ctx
 // ends (then it is logged, and lost).
 func (c *Controller) Notify(ctx context.Context, e notify.Event) {
