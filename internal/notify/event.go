@@ -79,15 +79,25 @@ func (e Event) Summary() string {
 		return fmt.Sprintf("%s: %s rolled back to %s", e.App, e.Env, what)
 	case AutoRollback:
 		return fmt.Sprintf("%s: %s of %s was rolled back automatically%s", e.App, e.Env, what, because(e.Reason))
+	case Locked:
+		return fmt.Sprintf("%s: %s locked%s%s", e.App, e.Env, by(e.Actor), because(e.Reason))
+	case Unlocked:
+		return fmt.Sprintf("%s: %s unlocked%s%s", e.App, e.Env, by(e.Actor), because(e.Reason))
+	case BreakGlass:
+		return fmt.Sprintf("%s: break-glass on %s%s%s", e.App, e.Env, by(e.Actor), because(e.Reason))
 	}
 	s := fmt.Sprintf("%s: %s", e.App, e.Kind)
 	if e.Env != "" {
 		s += " " + e.Env
 	}
-	if e.Actor != "" {
-		s += " by " + e.Actor
+	return s + by(e.Actor) + because(e.Reason)
+}
+
+func by(actor string) string {
+	if actor == "" {
+		return ""
 	}
-	return s + because(e.Reason)
+	return " by " + actor
 }
 
 // describe names e's version: its release and short commit.

@@ -320,3 +320,24 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("Backoff (-want +got):\n%s", diff)
 	}
 }
+
+func TestSummary(t *testing.T) {
+	c := "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
+	for _, tc := range []struct {
+		e    Event
+		want string
+	}{
+		{Event{Kind: BuildFailed, App: "web", Env: "dev", Commit: c, Reason: "tests failed"}, "web: the build of 1a2b3c4 failed: tests failed"},
+		{Event{Kind: Deployed, App: "web", Env: "dev", Commit: c}, "web: dev runs 1a2b3c4"},
+		{Event{Kind: Verified, App: "web", Env: "staging", Commit: c}, "web: 1a2b3c4 is verified on staging"},
+		{Event{Kind: Refused, App: "web", Env: "prod", Commit: c, Reason: "not a fast-forward"}, "web: the release of 1a2b3c4 to prod was refused: not a fast-forward"},
+		{Event{Kind: RolledBack, App: "web", Env: "prod", Commit: c, Release: "RC20261201_0900"}, "web: prod rolled back to RC20261201_0900 (1a2b3c4)"},
+		{Event{Kind: Locked, App: "web", Env: "prod", Actor: "alice", Reason: "incident 42"}, "web: prod locked by alice: incident 42"},
+		{Event{Kind: BreakGlass, App: "web", Env: "prod", Actor: "bob"}, "web: break-glass on prod by bob"},
+		{Event{Kind: Unlocked, App: "web", Env: "prod", Message: "prod is open again"}, "prod is open again"},
+	} {
+		if got := tc.e.Summary(); got != tc.want {
+			t.Errorf("%s: Summary() = %q, want %q", tc.e.Kind, got, tc.want)
+		}
+	}
+}
