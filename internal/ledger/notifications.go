@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -109,20 +110,25 @@ func (s *Store) addNotification(ctx context.Context, tx *sql.Tx, n *Notification
 }
 
 // DueNotifications returns at most limit pending notifications due at now
-// and not being sent, the longest due first.
-func (s *Store) DueNotifications(ctx context.Context, now time.Time, limit int) ([]Notification, error) {
+// and not being sent, the longest due first, leaving out those of the
+// destinations in skip (DestinationKey).
+func (s *Store) DueNotifications(ctx context.Context, now time.Time, limit int, skip ...string) ([]Notification, error) {
+	not, args := skipDestinations(skip)
+	args = append([]any{NotificationPending, formatTime(now)}, append(args, limit)...)
 	return queryAll(ctx, s.db, "list the notifications due", scanNotification,
 		`SELECT `+notificationColumns+` FROM notifications
-		WHERE state = ? AND next_attempt_at <= ? AND sending_since = ''
-		ORDER BY next_attempt_at, id LIMIT ?`, NotificationPending, formatTime(now), limit)
+		WHERE state = ? AND next_attempt_at <= ? AND sending_since = ''`+not+`
+		ORDER BY next_attempt_at, id LIMIT ?`, args...)
 }
 
 // NextNotificationDue returns when the next pending notification not being
-// sent is due, and false when there is none.
-func (s *Store) NextNotificationDue(ctx context.Context) (time.Time, bool, error) {
+// sent is due, leaving out the destinations in skip, and false when there
+// is none.
+func (s *Store) NextNotificationDue(ctx context.Context, skip ...string) (time.Time, bool, error) {
+	not, args := skipDestinations(skip)
 	var next sql.NullString
 	err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM notifications
-		WHERE state = ? AND sending_since = ''`, NotificationPending).Scan(&next)
+		WHERE state = ? AND sending_since = ''`+not, append([]any{NotificationPending}, args...)...).Scan(&next)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("find the next notification due: %w", err)
 	}
@@ -131,6 +137,23 @@ func (s *Store) NextNotificationDue(ctx context.Context) (time.Time, bool, error
 	}
 	t, err := parseTime(next.String)
 	return t, err == nil, err
+}
+
+// DestinationKey names a notification's destination among every app's:
+// APP/NAME.
+func DestinationKey(app, destination string) string { return app + "/" + destination }
+
+// skipDestinations is the condition leaving out the destinations of skip,
+// and its arguments.
+func skipDestinations(skip []string) (string, []any) {
+	if len(skip) == 0 {
+		return "", nil
+	}
+	args := make([]any, len(skip))
+	for i, k := range skip {
+		args[i] = k
+	}
+	return ` AND app || '/' || destination NOT IN (?` + strings.Repeat(", ?", len(skip)-1) + `)`, args
 }
 
 // ClaimNotification marks n as being sent, at its attempt n.Attempts+1.

@@ -37,8 +37,10 @@ type Options struct {
 	GiveUpAfter time.Duration
 	// AttemptTimeout bounds each attempt, answer included.
 	AttemptTimeout time.Duration
-	// Concurrency is how many attempts run at once.
-	Concurrency int
+	// Concurrency is how many attempts run at once; PerDestination how
+	// many of them may go to one destination (default half of them, at
+	// least one), so that a slow destination never holds up the others.
+	Concurrency, PerDestination int
 	// Client posts the notifications; nil: a client of its own.
 	Client *http.Client
 	// Secret returns the value of an environment variable; nil: os.Getenv.
@@ -54,6 +56,7 @@ func (o *Options) complete(store *ledger.Store) {
 	o.GiveUpAfter = cmpOr(o.GiveUpAfter, DefaultGiveUpAfter)
 	o.AttemptTimeout = cmpOr(o.AttemptTimeout, DefaultAttemptTimeout)
 	o.Concurrency = cmpOr(o.Concurrency, DefaultConcurrency)
+	o.PerDestination = min(cmpOr(o.PerDestination, max(1, o.Concurrency/2)), o.Concurrency)
 	if o.Client == nil {
 		o.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
@@ -81,13 +84,16 @@ type Deliverer struct {
 	store *ledger.Store
 	wake  <-chan struct{}
 	opt   Options
+
+	mu   sync.Mutex
+	busy map[string]int // destination (ledger.DestinationKey) → attempts in flight
 }
 
 // NewDeliverer returns a Deliverer of store's outbox; wake (an Outbox's
 // Wakeups, or nil) makes it look for new rows at once.
 func NewDeliverer(store *ledger.Store, wake <-chan struct{}, opt Options) *Deliverer {
 	opt.complete(store)
-	return &Deliverer{store: store, wake: wake, opt: opt}
+	return &Deliverer{store: store, wake: wake, opt: opt, busy: map[string]int{}}
 }
 
 // Run delivers until ctx ends, then waits for the attempts in flight to
@@ -145,22 +151,31 @@ func (d *Deliverer) resume(ctx context.Context) error {
 	}
 }
 
-// dispatch starts an attempt for each due row, as many as free slots.
+// dispatch starts an attempt for each due row, as many as free slots,
+// at most PerDestination at once for one destination.
 func (d *Deliverer) dispatch(ctx context.Context, wg *sync.WaitGroup, slots, done chan struct{}) error {
 	free := cap(slots) - len(slots)
 	if free == 0 {
 		return nil
 	}
-	rows, err := d.store.DueNotifications(ctx, d.opt.Now(), free)
+	rows, err := d.store.DueNotifications(ctx, d.opt.Now(), free*d.opt.PerDestination, d.saturated()...)
 	if err != nil {
 		return err
 	}
 	for _, n := range rows {
-		ok, err := d.store.ClaimNotification(ctx, &n, d.opt.Now())
-		if err != nil {
-			return err
+		if len(slots) == cap(slots) {
+			break
 		}
-		if !ok {
+		key := ledger.DestinationKey(n.App, n.Destination)
+		if !d.take(key) {
+			continue
+		}
+		ok, err := d.store.ClaimNotification(ctx, &n, d.opt.Now())
+		if err != nil || !ok {
+			d.release(key)
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		slots <- struct{}{}
@@ -168,6 +183,7 @@ func (d *Deliverer) dispatch(ctx context.Context, wg *sync.WaitGroup, slots, don
 		go func() {
 			defer wg.Done()
 			defer func() {
+				d.release(key)
 				<-slots
 				select {
 				case done <- struct{}{}:
@@ -180,6 +196,41 @@ func (d *Deliverer) dispatch(ctx context.Context, wg *sync.WaitGroup, slots, don
 	return nil
 }
 
+// take counts an attempt to destination key in flight, unless it has
+// PerDestination already.
+func (d *Deliverer) take(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.busy[key] >= d.opt.PerDestination {
+		return false
+	}
+	d.busy[key]++
+	return true
+}
+
+// release counts an attempt to destination key ended.
+func (d *Deliverer) release(key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.busy[key]--; d.busy[key] <= 0 {
+		delete(d.busy, key)
+	}
+}
+
+// saturated returns the destinations with PerDestination attempts in
+// flight.
+func (d *Deliverer) saturated() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var keys []string
+	for k, n := range d.busy {
+		if n >= d.opt.PerDestination {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
 // untilNext is how long to wait before looking again: until the next row
 // is due (a minute at most: rows may come from elsewhere), or, while every
 // slot is busy, until one is free.
@@ -188,7 +239,7 @@ func (d *Deliverer) untilNext(ctx context.Context, full bool) (time.Duration, er
 	if full {
 		return idle, nil
 	}
-	next, ok, err := d.store.NextNotificationDue(ctx)
+	next, ok, err := d.store.NextNotificationDue(ctx, d.saturated()...)
 	if err != nil || !ok {
 		return idle, err
 	}

@@ -341,3 +341,47 @@ func TestSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowDestinationHoldsUpNoOther: while a destination that never
+// answers holds its share of the attempts, another destination's events
+// are delivered at once.
+func TestSlowDestinationHoldsUpNoOther(t *testing.T) {
+	stuck := make(chan struct{})
+	defer close(stuck)
+	slow := newReceiver(t, func(r *http.Request, n int) int {
+		select {
+		case <-r.Context().Done():
+		case <-stuck:
+		}
+		return http.StatusOK
+	})
+	fast := newReceiver(t, nil)
+	store := openStore(t, filepath.Join(t.TempDir(), "ledger.db"))
+	defer store.Close()
+	out := NewOutbox(store, func(app string) []config.Notification {
+		if app == "slow" {
+			return []config.Notification{{Name: "hook", URL: slow.srv.URL, SecretEnv: "HOOK_SECRET"}}
+		}
+		return []config.Notification{{Name: "hook", URL: fast.srv.URL, SecretEnv: "HOOK_SECRET"}}
+	})
+	opt := fastOptions()
+	opt.AttemptTimeout = time.Minute
+	runDeliverer(t, store, out.Wakeups(), opt)
+	ctx := context.Background()
+	for range 10 {
+		e := event(Deployed)
+		e.App = "slow"
+		if err := out.Notify(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 10 {
+		if err := out.Notify(ctx, event(Deployed)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitState(t, store, 10, ledger.NotificationDelivered)
+	if n := len(slow.deliveries()); n != DefaultConcurrency/2 {
+		t.Errorf("the slow destination has %d requests in flight, want %d (half the attempts)", n, DefaultConcurrency/2)
+	}
+}
