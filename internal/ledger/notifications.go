@@ -70,7 +70,8 @@ func scanNotification(r rowScanner) (Notification, error) {
 
 // AddNotifications writes ns to the outbox in one transaction, pending
 // and due at their NextAttemptAt (CreatedAt when zero; a zero CreatedAt is
-// stamped with the store's clock), and sets their IDs.
+// stamped with the store's clock), and sets their IDs. A row whose
+// DeliveryID is in the outbox already is left out (its ID stays 0).
 func (s *Store) AddNotifications(ctx context.Context, ns []Notification) error {
 	if len(ns) == 0 {
 		return nil
@@ -100,9 +101,13 @@ func (s *Store) addNotification(ctx context.Context, tx *sql.Tx, n *Notification
 	}
 	n.State = NotificationPending
 	err := tx.QueryRowContext(ctx, `INSERT INTO notifications (delivery_id, app, event, destination, url, format,
-		secret_env, body, state, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		secret_env, body, state, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (delivery_id) DO NOTHING RETURNING id`,
 		n.DeliveryID, n.App, n.Event, n.Destination, n.URL, n.Format, n.SecretEnv, string(n.Body), n.State,
 		formatTime(n.CreatedAt), formatTime(n.NextAttemptAt)).Scan(&n.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // written before, with its delivery id: ID stays 0
+	}
 	if err != nil {
 		return fmt.Errorf("record %s notification for %s: %w", n.Event, n.Destination, err)
 	}

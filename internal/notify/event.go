@@ -48,6 +48,12 @@ type Event struct {
 	Reason string `json:"reason,omitempty"`
 	// Message is one line for people; empty: made from the fields above.
 	Message string `json:"message"`
+	// Key, when set, names the event for good, such as the outcome of one
+	// deployment: an event is written once per Key and destination, with a
+	// delivery id made from them, so that a flow which announces the same
+	// outcome again after a restart sends it once. Empty: every Notify is
+	// a new event.
+	Key string `json:"-"`
 }
 
 // Notifier records events to be delivered; it never waits for delivery.

@@ -95,6 +95,16 @@ func Verify(secret, body []byte, signature string) bool {
 	return hmac.Equal([]byte(signature), []byte(Sign(secret, body)))
 }
 
+// deliveryID is the delivery id of an event with key for destination
+// dest: 32 hex digits of their SHA-256, or random ones without a key.
+func deliveryID(key, dest string) (string, error) {
+	if key == "" {
+		return newDeliveryID()
+	}
+	sum := sha256.Sum256([]byte(key + "\x00" + dest))
+	return hex.EncodeToString(sum[:16]), nil
+}
+
 // newDeliveryID returns a new delivery id: 32 random hex digits.
 func newDeliveryID() (string, error) {
 	b := make([]byte, 16)

@@ -385,3 +385,31 @@ func TestSlowDestinationHoldsUpNoOther(t *testing.T) {
 		t.Errorf("the slow destination has %d requests in flight, want %d (half the attempts)", n, DefaultConcurrency/2)
 	}
 }
+
+// TestKeyWrittenOnce: an event announced again under the same Key (a
+// flow finished again after a restart) is not written again; another Key
+// is a new event.
+func TestKeyWrittenOnce(t *testing.T) {
+	store := openStore(t, filepath.Join(t.TempDir(), "ledger.db"))
+	defer store.Close()
+	out := NewOutbox(store, dests("http://127.0.0.1:1/"))
+	ctx := context.Background()
+	for _, key := range []string{"web/deployment/7/released", "web/deployment/7/released", "web/deployment/8/released"} {
+		e := event(Released)
+		e.Key = key
+		if err := out.Notify(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns, err := store.Notifications(ctx, ledger.NotificationFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ns) != 2 || ns[0].DeliveryID == ns[1].DeliveryID {
+		t.Fatalf("rows %+v, want two with distinct ids", ns)
+	}
+	want, _ := deliveryID("web/deployment/7/released", "web/hook")
+	if ns[1].DeliveryID != want {
+		t.Errorf("delivery id of the first key = %s, want %s", ns[1].DeliveryID, want)
+	}
+}

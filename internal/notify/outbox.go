@@ -33,8 +33,9 @@ func NewOutbox(store *ledger.Store, dests Destinations) *Outbox {
 func (o *Outbox) Wakeups() <-chan struct{} { return o.wake }
 
 // Notify writes one row per destination of e.App that asks for e.Kind, in
-// one transaction, and returns without waiting for delivery. An error means
-// nothing was written.
+// one transaction, and returns without waiting for delivery; rows of an
+// e.Key written before are not written again. An error means nothing was
+// written.
 func (o *Outbox) Notify(ctx context.Context, e Event) error {
 	if e.Time.IsZero() {
 		e.Time = o.now()
@@ -65,7 +66,7 @@ func (o *Outbox) Notify(ctx context.Context, e Event) error {
 
 // newRow is the outbox row of e for destination d, written at at.
 func newRow(d config.Notification, e Event, at time.Time) (ledger.Notification, error) {
-	id, err := newDeliveryID()
+	id, err := deliveryID(e.Key, ledger.DestinationKey(e.App, d.Name))
 	if err != nil {
 		return ledger.Notification{}, err
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"slipway.dev/slipway/internal/ledger"
@@ -32,6 +33,9 @@ func (c *Controller) Notify(ctx context.Context, e notify.Event) {
 		return
 	}
 	e.App = c.cfg.App
+	if e.Key != "" {
+		e.Key = c.cfg.App + "/" + e.Key
+	}
 	backoff := c.cfg.RetryBackoff
 	for {
 		err := c.deps.Notifier.Notify(ctx, e)
@@ -52,7 +56,8 @@ func (c *Controller) Notify(ctx context.Context, e notify.Event) {
 // deploymentEvent is the event of kind about d.
 func deploymentEvent(kind string, d *ledger.Deployment) notify.Event {
 	e := notify.Event{Kind: kind, Env: d.Env, Commit: d.Commit, Release: d.ReleaseName, Digest: d.Digest,
-		Deployment: d.ID, Trigger: d.Trigger, Reason: d.Reason}
+		Deployment: d.ID, Trigger: d.Trigger, Reason: d.Reason,
+		Key: fmt.Sprintf("deployment/%d/%s/%s", d.ID, d.CreatedAt.UTC().Format(time.RFC3339Nano), kind)}
 	if kind == notify.Released && d.Forced {
 		e.Reason = "forced: " + d.ForceReason
 	}
@@ -91,7 +96,10 @@ func rolledOutBy(step string) bool {
 	return step == "health" || step == "smoke" || step == "tags"
 }
 
-// notifyFinal announces d's final state.
+// notifyFinal announces d's final state. finish calls it before it writes
+// that state: a stop in between leaves the row in flight, and the next
+// start finishes it and announces it again, under the same Key, which is
+// not sent twice. So an outcome is announced at least once.
 func (c *Controller) notifyFinal(ctx context.Context, d *ledger.Deployment) {
 	if kind := finalEvent(d); kind != "" {
 		c.Notify(ctx, deploymentEvent(kind, d))

@@ -285,10 +285,10 @@ func (c *Controller) finish(ctx context.Context, ro *rollout, log *slog.Logger, 
 		log.Info("interrupted by shutdown; taken up again at the next start", "step", d.Step)
 		return
 	}
+	c.notifyFinal(ctx, d)
 	if err := c.save(ctx, ro, d); err != nil {
 		return
 	}
-	c.notifyFinal(ctx, d)
 	switch d.State {
 	case ledger.StateSucceeded:
 		log.Info("done", "kind", d.Kind, "step", d.Step, "digest", d.Digest)
