@@ -212,7 +212,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	runErr := make(chan error, 1)
 	go func() { runErr <- all.Run(runCtx) }()
 	notifyDone := runDeliverer(runCtx, store, outbox, log)
-	defer func() { <-notifyDone }()
+	defer func() { cancel(); <-notifyDone }() // before the ledger closes
 	if o.ready != nil {
 		go o.ready(runCtx, all, apiURL)
 	}
