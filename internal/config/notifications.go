@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
@@ -96,9 +97,14 @@ func (v *validator) notification(p string, n Notification) {
 		v.add(p+".format", "%q is not a format: use json (slipway's own body) or slack (a Slack-compatible message)", n.Format)
 	}
 	for j, e := range n.Events {
-		if !slices.Contains(NotificationEvents, e) {
-			v.add(p+".events["+strconv.Itoa(j)+"]", "%q is not an event: use %s, or leave events out for every event", e, strings.Join(NotificationEvents, ", "))
+		if slices.Contains(NotificationEvents, e) {
+			continue
 		}
+		hint := ""
+		if c := closest(e, NotificationEvents); c != "" {
+			hint = fmt.Sprintf(" (did you mean %q?)", c)
+		}
+		v.add(p+".events["+strconv.Itoa(j)+"]", "%q is not an event%s: use %s, or leave events out for every event", e, hint, strings.Join(NotificationEvents, ", "))
 	}
 	if n.SecretEnv != "" && !envName.MatchString(n.SecretEnv) {
 		v.add(p+".secretEnv", "%q is not an environment variable name, such as SLIPWAY_NOTIFY_SECRET", n.SecretEnv)

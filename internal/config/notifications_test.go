@@ -51,6 +51,7 @@ func TestNotificationsErrors(t *testing.T) {
 		{"notifications:\n  - name: a\n    url: https://u:pw@h/x?token=s\n    format: xml\n", `notifications[0].format: "xml" is not a format`},
 		{"notifications:\n  - name: a\n    url: https:///x?token=s\n", `notifications[0].url: "https:///x?…" names no host`},
 		{"notifications:\n  - name: a\n    url: https://h/x\n    events: [deployed, deploy]\n", `f.yaml:7: notifications[0].events[1]: "deploy" is not an event`},
+		{"notifications:\n  - name: a\n    url: https://h/x\n    events: [relased]\n", `notifications[0].events[0]: "relased" is not an event (did you mean "released"?)`},
 		{"notifications:\n  - name: a\n    url: https://h/x\n    secretEnv: 1X\n", `notifications[0].secretEnv: "1X" is not an environment variable name`},
 		{"notifications:\n  - name: a\n    url: https://h/x\n  - name: a\n    url: https://h/y\n", `notifications[1].name: "a" is also the name of notifications[0]`},
 	} {
