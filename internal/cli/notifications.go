@@ -39,6 +39,19 @@ func checkNotificationSecrets(configPath string, set *config.Set) error {
 	return nil
 }
 
+// notifyDestinations are the destinations of each app's events: the
+// file's top-level notifications, then the app's own.
+func notifyDestinations(set *config.Set) notify.Destinations {
+	return func(app string) []notify.Destination {
+		var out []notify.Destination
+		for _, n := range set.Destinations(app) {
+			out = append(out, notify.Destination{Name: n.Name, URL: n.URL, Format: n.FormatOrDefault(),
+				Events: n.Events, SecretEnv: n.SecretEnv})
+		}
+		return out
+	}
+}
+
 // runDeliverer delivers the outbox's notifications until ctx ends; the
 // channel closes once the attempts in flight have ended.
 func runDeliverer(ctx context.Context, store *ledger.Store, outbox *notify.Outbox, log *slog.Logger) <-chan struct{} {

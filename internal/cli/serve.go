@@ -141,7 +141,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		break
 	}
 
-	outbox := notify.NewOutbox(store, set.Destinations)
+	outbox := notify.NewOutbox(store, notifyDestinations(set))
 	all, err := apps.Open(ctx, apps.Options{Set: set, DataDir: dataDir, RegistryAddr: o.registryAddr, Store: store, Logger: log, Notifier: outbox})
 	if err != nil {
 		if errors.Is(err, apps.ErrConfig) {

@@ -7,8 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+)
 
-	"slipway.dev/slipway/internal/config"
+// Formats of a destination's body.
+const (
+	FormatJSON  = "json"  // Body
+	FormatSlack = "slack" // a Slack incoming webhook's message
 )
 
 // Headers of every delivery.
@@ -37,7 +41,7 @@ type Body struct {
 func render(format, id string, e Event) ([]byte, error) {
 	var v any
 	switch format {
-	case config.FormatSlack:
+	case FormatSlack:
 		v = slackBody(id, e)
 	default:
 		v = Body{ID: id, Event: e, Summary: e.Summary()}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/ledger"
 )
 
@@ -79,9 +78,9 @@ func openStore(t testing.TB, path string) *ledger.Store {
 	return s
 }
 
-func dests(url string, extra ...config.Notification) Destinations {
-	return func(app string) []config.Notification {
-		return append([]config.Notification{{Name: "hook", URL: url, SecretEnv: "HOOK_SECRET"}}, extra...)
+func dests(url string, extra ...Destination) Destinations {
+	return func(app string) []Destination {
+		return append([]Destination{{Name: "hook", URL: url, SecretEnv: "HOOK_SECRET"}}, extra...)
 	}
 }
 
@@ -170,10 +169,10 @@ func TestDeliverSigned(t *testing.T) {
 func TestNotifyFilters(t *testing.T) {
 	store := openStore(t, filepath.Join(t.TempDir(), "ledger.db"))
 	defer store.Close()
-	out := NewOutbox(store, func(app string) []config.Notification {
-		return []config.Notification{
+	out := NewOutbox(store, func(app string) []Destination {
+		return []Destination{
 			{Name: "all", URL: "http://127.0.0.1:1/"},
-			{Name: "chat", URL: "http://127.0.0.1:1/", Format: config.FormatSlack, Events: []string{Released, AutoRollback}},
+			{Name: "chat", URL: "http://127.0.0.1:1/", Format: FormatSlack, Events: []string{Released, AutoRollback}},
 		}
 	})
 	ctx := context.Background()
@@ -358,11 +357,11 @@ func TestSlowDestinationHoldsUpNoOther(t *testing.T) {
 	fast := newReceiver(t, nil)
 	store := openStore(t, filepath.Join(t.TempDir(), "ledger.db"))
 	defer store.Close()
-	out := NewOutbox(store, func(app string) []config.Notification {
+	out := NewOutbox(store, func(app string) []Destination {
 		if app == "slow" {
-			return []config.Notification{{Name: "hook", URL: slow.srv.URL, SecretEnv: "HOOK_SECRET"}}
+			return []Destination{{Name: "hook", URL: slow.srv.URL, SecretEnv: "HOOK_SECRET"}}
 		}
-		return []config.Notification{{Name: "hook", URL: fast.srv.URL, SecretEnv: "HOOK_SECRET"}}
+		return []Destination{{Name: "hook", URL: fast.srv.URL, SecretEnv: "HOOK_SECRET"}}
 	})
 	opt := fastOptions()
 	opt.AttemptTimeout = time.Minute

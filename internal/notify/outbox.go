@@ -3,14 +3,35 @@ package notify
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
-	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/ledger"
 )
 
+// Destination is where events are posted: one entry of notifications in
+// slipway.yaml.
+type Destination struct {
+	// Name identifies it among the app's destinations.
+	Name string
+	// URL is posted to.
+	URL string
+	// Format is FormatJSON (also when empty) or FormatSlack.
+	Format string
+	// Events are the event kinds it gets; empty: every one.
+	Events []string
+	// SecretEnv names the environment variable holding the signing
+	// secret; empty: unsigned.
+	SecretEnv string
+}
+
 // Destinations returns the destinations of an app's events.
-type Destinations func(app string) []config.Notification
+type Destinations func(app string) []Destination
+
+// wants reports whether d gets events of kind.
+func (d Destination) wants(kind string) bool {
+	return len(d.Events) == 0 || slices.Contains(d.Events, kind)
+}
 
 // Outbox records events in the ledger for the Deliverer.
 type Outbox struct {
@@ -43,7 +64,7 @@ func (o *Outbox) Notify(ctx context.Context, e Event) error {
 	e.Time = e.Time.UTC()
 	var rows []ledger.Notification
 	for _, d := range o.dests(e.App) {
-		if !d.Wants(e.Kind) {
+		if !d.wants(e.Kind) {
 			continue
 		}
 		n, err := newRow(d, e, o.now())
@@ -65,12 +86,15 @@ func (o *Outbox) Notify(ctx context.Context, e Event) error {
 }
 
 // newRow is the outbox row of e for destination d, written at at.
-func newRow(d config.Notification, e Event, at time.Time) (ledger.Notification, error) {
+func newRow(d Destination, e Event, at time.Time) (ledger.Notification, error) {
 	id, err := deliveryID(e.Key, ledger.DestinationKey(e.App, d.Name))
 	if err != nil {
 		return ledger.Notification{}, err
 	}
-	format := d.FormatOrDefault()
+	format := d.Format
+	if format != FormatSlack {
+		format = FormatJSON
+	}
 	body, err := render(format, id, e)
 	if err != nil {
 		return ledger.Notification{}, err
