@@ -108,11 +108,10 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	slots := make(chan struct{}, d.opt.Concurrency)
 	done := make(chan struct{}, 1) // an attempt ended: a slot is free
 	for {
-		if err := d.dispatch(ctx, &wg, slots, done); err != nil {
-			d.opt.Logger.Error("read the notifications outbox", "err", err)
-		}
+		derr := d.dispatch(ctx, &wg, slots, done)
 		wait, err := d.untilNext(ctx, len(slots) == cap(slots))
-		if err != nil {
+		if err := errors.Join(derr, err); err != nil && ctx.Err() == nil {
+			// The ledger fails: look again after a while, not at once.
 			d.opt.Logger.Error("read the notifications outbox", "err", err)
 			wait = d.opt.FirstBackoff
 		}
@@ -263,6 +262,7 @@ func (d *Deliverer) DeliverDue(ctx context.Context) error {
 		for _, n := range rows {
 			ok, err := d.store.ClaimNotification(ctx, &n, d.opt.Now())
 			if err != nil {
+				wg.Wait()
 				return err
 			}
 			if !ok {
