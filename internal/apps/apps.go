@@ -52,6 +52,9 @@ type Options struct {
 	// Changes, when set, hears of every change of an app's deployments,
 	// their steps and its builds; Open makes one when it is nil.
 	Changes *changes.Hub
+	// Notifier, when set, records every app's events for its
+	// notifications (notify.Outbox); nil: none are recorded.
+	Notifier pipeline.Notifier
 }
 
 // Backend is a runtime with logs.
@@ -184,6 +187,7 @@ func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
 		Store:    deps,
 		Logger:   log.With("component", "controller"),
 		OnChange: func() { a.opts.Changes.Publish(cfg.App) },
+		Notifier: a.opts.Notifier,
 	})
 	if err != nil {
 		return nil, err

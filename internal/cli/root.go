@@ -65,6 +65,7 @@ rolls back with one command. Configuration is one file, slipway.yaml
 		newStartCommand(),
 		newRemoveCommand(),
 		newDORACommand(),
+		newNotificationsCommand(),
 	)
 	usageArgs(root)
 	return root

@@ -17,6 +17,7 @@ import (
 	"slipway.dev/slipway/internal/apps"
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/ledger"
+	"slipway.dev/slipway/internal/notify"
 	"slipway.dev/slipway/internal/registry"
 	"slipway.dev/slipway/internal/web"
 )
@@ -107,6 +108,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 			secrets[cfg.App] = []byte(secret)
 		}
 	}
+	if err := checkNotificationSecrets(o.configPath, set); err != nil {
+		return err
+	}
 	dataDir, err := filepath.Abs(o.dataDir)
 	if err != nil {
 		return err
@@ -137,7 +141,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 		break
 	}
 
-	all, err := apps.Open(ctx, apps.Options{Set: set, DataDir: dataDir, RegistryAddr: o.registryAddr, Store: store, Logger: log})
+	outbox := notify.NewOutbox(store, notifyDestinations(set))
+	all, err := apps.Open(ctx, apps.Options{Set: set, DataDir: dataDir, RegistryAddr: o.registryAddr, Store: store, Logger: log, Notifier: outbox})
 	if err != nil {
 		if errors.Is(err, apps.ErrConfig) {
 			return &UsageError{Err: fmt.Errorf("%s: %w", o.configPath, err)}
@@ -167,6 +172,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	srv := api.NewServer(all, token, log.With("component", "api"))
 	srv.EnableMetrics(func(app string) api.DeploymentCounter { return store.Deployments().ForApp(app) })
+	srv.EnableNotifications(store)
 	if o.plainWrites {
 		srv.AllowPlainWrites()
 	}
@@ -205,6 +211,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- all.Run(runCtx) }()
+	notifyDone := runDeliverer(runCtx, store, outbox, log)
+	defer func() { cancel(); <-notifyDone }() // before the ledger closes
 	if o.ready != nil {
 		go o.ready(runCtx, all, apiURL)
 	}

@@ -52,6 +52,9 @@ type Config struct {
 	Kubernetes Kubernetes `yaml:"kubernetes"`
 	// Environments are the deployment targets, in pipeline order.
 	Environments []Environment `yaml:"environments"`
+	// Notifications are the outgoing webhooks of the app's events; in a
+	// file of several apps, the top-level ones apply to every app as well.
+	Notifications []Notification `yaml:"notifications,omitempty"`
 
 	file string         // the file Parse read, for error positions
 	pos  map[string]int // field path -> line in file; "": the app's first line in a file of several

@@ -37,6 +37,9 @@ type Set struct {
 	// ParseSet sets it to build.concurrency, or DefaultBuildConcurrency()
 	// when that is left out; 0 in a Set built in code means the same.
 	BuildConcurrency int
+	// Notifications are the apps form's top-level outgoing webhooks, for
+	// the events of every app (see Destinations).
+	Notifications []Notification
 
 	file string
 	pos  map[string]int // top-level field path -> line (apps form)
@@ -50,6 +53,8 @@ type setFile struct {
 	Runtime    string     `yaml:"runtime"`
 	Kubernetes Kubernetes `yaml:"kubernetes"`
 	Build      setBuild   `yaml:"build"`
+	// Notifications apply to every app.
+	Notifications []Notification `yaml:"notifications"`
 }
 
 // setBuild is the top-level build of the apps form.
@@ -128,6 +133,7 @@ func parseApps(name string, root *yaml.Node) (*Set, []error) {
 	d.decode(rest, reflect.ValueOf(&top).Elem(), "")
 	s.pos["apps"] = appsKey.Line
 	s.BuildConcurrency = top.Build.Concurrency
+	s.Notifications = top.Notifications
 	base := &Config{Registry: top.Registry, Runtime: top.Runtime, Kubernetes: top.Kubernetes}
 	inherited := map[string]int{}
 	for path, line := range s.pos {
@@ -230,11 +236,14 @@ func (s *Set) Validate() error {
 	if s.BuildConcurrency < 0 {
 		top.add("build.concurrency", concurrencyMsg, s.BuildConcurrency)
 	}
+	global := map[string]string{}
+	top.notifications("notifications", s.Notifications, global)
 	keep(invalid(top.errs))
 	vs := make([]*validator, len(s.Apps))
 	for i, c := range s.Apps {
 		vs[i] = &validator{c: c, prefix: s.prefix(i)}
 		keep(c.validate(vs[i].prefix))
+		vs[i].globalClash(c.Notifications, global)
 	}
 	s.conflicts(vs)
 	for _, v := range vs {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"slipway.dev/slipway/internal/ledger"
+	"slipway.dev/slipway/internal/notify"
 )
 
 // This file is the flow of automatic environments: noticing what they
@@ -229,7 +230,13 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 			rolledOut = true
 			return nil
 		}},
-		{"health", func(ctx context.Context) error { return c.waitHealthy(ctx, e.Name, d.Replicas) }},
+		{"health", func(ctx context.Context) error {
+			if err := c.waitHealthy(ctx, e.Name, d.Replicas); err != nil {
+				return err
+			}
+			c.Notify(ctx, deploymentEvent(notify.Deployed, d))
+			return nil
+		}},
 		{"smoke", func(ctx context.Context) error { return c.deps.Smoker.Smoke(ctx, e.Name, commit, e.URL) }},
 		{"tags", func(ctx context.Context) error { return c.tagEnv(ctx, e, d.Digest) }},
 	})

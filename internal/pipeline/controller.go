@@ -88,6 +88,9 @@ type Deps struct {
 	// the controller's locks that status or a command waits on; it must
 	// not block.
 	OnChange func()
+	// Notifier, when set, records the app's events for its outgoing
+	// webhooks (notify.go).
+	Notifier Notifier
 }
 
 // Controller runs one app's pipeline. Create it with New, then Run it.

@@ -308,6 +308,8 @@ type harness struct {
 	storeOverride Store
 	// onChange, when set, is the controller's OnChange.
 	onChange func()
+	// notifier, when set, is the controller's Notifier.
+	notifier Notifier
 	c        *Controller
 	cancel   context.CancelFunc
 	done     chan error
@@ -343,7 +345,7 @@ func (h *harness) start(envs ...Env) {
 	}
 	c, err := New(Config{Envs: envs, PollInterval: time.Hour, HealthTimeout: time.Second, RetryFor: time.Second, RetryBackoff: 10 * time.Millisecond}, Deps{
 		Repo: h.repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
-		Smoker: h.smoker, Store: store, Now: h.clock.Now, OnChange: h.onChange,
+		Smoker: h.smoker, Store: store, Now: h.clock.Now, OnChange: h.onChange, Notifier: h.notifier,
 	})
 	if err != nil {
 		h.t.Fatal(err)

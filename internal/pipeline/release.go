@@ -242,6 +242,7 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 			return nil, err
 		}
 		c.recordDone(ctx, d, "preflight", began, ledger.StepFailed, re.Reason)
+		c.notifyFinal(ctx, d)
 		return nil, perr
 	}
 	if force {

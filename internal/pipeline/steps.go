@@ -285,6 +285,7 @@ func (c *Controller) finish(ctx context.Context, ro *rollout, log *slog.Logger, 
 		log.Info("interrupted by shutdown; taken up again at the next start", "step", d.Step)
 		return
 	}
+	c.notifyFinal(ctx, d)
 	if err := c.save(ctx, ro, d); err != nil {
 		return
 	}

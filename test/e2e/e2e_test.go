@@ -435,6 +435,10 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg = bytes.Replace(cfg, []byte("- name: prod\n"), []byte("- name: prod\n    env:\n      E2E_PROD: \"1\"\n"), 1)
+	// Every event goes to a receiver of this test, signed.
+	t.Setenv("E2E_NOTIFY_SECRET", "e2e-secret")
+	hooks := startNotifyReceiver(t, "e2e-secret")
+	cfg = append(cfg, hooks.config()...)
 	writeFile(t, ws.Config, string(cfg))
 	e.bin = buildSlipway(t, short)
 	e.args = []string{"serve", "--config", ws.Config, "--data-dir", ws.DataDir, "--api-addr", apiAddr, "--registry-addr", e.regAddr}
@@ -591,6 +595,14 @@ func TestDemoEndToEnd(t *testing.T) {
 	e.checkTruth(c4, rel.Release)
 	if p := envOf(e.status(), "prod"); p.Replicas.Ready != 4 || p.Replicas.Desired != 4 {
 		t.Errorf("prod replicas %+v, want 4/4", p.Replicas)
+	}
+
+	// Each flow's event reached the receiver, across the restart.
+	hooks.waitFor("verified dev "+c1, "released prod "+c1, "build.failed dev "+c2, "auto_rollback prod "+c3,
+		"rolled_back prod "+c0, "verified dev "+c4, "released prod "+c4)
+	out, errOut, code = e.slipway("notifications", "--state", "failed")
+	if code != 0 || !strings.Contains(out, "No notifications yet") {
+		t.Errorf("notifications --state failed: exit %d, %q %q", code, out, errOut)
 	}
 
 	// The CLI's text output, as a user sees it.
