@@ -236,6 +236,10 @@ func (b *Backend) apply(ctx context.Context, dir string, spec deploy.Spec) error
 // rollOut unpacks the image and has the supervisor roll it out; sent
 // reports whether the supervisor got the request.
 func (b *Backend) rollOut(ctx context.Context, dir string, spec deploy.Spec) (sent bool, err error) {
+	secrets, err := readSecrets(spec)
+	if err != nil {
+		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
+	}
 	img, err := b.images.unpack(ctx, spec.Image)
 	if err != nil {
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
@@ -249,7 +253,7 @@ func (b *Backend) rollOut(ctx context.Context, dir string, spec deploy.Spec) (se
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
 	stopWatch := watchRollout(ctx, ctl, spec, rolloutWatchEvery)
-	err = ctl.do(ctx, "POST", "/apply", applyRequest{Spec: spec, Image: img}, nil)
+	err = ctl.do(ctx, "POST", "/apply", applyRequest{Spec: spec, Image: img, Secrets: secrets}, nil)
 	stopWatch()
 	if err != nil {
 		var re *deploy.RolloutError
