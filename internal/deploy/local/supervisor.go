@@ -63,10 +63,10 @@ type supervisor struct {
 	// ids is the host's range of the replicas' user namespaces, and
 	// cgroups where their limits are set (nil: not limited), in a
 	// sandbox.
-	ids       idMap
-	cgroups   *cgroupRoot
-	clock     clock
-	lb        *balancer
+	ids     idMap
+	cgroups *cgroupRoot
+	clock   clock
+	lb      *balancer
 	// host is what each replica's supervision gets from the supervisor.
 	host *replicaHost
 	// ctx is what replicas run under: they stop when it ends, or on
