@@ -93,11 +93,17 @@ func TestSandboxConfines(t *testing.T) {
 // hostUIDOfApp is the host's uid of the child of the sandbox's init pid.
 func hostUIDOfApp(t *testing.T, initPid int) int {
 	t.Helper()
-	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", initPid, initPid))
-	if err != nil || len(strings.Fields(string(kids))) == 0 {
-		t.Fatalf("children of the sandbox's init %d: %q, %v", initPid, kids, err)
+	// Any thread of the init (a Go program) may have started it.
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", initPid))
+	var kids []string
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		kids = append(kids, strings.Fields(string(b))...)
 	}
-	status, err := os.ReadFile("/proc/" + strings.Fields(string(kids))[0] + "/status")
+	if len(kids) != 1 {
+		t.Fatalf("children of the sandbox's init %d: %q, want one", initPid, kids)
+	}
+	status, err := os.ReadFile("/proc/" + kids[0] + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
