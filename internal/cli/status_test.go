@@ -16,8 +16,8 @@ import (
 	"slipway.dev/slipway/internal/api"
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/demo"
-	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/deploy"
+	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/pipeline"
 )
 
