@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -28,7 +27,10 @@ func TestOutOfMemoryRestarts(t *testing.T) {
 	}
 	d := &deployed{b: b, env: "oom", spec: spec}
 	st := d.status(t)
-	checkCgroupLimit(t, st.Instances[0].Name, 64<<20)
+	name := st.Instances[0].Name
+	checkCgroupFile(t, name, "memory", "memory.limit_in_bytes", "memory.max", "67108864")
+	checkCgroupFile(t, name, "cpu", "cpu.cfs_quota_us", "cpu.max", "50000")
+	checkCgroupFile(t, name, "pids", "pids.max", "pids.max", "256")
 	if resp, err := http.Get(st.URL + "/eat?mb=200"); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
@@ -47,26 +49,26 @@ func TestOutOfMemoryRestarts(t *testing.T) {
 	}
 }
 
-// checkCgroupLimit checks that the replica's memory cgroup (v1 or v2) has
-// the limit.
-func checkCgroupLimit(t *testing.T, replica string, want int64) {
+// checkCgroupFile checks that the replica's cgroup file (v1: v1File in
+// the controller's hierarchy; v2: v2File) starts with want.
+func checkCgroupFile(t *testing.T, replica, controller, v1File, v2File, want string) {
 	t.Helper()
 	var found []string
-	for _, pattern := range []string{"/sys/fs/cgroup/memory/*/" + replica + "/memory.limit_in_bytes",
-		"/sys/fs/cgroup/memory/*/*/" + replica + "/memory.limit_in_bytes",
-		"/sys/fs/cgroup/memory/*/*/*/" + replica + "/memory.limit_in_bytes",
-		"/sys/fs/cgroup/slipway/*/" + replica + "/memory.max"} {
+	for _, pattern := range []string{"/sys/fs/cgroup/" + controller + "/*/" + replica + "/" + v1File,
+		"/sys/fs/cgroup/" + controller + "/*/*/" + replica + "/" + v1File,
+		"/sys/fs/cgroup/" + controller + "/*/*/*/" + replica + "/" + v1File,
+		"/sys/fs/cgroup/slipway/*/" + replica + "/" + v2File} {
 		m, _ := filepath.Glob(pattern)
 		found = append(found, m...)
 	}
 	if len(found) != 1 {
-		t.Fatalf("cgroup files of %s: %v, want one", replica, found)
+		t.Fatalf("cgroup files %s of %s: %v, want one", v1File, replica, found)
 	}
 	b, err := os.ReadFile(found[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.TrimSpace(string(b)); got != strconv.FormatInt(want, 10) {
-		t.Errorf("%s = %s, want %d", found[0], got, want)
+	if got := strings.TrimSpace(string(b)); !strings.HasPrefix(got, want) {
+		t.Errorf("%s = %s, want %s", found[0], got, want)
 	}
 }
