@@ -52,3 +52,27 @@ func unwrapPath(err error) error {
 	}
 	return err
 }
+
+// secretVars are the variables of slipway's environment spec's secrets
+// are read from.
+func secretVars(spec deploy.Spec) map[string]bool {
+	vars := map[string]bool{}
+	for _, ref := range spec.Secrets {
+		if ref.Env != "" {
+			vars[ref.Env] = true
+		}
+	}
+	return vars
+}
+
+// environWithout is this process's environment without the variables
+// named in drop.
+func environWithout(drop map[string]bool) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !drop[k] {
+			env = append(env, kv)
+		}
+	}
+	return env
+}

@@ -51,6 +51,19 @@ func TestSecretsReachOnlyReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The supervisor does not carry the variable it was read from.
+	pid, err := os.ReadFile(filepath.Join(b.ownDir("sec"), "supervisor.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	environ, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(environ, []byte(fromEnv)) {
+		t.Error("the supervisor's environment holds the secret's variable")
+	}
+
 	statusJSON, _ := json.Marshal(st)
 	var served deploy.Spec
 	if err := newControl(b.ownDir("sec")).do(t.Context(), "GET", "/spec", nil, &served); err != nil {
