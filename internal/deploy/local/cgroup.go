@@ -229,10 +229,13 @@ func (rc *replicaCgroup) setLimits() error {
 		if lim.CPU > 0 {
 			cpu = strconv.FormatInt(lim.CPU*100, 10)
 		}
-		files = [][2]string{{"memory.limit_in_bytes", num(lim.Memory)}, {"memory.memsw.limit_in_bytes", num(lim.Memory)},
+		// memsw (memory and swap) may never be below memory: lift it
+		// first, so that a cgroup reused with a higher limit takes it.
+		files = [][2]string{{"memory.memsw.limit_in_bytes", "-1"}, {"memory.limit_in_bytes", num(lim.Memory)},
+			{"memory.memsw.limit_in_bytes", num(lim.Memory)},
 			{"cpu.cfs_period_us", "100000"}, {"cpu.cfs_quota_us", cpu}, {"pids.max", num(lim.Pids)}}
 		if lim.Pids <= 0 {
-			files[4][1] = "max"
+			files[len(files)-1][1] = "max"
 		}
 	}
 	for _, f := range files {

@@ -29,11 +29,22 @@ type idMap struct {
 	GID int `json:"gid"`
 }
 
-// hostUID is the host's uid of id inside the namespace; ids outside the
-// namespace's range (ids already shifted, by another range too) keep their
-// place in it.
-func (m idMap) hostUID(id int) int { return m.UID + id%idMapSize }
-func (m idMap) hostGID(id int) int { return m.GID + id%idMapSize }
+// hostUID is the host's uid of the file owner id: an id of the range
+// stays, an id below 65536 (an image's) is shifted into the range, and an
+// id of another range keeps its offset in a range aligned to 65536.
+func (m idMap) hostUID(id int) int { return shiftID(m.UID, id) }
+func (m idMap) hostGID(id int) int { return shiftID(m.GID, id) }
+
+func shiftID(base, id int) int {
+	switch {
+	case id >= base && id < base+idMapSize:
+		return id
+	case id < idMapSize:
+		return base + id
+	default:
+		return base + id%idMapSize
+	}
+}
 
 // replicaIDMap reads the replicas' range from /etc/subuid and /etc/subgid.
 func replicaIDMap() (idMap, error) {
