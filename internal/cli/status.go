@@ -195,7 +195,7 @@ func envNotes(st pipeline.Status, prefix string) []string {
 			isolated[*e.Isolation] = append(isolated[*e.Isolation], name)
 		}
 	}
-	// How replicas are confined, e.g. "replicas run in namespaces+chroot
+	// How replicas are confined, e.g. "replicas run in sandbox
 	// (dev, prod)".
 	if len(isolations) > 0 {
 		var parts []string
