@@ -254,6 +254,10 @@ func (r Runtime) Spec(d ledger.Deployment) (deploy.Spec, error) {
 	if version == "" {
 		version = short(d.Commit)
 	}
+	res, err := replicaResources(e)
+	if err != nil {
+		return deploy.Spec{}, fmt.Errorf("deploy %s: %w", d.Env, err)
+	}
 	return deploy.Spec{
 		Environment:   d.Env,
 		App:           r.Config.App,
@@ -273,8 +277,37 @@ func (r Runtime) Spec(d ledger.Deployment) (deploy.Spec, error) {
 			ReadyTimeout:           e.Rollout.ReadyTimeout,
 			TerminationGracePeriod: e.Rollout.GracePeriod,
 		},
-		Cause: fmt.Sprintf("%s %d (%s)", d.Kind, d.ID, d.Trigger),
+		Cause:     fmt.Sprintf("%s %d (%s)", d.Kind, d.ID, d.Trigger),
+		Resources: res,
+		Secrets:   secretRefs(e.Secrets),
 	}, nil
+}
+
+// replicaResources are the limits of each replica of e.
+func replicaResources(e config.Environment) (deploy.Resources, error) {
+	lim := e.ReplicaLimits()
+	mem, err := lim.MemoryBytes()
+	if err != nil {
+		return deploy.Resources{}, err
+	}
+	cpu, err := lim.MilliCPU()
+	if err != nil {
+		return deploy.Resources{}, err
+	}
+	return deploy.Resources{MemoryBytes: mem, MilliCPU: cpu, Pids: int64(lim.Pids)}, nil
+}
+
+// secretRefs are where the runtime reads the values of secrets: the
+// references only.
+func secretRefs(secrets map[string]config.Secret) map[string]deploy.SecretRef {
+	if len(secrets) == 0 {
+		return nil
+	}
+	out := make(map[string]deploy.SecretRef, len(secrets))
+	for k, s := range secrets {
+		out[k] = deploy.SecretRef{Env: s.Env, File: s.File}
+	}
+	return out
 }
 
 // Deploy applies d's spec.

@@ -181,6 +181,13 @@ func envNotes(st pipeline.Status, prefix string) []string {
 		if e.Message != nil {
 			notes = append(notes, fmt.Sprintf("%s: %s", name, firstLineOf(*e.Message)))
 		}
+		for _, r := range e.Instances {
+			// A replica the kernel killed and slipway restarted is
+			// healthy again, but the team needs to know why it went.
+			if strings.HasPrefix(r.LastExit, "killed:") {
+				notes = append(notes, fmt.Sprintf("%s: replica %s was %s; restarted (%d restarts)", name, r.Name, r.LastExit, r.Restarts))
+			}
+		}
 		if e.Isolation != nil {
 			if _, ok := isolated[*e.Isolation]; !ok {
 				isolations = append(isolations, *e.Isolation)
@@ -188,7 +195,7 @@ func envNotes(st pipeline.Status, prefix string) []string {
 			isolated[*e.Isolation] = append(isolated[*e.Isolation], name)
 		}
 	}
-	// How replicas are confined, e.g. "replicas run in namespaces+chroot
+	// How replicas are confined, e.g. "replicas run in sandbox
 	// (dev, prod)".
 	if len(isolations) > 0 {
 		var parts []string

@@ -16,6 +16,7 @@ import (
 	"slipway.dev/slipway/internal/api"
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/demo"
+	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/pipeline"
 )
@@ -166,5 +167,17 @@ func TestDemoNextStepsStaging(t *testing.T) {
 	printNextSteps(&buf, ws, "http://127.0.0.1:8400", demoOptions{devAddr: "127.0.0.1:8081", prodAddr: ":8080", staging: true, stagingAddr: "127.0.0.1:8082"}, false)
 	if want := "dev on http://127.0.0.1:8081, staging on http://127.0.0.1:8082, prod on http://127.0.0.1:8080,"; !strings.Contains(buf.String(), want) {
 		t.Errorf("next steps lack %q:\n%s", want, buf.String())
+	}
+}
+
+func TestStatusNotesOutOfMemory(t *testing.T) {
+	st := pipeline.Status{App: "birthday-app", Environments: []pipeline.EnvStatus{{Name: "dev", Instances: []deploy.Replica{
+		{Name: "dev-ab12c-1", Restarts: 1, LastExit: "killed: out of memory (limit 64 MiB)"},
+		{Name: "dev-ab12c-2", Restarts: 2, LastExit: "exit status 1"},
+	}}}}
+	got := envNotes(st, "")
+	want := []string{"dev: replica dev-ab12c-1 was killed: out of memory (limit 64 MiB); restarted (1 restarts)"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("notes (-want +got):\n%s", diff)
 	}
 }

@@ -207,6 +207,15 @@ type Environment struct {
 	Frontend Frontend `yaml:"frontend"`
 	// Kubernetes holds settings used only by the kubernetes runtime.
 	Kubernetes EnvKubernetes `yaml:"kubernetes"`
+	// Resources limit each replica (local runtime). Empty fields take
+	// kubernetes.resources.limits, then the defaults of
+	// Environment.ReplicaLimits.
+	Resources ReplicaResources `yaml:"resources,omitempty"`
+	// Secrets are environment variables for the application whose values
+	// are read, when replicas are deployed, from slipway's own
+	// environment or from files, never written in the configuration
+	// (local runtime).
+	Secrets map[string]Secret `yaml:"secrets,omitempty"`
 }
 
 // Rollout is a Kubernetes-like rolling-update strategy.

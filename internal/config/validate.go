@@ -394,6 +394,8 @@ func (v *validator) environment(i int, e Environment, names map[string]int, list
 	}
 	v.frontend(p+".frontend", e.Frontend)
 	v.tls(p+".frontend.tls", e)
+	v.resources(p+".resources", e.Resources)
+	v.secrets(p+".secrets", e)
 	k := e.Kubernetes
 	if k.Namespace != "" && !namespaceName.MatchString(k.Namespace) {
 		v.add(p+".kubernetes.namespace", "%q is not a valid namespace name: lowercase letters, digits and dashes", k.Namespace)

@@ -54,6 +54,12 @@ const (
 	// IsolationNamespaces: own mount and PID namespaces and a chroot into
 	// the image's files (local backend, as root).
 	IsolationNamespaces Isolation = "namespaces+chroot"
+	// IsolationSandbox: a container made by the local backend, as root:
+	// own mount and PID namespaces on the image's files (pivot_root), a
+	// user namespace whose root is an unprivileged id of the host, a
+	// reduced capability bounding set, no_new_privs, a seccomp filter,
+	// and cgroup limits of memory, CPU and processes.
+	IsolationSandbox Isolation = "sandbox"
 	// IsolationProcess: a plain process of the host, run from the image's
 	// files (local backend, when namespaces are not allowed).
 	IsolationProcess Isolation = "process"
@@ -138,6 +144,13 @@ type Spec struct {
 	Strategy      Strategy `json:"strategy"`
 	// Cause says why this deployment happens (recorded in history).
 	Cause string `json:"cause,omitempty"`
+	// Resources limit what each replica may use; zero fields are not
+	// limited.
+	Resources Resources `json:"resources,omitzero"`
+	// Secrets are environment variables whose values the runtime reads
+	// when it starts replicas, from where each SecretRef says; the spec
+	// holds only the references, never the values.
+	Secrets map[string]SecretRef `json:"secrets,omitempty"`
 	// Annotations are metadata for each replica: the kubernetes backend
 	// puts them on the pod template; the local backend has no use for them.
 	Annotations map[string]string `json:"annotations,omitempty"`
@@ -220,6 +233,36 @@ func (s Spec) Validate() error {
 			return bad("env %q is not a valid variable name", k)
 		}
 	}
+	if err := s.validateSecrets(); err != nil {
+		return bad("%v", err)
+	}
+	if r := s.Resources; r.MemoryBytes < 0 || r.MilliCPU < 0 || r.Pids < 0 {
+		return bad("resources cannot be negative")
+	}
+	return nil
+}
+
+// validateSecrets checks the names and references of s.Secrets.
+func (s Spec) validateSecrets() error {
+	names := make([]string, 0, len(s.Secrets))
+	for k := range s.Secrets {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		ref := s.Secrets[k]
+		switch {
+		case !envVarRE.MatchString(k):
+			return fmt.Errorf("secret %q is not a valid variable name", k)
+		case (ref.Env == "") == (ref.File == ""):
+			return fmt.Errorf("secret %s: give either env (a variable of slipway's environment) or file", k)
+		case ref.Env != "" && !envVarRE.MatchString(ref.Env):
+			return fmt.Errorf("secret %s: env %q is not a valid variable name", k, ref.Env)
+		}
+		if _, dup := s.Env[k]; dup {
+			return fmt.Errorf("%s is both in env and a secret: keep one", k)
+		}
+	}
 	return nil
 }
 
@@ -238,6 +281,34 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// Resources limit one replica, as a Kubernetes container's limits do.
+type Resources struct {
+	// MemoryBytes is the most memory a replica may use; over it, it is
+	// killed (out of memory) and restarted.
+	MemoryBytes int64 `json:"memoryBytes,omitempty"`
+	// MilliCPU is the CPU time a replica may use, in thousandths of a
+	// CPU (500: half a CPU).
+	MilliCPU int64 `json:"milliCPU,omitempty"`
+	// Pids is how many processes and threads a replica may have.
+	Pids int64 `json:"pids,omitempty"`
+}
+
+// SecretRef says where the value of a secret environment variable is:
+// in an environment variable of slipway's own (Env), or in a file (File).
+// One of them is set.
+type SecretRef struct {
+	Env  string `json:"env,omitempty"`
+	File string `json:"file,omitempty"`
+}
+
+// String says where the secret is, never what it is.
+func (r SecretRef) String() string {
+	if r.File != "" {
+		return "file " + r.File
+	}
+	return "$" + r.Env
 }
 
 // Replicas counts an environment's replicas.
@@ -262,6 +333,9 @@ type Replica struct {
 	PID      int       `json:"pid,omitempty"`
 	Since    time.Time `json:"since"`
 	Message  string    `json:"message,omitempty"`
+	// LastExit says how the replica's process last ended, such as
+	// "exit status 1" or "killed: out of memory (limit 64 MiB)".
+	LastExit string `json:"lastExit,omitempty"`
 }
 
 // Status is what an environment serves.

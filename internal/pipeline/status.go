@@ -48,7 +48,7 @@ type EnvStatus struct {
 	// one, in words.
 	LastFailure *string  `json:"lastFailure"`
 	Rollout     *Rollout `json:"rollout"`
-	// Isolation is how the runtime confines replicas: namespaces+chroot
+	// Isolation is how the runtime confines replicas: sandbox
 	// or process (local), container (kubernetes); null when nothing runs.
 	Isolation *string `json:"isolation"`
 	// Message is what the runtime says is wrong (crash-looping replicas,

@@ -275,8 +275,8 @@ func (e *env) checkTruth(commit, rc string) {
 		e.t.Errorf("status: prod runs %v %v healthy=%v; want %s %s", deref(prod.Commit), deref(prod.Release), prod.Healthy, commit[:7], rc)
 	}
 	// The runtime's own view: how replicas are confined, and each one.
-	if prod.Isolation == nil || (*prod.Isolation != "namespaces+chroot" && *prod.Isolation != "process") {
-		e.t.Errorf("status: prod's isolation = %v, want namespaces+chroot or process", deref(prod.Isolation))
+	if prod.Isolation == nil || (*prod.Isolation != "sandbox" && *prod.Isolation != "process") {
+		e.t.Errorf("status: prod's isolation = %v, want sandbox or process", deref(prod.Isolation))
 	}
 	ready := 0
 	for _, in := range prod.Instances {

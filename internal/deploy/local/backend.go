@@ -236,11 +236,15 @@ func (b *Backend) apply(ctx context.Context, dir string, spec deploy.Spec) error
 // rollOut unpacks the image and has the supervisor roll it out; sent
 // reports whether the supervisor got the request.
 func (b *Backend) rollOut(ctx context.Context, dir string, spec deploy.Spec) (sent bool, err error) {
+	secrets, err := readSecrets(spec)
+	if err != nil {
+		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
+	}
 	img, err := b.images.unpack(ctx, spec.Image)
 	if err != nil {
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
-	ctl, err := b.supervisor(ctx, dir, spec.Environment)
+	ctl, err := b.supervisor(ctx, dir, spec)
 	if err != nil {
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
@@ -249,7 +253,7 @@ func (b *Backend) rollOut(ctx context.Context, dir string, spec deploy.Spec) (se
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
 	stopWatch := watchRollout(ctx, ctl, spec, rolloutWatchEvery)
-	err = ctl.do(ctx, "POST", "/apply", applyRequest{Spec: spec, Image: img}, nil)
+	err = ctl.do(ctx, "POST", "/apply", applyRequest{Spec: spec, Image: img, Secrets: secrets}, nil)
 	stopWatch()
 	if err != nil {
 		var re *deploy.RolloutError
@@ -319,9 +323,12 @@ func (b *Backend) resolve(ctx context.Context, ctl *control, dir string, spec de
 	return resolveDataDir(spec, replicaDataDir(dir, st.Isolation)), nil
 }
 
-// supervisor returns the control of env's supervisor, whose directory is
-// dir, starting one when none runs.
-func (b *Backend) supervisor(ctx context.Context, dir, env string) (*control, error) {
+// supervisor returns the control of the supervisor of spec's environment,
+// whose directory is dir, starting one when none runs. A supervisor gets
+// slipway's environment but the variables spec's secrets are read from:
+// it holds their values in memory only.
+func (b *Backend) supervisor(ctx context.Context, dir string, spec deploy.Spec) (*control, error) {
+	env := spec.Environment
 	ctl := newControl(dir)
 	if err := ctl.do(ctx, "GET", "/status", nil, nil); err == nil {
 		return ctl, nil
@@ -336,7 +343,7 @@ func (b *Backend) supervisor(ctx context.Context, dir, env string) (*control, er
 	}
 	defer out.Close()
 	cmd := exec.Command(b.exe, SupervisorCommand, env)
-	cmd.Env = append(os.Environ(), envSupervisor+"="+dir)
+	cmd.Env = append(environWithout(secretVars(spec)), envSupervisor+"="+dir)
 	if b.noSandbox {
 		cmd.Env = append(cmd.Env, envNoSandbox+"=1")
 	}

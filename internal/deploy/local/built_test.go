@@ -77,6 +77,8 @@ func birthdayBase(env string) deploy.Spec {
 		Env:           map[string]string{"DATABASE_URL": config.LocalDatabaseURL("birthday-app")},
 		ReadinessPath: "/readyz", LivenessPath: "/healthz",
 		Strategy: deploy.Strategy{TerminationGracePeriod: 10 * time.Second},
+		// The configuration's default limits: the app runs within them.
+		Resources: deploy.Resources{MemoryBytes: 512 << 20, Pids: 1024},
 	}
 }
 
@@ -112,6 +114,9 @@ func TestBirthdayApp(t *testing.T) {
 		st, err := be.Status(ctx, "zdt")
 		if err != nil {
 			t.Fatal(err)
+		}
+		if os.Geteuid() == 0 && st.Isolation != deploy.IsolationSandbox {
+			t.Errorf("as root, the app runs in %q, want %q", st.Isolation, deploy.IsolationSandbox)
 		}
 		req, _ := http.NewRequest("PUT", st.URL+"/hello/alice", strings.NewReader(`{"dateOfBirth":"1990-02-14"}`))
 		resp, err := http.DefaultClient.Do(req)

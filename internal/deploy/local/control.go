@@ -3,6 +3,8 @@ package local
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,6 +64,9 @@ func dialSocket(ctx context.Context, path string) (net.Conn, error) {
 type applyRequest struct {
 	Spec  deploy.Spec `json:"spec"`
 	Image imageFiles  `json:"image"`
+	// Secrets are the values of Spec.Secrets, read by the controller. The
+	// supervisor keeps them in memory only.
+	Secrets map[string]string `json:"secrets,omitempty"`
 }
 
 type controlError struct {
@@ -83,11 +88,9 @@ func runSupervisor(ctx context.Context, dir string, logger *slog.Logger) error {
 	noSandbox := os.Getenv(envNoSandbox) == "1"
 	os.Unsetenv(envNoSandbox)
 	if os.Geteuid() == 0 && !noSandbox {
-		scratch := filepath.Join(dir, ".sandbox-probe")
-		if err := probeSandbox(exe, scratch); err != nil {
-			logger.Warn("replicas run as plain processes: namespaces and chroot are not available", "err", err)
-		} else {
-			s.isolation = deploy.IsolationNamespaces
+		s.setUpSandbox(exe)
+		if s.cgroups != nil {
+			defer s.cgroups.removeAll()
 		}
 	}
 	sock := filepath.Join(dir, socketName)
@@ -132,7 +135,7 @@ func runSupervisor(ctx context.Context, dir string, logger *slog.Logger) error {
 		}
 		// The rollout goes on even when the caller goes away: a
 		// controller restarting in the middle finds it done.
-		err := s.apply(req.Spec, req.Image)
+		err := s.apply(req.Spec, req.Image, req.Secrets)
 		var re *deploy.RolloutError
 		switch {
 		case errors.As(err, &re):
@@ -186,6 +189,36 @@ func runSupervisor(ctx context.Context, dir string, logger *slog.Logger) error {
 	os.Remove(sock)
 	os.Remove(pidFile)
 	return nil
+}
+
+// setUpSandbox checks whether replicas can be sandboxed here (a probe
+// sandbox) and makes the environment's cgroups; where they cannot, they
+// run as plain processes, and without cgroups, without limits.
+func (s *supervisor) setUpSandbox(exe string) {
+	ids, err := replicaIDMap()
+	if err == nil {
+		err = probeSandbox(exe, filepath.Join(s.dir, ".sandbox-probe"), ids)
+	}
+	if err != nil {
+		s.logger.Warn("replicas run as plain processes: a sandbox cannot be set up here", "err", err)
+		return
+	}
+	s.isolation, s.ids = deploy.IsolationSandbox, ids
+	cg, err := newCgroupRoot(cgroupName(s.dir))
+	if err != nil {
+		s.logger.Warn("replicas run without memory, CPU and process limits: cgroups are not available", "err", err)
+		return
+	}
+	s.cgroups = cg
+	s.logger.Info("replicas run in a sandbox", "uids", fmt.Sprintf("%d-%d", ids.UID, ids.UID+idMapSize-1), "cgroups", cg.version())
+}
+
+// cgroupName is the name of the cgroup of the environment whose directory
+// is dir: its name and a hash of the directory, which tells two apps'
+// environments (or two data directories) apart.
+func cgroupName(dir string) string {
+	h := sha256.Sum256([]byte(dir))
+	return "slipway-" + filepath.Base(dir) + "-" + hex.EncodeToString(h[:4])
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -22,7 +22,7 @@ func hostDataDir(envDir string) string { return filepath.Join(envDir, "data") }
 // is envDir as its replicas see it: where the sandbox mounts it, or the
 // directory itself for plain processes.
 func replicaDataDir(envDir string, iso deploy.Isolation) string {
-	if iso == deploy.IsolationNamespaces {
+	if iso == deploy.IsolationNamespaces || iso == deploy.IsolationSandbox {
 		return sandboxDataDir
 	}
 	return hostDataDir(envDir)

@@ -16,8 +16,12 @@ import (
 const (
 	// envSupervisor holds the environment directory of a supervisor.
 	envSupervisor = "SLIPWAY_LOCAL_SUPERVISOR"
-	// envSandbox holds the JSON sandboxConfig of a replica to start.
+	// envSandbox marks the first stage of a replica's sandbox, which reads
+	// its sandboxConfig from a pipe (configFD).
 	envSandbox = "SLIPWAY_LOCAL_SANDBOX"
+	// envConfine holds the JSON confineConfig of a replica's second
+	// sandbox stage, inside its user namespace.
+	envConfine = "SLIPWAY_LOCAL_CONFINE"
 	// envNoSandbox=1 tells a supervisor to run replicas as plain processes.
 	envNoSandbox = "SLIPWAY_LOCAL_NO_SANDBOX"
 )
@@ -40,9 +44,13 @@ const supervisorMemoryLimit = 256 << 20
 // Call it first thing in main, and in TestMain of every package whose tests
 // use the local backend (the test binary is started again in its place).
 func SupervisorMain() {
-	if cfg, ok := os.LookupEnv(envSandbox); ok {
+	if cfg, ok := os.LookupEnv(envConfine); ok {
+		os.Unsetenv(envConfine)
+		runConfined(cfg) // does not return
+	}
+	if _, ok := os.LookupEnv(envSandbox); ok {
 		os.Unsetenv(envSandbox)
-		runSandbox(cfg) // does not return
+		runSandbox() // does not return
 	}
 	dir, ok := os.LookupEnv(envSupervisor)
 	if !ok {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -51,6 +52,11 @@ type replica struct {
 	// it is draining, its requests in flight, its connections.
 	backend *backend
 
+	// launch and cgroup are its sandbox's (nil without one), used by its
+	// own supervision only.
+	launch *sandboxLaunch
+	cgroup *replicaCgroup
+
 	// stop ends the replica's supervision; done is closed once its process
 	// has stopped.
 	stop context.CancelFunc
@@ -77,6 +83,12 @@ type replicaHost struct {
 	probe  *http.Client
 	// command builds a replica's process, writing its output to out.
 	command func(r *replica, out io.Writer) (*exec.Cmd, error)
+	// started, when set, runs once the process command built has
+	// started: an error stops that process. It returns what explains how
+	// the process ended, given the error it ended with.
+	started func(r *replica, cmd *exec.Cmd) (explain func(error) error, err error)
+	// finished, when set, runs when the replica's supervision ends.
+	finished func(r *replica)
 	// update changes replica states under the lock that guards them; f
 	// reports whether the change must be announced (to the pool and to
 	// rollouts waiting for it).
@@ -99,11 +111,21 @@ func (r *replica) run(ctx context.Context) {
 		return
 	}
 	defer lf.Close()
+	if h.finished != nil {
+		defer h.finished(r)
+	}
 	for {
 		started := h.clock.Now()
 		cmd, err := h.command(r, lf)
 		if err == nil {
 			err = cmd.Start()
+		}
+		explain := func(err error) error { return err }
+		if err == nil && h.started != nil {
+			if explain, err = h.started(r, cmd); err != nil {
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				cmd.Wait()
+			}
 		}
 		var exitErr error
 		if err != nil {
@@ -121,6 +143,7 @@ func (r *replica) run(ctx context.Context) {
 			select {
 			case exitErr = <-exited:
 				stopChecks()
+				exitErr = explain(exitErr)
 			case <-ctx.Done():
 				stopChecks()
 				r.terminate(cmd, r.rev.spec.Strategy.TerminationGracePeriod, exited)
@@ -146,6 +169,9 @@ func (r *replica) run(ctx context.Context) {
 			}
 			r.lastExit = exitErr.Error()
 			r.state, r.message = "restarting", "exited: "+r.lastExit
+			if strings.HasPrefix(r.lastExit, "killed:") {
+				r.message = r.lastExit
+			}
 			if r.quickExits >= crashLoopAfter {
 				r.state = "crash-looping"
 				r.message = fmt.Sprintf("exited %d times in a row within %s of starting (last: %s)", r.quickExits, stableAfter, r.lastExit)

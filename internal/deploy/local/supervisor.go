@@ -30,9 +30,11 @@ type revision struct {
 	spec  deploy.Spec
 	image imageFiles
 	id    string
+	// secrets are the values of spec.Secrets, held in memory only.
+	secrets map[string]string
 }
 
-func newRevision(spec deploy.Spec, img imageFiles) *revision {
+func newRevision(spec deploy.Spec, img imageFiles, secrets map[string]string) *revision {
 	h := sha256.New()
 	env := slices.Sorted(maps.Keys(spec.Env))
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%d\x00", spec.App, spec.Image, spec.Commit, spec.Version,
@@ -40,7 +42,16 @@ func newRevision(spec deploy.Spec, img imageFiles) *revision {
 	for _, k := range env {
 		fmt.Fprintf(h, "%s=%s\x00", k, spec.Env[k])
 	}
-	return &revision{spec: spec, image: img, id: hex.EncodeToString(h.Sum(nil))[:7]}
+	// Limits and secrets (their values too: a new value is a new
+	// revision) count only when set, so that a revision's id stays what
+	// an older supervisor made it.
+	if r := spec.Resources; r != (deploy.Resources{}) {
+		fmt.Fprintf(h, "resources %d %d %d\x00", r.MemoryBytes, r.MilliCPU, r.Pids)
+	}
+	for _, k := range slices.Sorted(maps.Keys(secrets)) {
+		fmt.Fprintf(h, "secret %s=%s\x00", k, secrets[k])
+	}
+	return &revision{spec: spec, image: img, id: hex.EncodeToString(h.Sum(nil))[:7], secrets: secrets}
 }
 
 // supervisor runs one environment: its replicas and its load balancer.
@@ -49,8 +60,13 @@ type supervisor struct {
 	exe       string
 	logger    *slog.Logger
 	isolation deploy.Isolation
-	clock     clock
-	lb        *balancer
+	// ids is the host's range of the replicas' user namespaces, and
+	// cgroups where their limits are set (nil: not limited), in a
+	// sandbox.
+	ids     idMap
+	cgroups *cgroupRoot
+	clock   clock
+	lb      *balancer
 	// host is what each replica's supervision gets from the supervisor.
 	host *replicaHost
 	// ctx is what replicas run under: they stop when it ends, or on
@@ -97,8 +113,10 @@ func newSupervisor(ctx context.Context, dir, exe string, clk clock, logger *slog
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		command: s.command,
-		update:  s.update,
+		command:  s.command,
+		started:  s.started,
+		finished: s.finished,
+		update:   s.update,
 	}
 	s.lb = newBalancer(filepath.Base(dir), clk, s.eject)
 	return s
@@ -179,13 +197,13 @@ func (s *supervisor) listen(spec deploy.Spec) error {
 
 // apply brings the environment to spec and returns when it is there, or a
 // *deploy.RolloutError after restoring the previous revision.
-func (s *supervisor) apply(spec deploy.Spec, img imageFiles) error {
+func (s *supervisor) apply(spec deploy.Spec, img imageFiles, secrets map[string]string) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if err := s.listen(spec); err != nil {
 		return err
 	}
-	rev := newRevision(spec, img)
+	rev := newRevision(spec, img, secrets)
 	s.mu.Lock()
 	prev := s.current
 	s.target = rev
@@ -366,7 +384,6 @@ func (s *supervisor) retireAll(match func(*replica) bool) {
 // command builds the process of one replica.
 func (s *supervisor) command(r *replica, out io.Writer) (*exec.Cmd, error) {
 	img := r.rev.image
-	spec := r.rev.spec
 	argv := append(slices.Clone(img.Entrypoint), img.Cmd...)
 	dataDir := hostDataDir(s.dir)
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
@@ -376,10 +393,45 @@ func (s *supervisor) command(r *replica, out io.Writer) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	if uid != 0 && os.Geteuid() == 0 {
-		os.Chown(dataDir, uid, gid)
+	envList := s.replicaEnv(r)
+	workdir := img.WorkingDir
+	if workdir == "" {
+		workdir = "/"
 	}
-	appData := replicaDataDir(s.dir, s.isolation)
+	var cmd *exec.Cmd
+	if s.isolation == deploy.IsolationSandbox {
+		cmd, err = s.sandboxCommand(r, sandboxConfig{Rootfs: img.Rootfs, DataDir: dataDir, Argv: argv, Env: envList,
+			Dir: workdir, UID: uid, GID: gid, IDMap: s.ids})
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		if uid != 0 && os.Geteuid() == 0 {
+			os.Chown(dataDir, uid, gid)
+		}
+		bin, err := lookPathIn(img.Rootfs, argv[0], envList)
+		if err != nil {
+			return nil, err
+		}
+		cmd = exec.Command(bin, argv[1:]...)
+		cmd.Args[0] = argv[0]
+		cmd.Env = envList
+		cmd.Dir = filepath.Join(img.Rootfs, workdir)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if uid != 0 && os.Geteuid() == 0 {
+			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		}
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.WaitDelay = 2 * time.Second
+	return cmd, nil
+}
+
+// replicaEnv is the environment of r's process: the image's, then (later
+// wins) HOST, the spec's Env, its secrets' values, and what the runtime
+// gives each replica.
+func (s *supervisor) replicaEnv(r *replica) []string {
+	img, spec := r.rev.image, r.rev.spec
 	env := map[string]string{}
 	var order []string
 	set := func(k, v string) {
@@ -397,49 +449,18 @@ func (s *supervisor) command(r *replica, out io.Writer) (*exec.Cmd, error) {
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		set(k, spec.Env[k])
 	}
+	for _, k := range slices.Sorted(maps.Keys(r.rev.secrets)) {
+		set(k, r.rev.secrets[k])
+	}
 	set("PORT", strconv.Itoa(r.port))
-	set("DATA_DIR", appData)
+	set("DATA_DIR", replicaDataDir(s.dir, s.isolation))
 	set("SLIPWAY_ENVIRONMENT", spec.Environment)
 	set("SLIPWAY_REPLICA", r.name)
 	envList := make([]string, 0, len(order))
 	for _, k := range order {
 		envList = append(envList, k+"="+env[k])
 	}
-	workdir := img.WorkingDir
-	if workdir == "" {
-		workdir = "/"
-	}
-	var cmd *exec.Cmd
-	if s.isolation == deploy.IsolationNamespaces {
-		cfg, err := json.Marshal(sandboxConfig{Rootfs: img.Rootfs, DataDir: dataDir, Argv: argv, Env: envList,
-			Dir: workdir, UID: uid, GID: gid})
-		if err != nil {
-			return nil, err
-		}
-		cmd = exec.Command(s.exe, "local-sandbox", r.name)
-		cmd.Env = []string{envSandbox + "=" + string(cfg)}
-		cmd.SysProcAttr = &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
-			Setpgid:    true,
-			Pdeathsig:  syscall.SIGKILL,
-		}
-	} else {
-		bin, err := lookPathIn(img.Rootfs, argv[0], envList)
-		if err != nil {
-			return nil, err
-		}
-		cmd = exec.Command(bin, argv[1:]...)
-		cmd.Args[0] = argv[0]
-		cmd.Env = envList
-		cmd.Dir = filepath.Join(img.Rootfs, workdir)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if uid != 0 && os.Geteuid() == 0 {
-			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		}
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.WaitDelay = 2 * time.Second
-	return cmd, nil
+	return envList
 }
 
 func freePort() (int, error) {
@@ -476,7 +497,7 @@ func (s *supervisor) status() deploy.Status {
 		st.Instances = append(st.Instances, deploy.Replica{
 			Name: r.name, Version: r.rev.spec.Version, Commit: r.rev.spec.Commit, State: r.state,
 			Ready: r.ready && !draining, Restarts: r.restarts, Address: r.addr, PID: r.pid,
-			Since: r.since, Message: r.message,
+			Since: r.since, Message: r.message, LastExit: r.lastExit,
 		})
 		if draining {
 			continue
