@@ -52,6 +52,9 @@ type Options struct {
 	// Changes, when set, hears of every change of an app's deployments,
 	// their steps and its builds; Open makes one when it is nil.
 	Changes *changes.Hub
+	// Notify, when set, is told of locks, unlocks and break-glass
+	// releases of every app (pipeline.Notify).
+	Notify pipeline.Notify
 }
 
 // Backend is a runtime with logs.
@@ -183,6 +186,8 @@ func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
 		Store:    deps,
 		Logger:   log.With("component", "controller"),
 		OnChange: func() { a.opts.Changes.Publish(cfg.App) },
+		Holds:    deps.Holds(),
+		Notify:   a.opts.Notify,
 	})
 	if err != nil {
 		return nil, err
@@ -227,6 +232,7 @@ func ControllerEnvs(cfg *config.Config) []pipeline.Env {
 			URL:             url,
 			Replicas:        e.Replicas,
 			MinTimeVerified: e.MinTimeVerified,
+			Freeze:          cfg.FreezeSchedule(e.Name),
 		}
 		if !pe.Automatic {
 			pe.RequireVerifiedOn = e.RequireVerifiedOn

@@ -52,6 +52,9 @@ type Config struct {
 	Kubernetes Kubernetes `yaml:"kubernetes"`
 	// Environments are the deployment targets, in pipeline order.
 	Environments []Environment `yaml:"environments"`
+	// Freeze is the app's freeze windows (freeze.go): they hold every
+	// environment, or those a window names.
+	Freeze Freeze `yaml:"freeze,omitempty"`
 
 	file string         // the file Parse read, for error positions
 	pos  map[string]int // field path -> line in file; "": the app's first line in a file of several
@@ -198,6 +201,9 @@ type Environment struct {
 	Frontend Frontend `yaml:"frontend"`
 	// Kubernetes holds settings used only by the kubernetes runtime.
 	Kubernetes EnvKubernetes `yaml:"kubernetes"`
+	// Freeze is the environment's own freeze windows (freeze.go), beside
+	// the app's.
+	Freeze Freeze `yaml:"freeze,omitempty"`
 }
 
 // Rollout is a Kubernetes-like rolling-update strategy.

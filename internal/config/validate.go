@@ -112,6 +112,7 @@ func (c *Config) validate(prefix string) error {
 		v.environment(i, e, names, listens)
 	}
 	v.traffic(c.Environments)
+	v.freezes(c)
 	v.chain(c.Environments, names)
 	return invalid(v.errs)
 }

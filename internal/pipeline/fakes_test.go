@@ -292,9 +292,11 @@ type harness struct {
 	storeOverride Store
 	// onChange, when set, is the controller's OnChange.
 	onChange func()
-	c        *Controller
-	cancel   context.CancelFunc
-	done     chan error
+	// notes are the notifications the controller sent.
+	notes  *notes
+	c      *Controller
+	cancel context.CancelFunc
+	done   chan error
 }
 
 func newHarness(t *testing.T) *harness {
@@ -306,6 +308,7 @@ func newHarness(t *testing.T) *harness {
 		deployer: &fakeDeployer{envs: map[string]running{}, failing: map[string]bool{}},
 		smoker:   &fakeSmoker{fail: map[string]bool{}},
 		clock:    &clock{t: time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)},
+		notes:    &notes{},
 	}
 	h.store = openStore(t, h.clock.Now)
 	return h
@@ -328,6 +331,7 @@ func (h *harness) start(envs ...Env) {
 	c, err := New(Config{Envs: envs, PollInterval: time.Hour, HealthTimeout: time.Second, RetryFor: time.Second, RetryBackoff: 10 * time.Millisecond}, Deps{
 		Repo: h.repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
 		Smoker: h.smoker, Store: store, Now: h.clock.Now, OnChange: h.onChange,
+		Holds: h.store.Holds(), Notify: h.notes.notify,
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -444,4 +448,23 @@ func (f *flakyStore) failed() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.failures
+}
+
+// notes records notifications.
+type notes struct {
+	mu   sync.Mutex
+	list []string // "kind env: message"
+}
+
+func (n *notes) notify(ctx context.Context, kind, env, msg string, fields map[string]string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.list = append(n.list, kind+" "+env+": "+msg)
+	return nil
+}
+
+func (n *notes) all() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.list)
 }

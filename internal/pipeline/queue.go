@@ -65,3 +65,10 @@ func (q *queue) pending(commit string) bool {
 	defer q.mu.Unlock()
 	return commit != "" && (q.next == commit || q.inFlight == commit)
 }
+
+// waiting returns the commit that waits to be taken, or "".
+func (q *queue) waiting() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.next
+}
