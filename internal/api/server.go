@@ -163,6 +163,7 @@ func NewServer(apps Apps, token string, logger *slog.Logger) *Server {
 	s.route("POST /environments/{env}/stop", true, s.stop)
 	s.route("POST /environments/{env}/start", true, s.start)
 	s.routeDORA()
+	s.routeHolds()
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
 }
@@ -379,7 +380,8 @@ func classify(err error) *Error {
 		e.Status, e.Code = http.StatusConflict, CodeRefused
 	case errors.Is(err, pipeline.ErrBusy), errors.Is(err, pipeline.ErrAlreadyLive), errors.Is(err, pipeline.ErrNothingReleased),
 		errors.Is(err, pipeline.ErrNotVerified), errors.Is(err, pipeline.ErrNotDeployed),
-		errors.Is(err, pipeline.ErrStopped), errors.Is(err, pipeline.ErrNotStopped):
+		errors.Is(err, pipeline.ErrStopped), errors.Is(err, pipeline.ErrNotStopped),
+		errors.Is(err, pipeline.ErrLocked), errors.Is(err, pipeline.ErrNotLocked), errors.Is(err, pipeline.ErrNotPinned):
 		e.Status, e.Code = http.StatusConflict, CodeConflict
 	case errors.Is(err, pipeline.ErrUnknownEnv), errors.Is(err, pipeline.ErrNotReleased), errors.Is(err, ledger.ErrNotFound),
 		errors.Is(err, gitsource.ErrUnknownRevision):

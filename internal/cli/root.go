@@ -65,6 +65,9 @@ rolls back with one command. Configuration is one file, slipway.yaml
 		newStartCommand(),
 		newRemoveCommand(),
 		newDORACommand(),
+		newLockCommand(),
+		newUnlockCommand(),
+		newUnpinCommand(),
 	)
 	usageArgs(root)
 	return root
