@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/freeze"
 	"slipway.dev/slipway/internal/pipeline"
 )
 
@@ -207,4 +208,17 @@ func holdNotes(e pipeline.EnvStatus, name, app string, several bool) []string {
 		notes = append(notes, fmt.Sprintf("%s: %s waits: %s", name, w.ShortCommit, w.Reason))
 	}
 	return notes
+}
+
+// freezeNames names each window of s, for validate's summary.
+func freezeNames(s freeze.Schedule) []string {
+	var names []string
+	for _, w := range s {
+		if w.Name != "" {
+			names = append(names, w.Name+" ("+w.When()+")")
+		} else {
+			names = append(names, w.When())
+		}
+	}
+	return names
 }

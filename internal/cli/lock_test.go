@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -89,4 +90,26 @@ func TestRenderStatusHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "status-held.golden", buf.Bytes())
+}
+
+func TestValidateFreeze(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/slipway.yaml"
+	good := "app: shop\nrepo: {url: /nonexistent.git}\nfreeze:\n  timeZone: Europe/Berlin\n  windows:\n    - name: weekend\n      days: [fri, sat, sun]\n      from: \"16:00\"\n      to: \"09:00\"\n      environments: [prod]\n"
+	if err := os.WriteFile(file, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := slipway(t, "validate", "--config", file)
+	if code != 0 || !strings.Contains(out, "  prod     tracks release (controlled), 4 replicas on :8080\n           frozen: weekend (fri,sat,sun 16:00-09:00 Europe/Berlin)\n") ||
+		strings.Count(out, "frozen:") != 1 {
+		t.Errorf("validate: exit %d: %s\n%s", code, errOut, out)
+	}
+	bad := strings.Replace(good, "16:00", "4pm", 1)
+	if err := os.WriteFile(file, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = slipway(t, "validate", "--config", file)
+	if code != 2 || !strings.Contains(errOut, `slipway.yaml:8: freeze.windows[0].from: "4pm" is not a time of day: write HH:MM from 00:00 to 23:59, such as 16:00`) {
+		t.Errorf("validate of a bad window: exit %d: %s", code, errOut)
+	}
 }

@@ -113,18 +113,23 @@ func (w Window) Describe() string {
 	if w.Name != "" {
 		return w.Name
 	}
+	return "freeze " + w.When()
+}
+
+// When says when the window holds, in its time zone.
+func (w Window) When() string {
 	loc := w.Loc
 	if loc == nil {
 		loc = time.UTC
 	}
 	if len(w.Days) == 0 {
-		return fmt.Sprintf("freeze %s to %s", w.Start.In(loc).Format("2006-01-02 15:04"), w.End.In(loc).Format("2006-01-02 15:04 MST"))
+		return fmt.Sprintf("%s to %s", w.Start.In(loc).Format("2006-01-02 15:04"), w.End.In(loc).Format("2006-01-02 15:04 MST"))
 	}
 	days := make([]string, len(w.Days))
 	for i, d := range w.Days {
 		days[i] = strings.ToLower(d.String()[:3])
 	}
-	return fmt.Sprintf("freeze %s %s-%s %s", strings.Join(days, ","), clock(w.From), clock(w.To), loc)
+	return fmt.Sprintf("%s %s-%s %s", strings.Join(days, ","), clock(w.From), clock(w.To), loc)
 }
 
 func clock(min int) string { return fmt.Sprintf("%02d:%02d", min/60, min%60) }
