@@ -655,6 +655,9 @@ type ReleaseRequest struct {
 	Commit string `json:"commit"`
 	Force  bool   `json:"force"`
 	Reason string `json:"reason"`
+	// By names who forces a release, as the caller says (recorded in the
+	// trigger of a forced release only).
+	By string `json:"by,omitempty"`
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request, a App) error {
@@ -662,7 +665,11 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request, a App) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	d, err := a.Release(r.Context(), pipeline.ReleaseRequest{Env: req.Env, Commit: req.Commit, Force: req.Force, Reason: req.Reason, Trigger: "release command"})
+	trigger := "release command"
+	if req.Force {
+		trigger = caller(req.By, trigger)
+	}
+	d, err := a.Release(r.Context(), pipeline.ReleaseRequest{Env: req.Env, Commit: req.Commit, Force: req.Force, Reason: req.Reason, Trigger: trigger})
 	if err != nil {
 		return err
 	}

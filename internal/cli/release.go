@@ -100,7 +100,11 @@ func (o *releaseOptions) run(cmd *cobra.Command) error {
 	if err := o.resolveApp(ctx, "slipway release --app APP"); err != nil {
 		return err
 	}
-	d, err := o.client.Release(ctx, o.app, api.ReleaseRequest{Env: o.env, Commit: o.commit, Force: o.force, Reason: o.reason})
+	req := api.ReleaseRequest{Env: o.env, Commit: o.commit, Force: o.force, Reason: o.reason}
+	if o.force {
+		req.By = whoAmI() // a forced release records who forced it
+	}
+	d, err := o.client.Release(ctx, o.app, req)
 	if err != nil {
 		return err
 	}
