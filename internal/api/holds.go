@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"slipway.dev/slipway/internal/ledger"
@@ -16,6 +17,17 @@ type Holder interface {
 	Lock(ctx context.Context, req pipeline.LockRequest) (ledger.Lock, error)
 	Unlock(ctx context.Context, env, by string) (ledger.Lock, error)
 	Unpin(ctx context.Context, env, by string) (ledger.Pin, error)
+	// Locks returns the locks that hold and the newest locks, lifted
+	// ones too, newest first.
+	Locks(ctx context.Context, limit int) (held, history []ledger.Lock, err error)
+}
+
+// Locks is the answer of GET /api/v1/apps/{app}/locks.
+type Locks struct {
+	// Held are the locks that hold now, by environment.
+	Held []ledger.Lock `json:"held"`
+	// History are the newest locks, lifted ones with unlockedBy and until.
+	History []ledger.Lock `json:"history"`
 }
 
 // LockRequest is the body of POST /api/v1/apps/{app}/locks.
@@ -28,6 +40,7 @@ type LockRequest struct {
 }
 
 func (s *Server) routeHolds() {
+	s.route("GET /locks", false, s.listLocks)
 	s.route("POST /locks", true, s.lock)
 	s.route("DELETE /locks/{env}", true, s.unlock)
 	s.route("DELETE /pins/{env}", true, s.unpin)
@@ -52,6 +65,30 @@ func caller(by, via string) string {
 		by = by[:200]
 	}
 	return by + " (" + via + ")"
+}
+
+func (s *Server) listLocks(w http.ResponseWriter, r *http.Request, a App) error {
+	h, err := holder(a)
+	if err != nil {
+		return err
+	}
+	limit, err := limitParam(r, 50)
+	if err != nil {
+		return err
+	}
+	held, history, err := h.Locks(r.Context(), limit)
+	if err != nil {
+		return err
+	}
+	out := Locks{Held: held, History: history}
+	if out.Held == nil {
+		out.Held = []ledger.Lock{}
+	}
+	if out.History == nil {
+		out.History = []ledger.Lock{}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 func (s *Server) lock(w http.ResponseWriter, r *http.Request, a App) error {
@@ -134,4 +171,11 @@ func byQuery(by string) string {
 		return ""
 	}
 	return "?by=" + url.QueryEscape(by)
+}
+
+// Locks returns app's locks that hold and its newest locks, at most limit.
+func (c *Client) Locks(ctx context.Context, app string, limit int) (Locks, error) {
+	var out Locks
+	err := c.do(ctx, http.MethodGet, appPath(app, "/locks?limit="+strconv.Itoa(limit)), nil, &out)
+	return out, err
 }

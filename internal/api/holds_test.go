@@ -33,6 +33,12 @@ func (f *fakeApp) Unpin(ctx context.Context, env, by string) (ledger.Pin, error)
 	return ledger.Pin{Env: env, Commit: commit}, nil
 }
 
+func (f *fakeApp) Locks(ctx context.Context, limit int) (held, history []ledger.Lock, err error) {
+	f.record(fmt.Sprintf("locks %d", limit))
+	lk := ledger.Lock{Env: "prod", Reason: "incident", By: "alice (lock command)"}
+	return []ledger.Lock{lk}, []ledger.Lock{lk, {Env: "dev", Reason: "x", By: "bob", UnlockedBy: "carol"}}, nil
+}
+
 func TestLocksAndPins(t *testing.T) {
 	app := newFakeApp("web")
 	base := startServer(t, &fakeApps{apps: []*fakeApp{app, newFakeApp("api")}})
@@ -58,12 +64,17 @@ func TestLocksAndPins(t *testing.T) {
 	if p, err := c.Unpin(ctx, "web", "dev", ""); err != nil || p.Commit != commit {
 		t.Errorf("unpin: %+v, %v", p, err)
 	}
+	locks, err := c.Locks(ctx, "web", 5)
+	if err != nil || len(locks.Held) != 1 || len(locks.History) != 2 || locks.History[1].UnlockedBy != "carol" {
+		t.Errorf("locks: %+v, %v", locks, err)
+	}
 	want := []string{
 		"lock prod by alice@laptop (lock command): black friday",
 		"lock prod by lock command: ",
 		"unlock prod by bob (unlock command)",
 		"unlock dev by unlock command",
 		"unpin dev by unpin command",
+		"locks 5",
 	}
 	if diff := cmp.Diff(want, app.calls); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)

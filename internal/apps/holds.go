@@ -21,3 +21,8 @@ func (p *App) Unlock(ctx context.Context, env, by string) (ledger.Lock, error) {
 func (p *App) Unpin(ctx context.Context, env, by string) (ledger.Pin, error) {
 	return p.Controller.Unpin(ctx, env, by)
 }
+
+// Locks returns the locks that hold and the newest locks, lifted ones too.
+func (p *App) Locks(ctx context.Context, limit int) (held, history []ledger.Lock, err error) {
+	return p.Controller.Locks(ctx, limit)
+}

@@ -34,6 +34,11 @@ func (f fakeApp) Unpin(ctx context.Context, env, by string) (ledger.Pin, error) 
 	return ledger.Pin{Env: env}, nil
 }
 
+func (f fakeApp) Locks(ctx context.Context, limit int) (held, history []ledger.Lock, err error) {
+	f.record("locks %d", limit)
+	return nil, nil, nil
+}
+
 func TestLockCommands(t *testing.T) {
 	t.Chdir(t.TempDir())
 	server, log := startController(t, "web=https://github.com/example/web.git", "api=git@github.com:example/api.git")

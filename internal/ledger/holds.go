@@ -14,6 +14,10 @@ type Lock struct {
 	Reason string    `json:"reason"`
 	By     string    `json:"by"`
 	Since  time.Time `json:"since"`
+	// UnlockedBy and Until say who lifted the lock and when (LockHistory);
+	// empty while it holds.
+	UnlockedBy string    `json:"unlockedBy,omitempty"`
+	Until      time.Time `json:"until,omitzero"`
 }
 
 // Pin keeps an automatic environment on the version a rollback put it on:
@@ -40,39 +44,65 @@ type Holds struct {
 // rows of no app when it is not scoped.
 func (l *Deployments) Holds() *Holds { return &Holds{db: l.db, now: l.now, app: l.app} }
 
-// PutLock locks env, replacing a lock it had; a zero Since is stamped now.
+// PutLock locks env, replacing (unlocking) a lock it had; a zero Since is
+// stamped now.
 func (h *Holds) PutLock(ctx context.Context, lk *Lock) error {
 	if lk.Since.IsZero() {
 		lk.Since = h.now().UTC()
 	}
-	_, err := h.db.ExecContext(ctx, `INSERT INTO locks (app, env, reason, locked_by, locked_at) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (app, env) DO UPDATE SET reason = excluded.reason, locked_by = excluded.locked_by, locked_at = excluded.locked_at`,
-		h.app, lk.Env, lk.Reason, lk.By, formatTime(lk.Since))
+	tx, err := h.db.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("record the lock of %s: %w", lk.Env, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE locks SET unlocked_by = ?, unlocked_at = ? WHERE app = ? AND env = ? AND unlocked_at = ''`,
+		"replaced by "+lk.By, formatTime(lk.Since), h.app, lk.Env); err != nil {
+		return fmt.Errorf("record the lock of %s: %w", lk.Env, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO locks (app, env, reason, locked_by, locked_at) VALUES (?, ?, ?, ?, ?)`,
+		h.app, lk.Env, lk.Reason, lk.By, formatTime(lk.Since)); err != nil {
+		return fmt.Errorf("record the lock of %s: %w", lk.Env, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record the lock of %s: %w", lk.Env, err)
 	}
 	return nil
 }
 
-// DeleteLock unlocks env; unlocking an environment that is not locked does
-// nothing.
-func (h *Holds) DeleteLock(ctx context.Context, env string) error {
-	if _, err := h.db.ExecContext(ctx, `DELETE FROM locks WHERE app = ? AND env = ?`, h.app, env); err != nil {
-		return fmt.Errorf("remove the lock of %s: %w", env, err)
+// DeleteLock unlocks env, recording who did and when; unlocking an
+// environment that is not locked does nothing.
+func (h *Holds) DeleteLock(ctx context.Context, env, by string) error {
+	if _, err := h.db.ExecContext(ctx, `UPDATE locks SET unlocked_by = ?, unlocked_at = ? WHERE app = ? AND env = ? AND unlocked_at = ''`,
+		by, formatTime(h.now().UTC()), h.app, env); err != nil {
+		return fmt.Errorf("record the unlock of %s: %w", env, err)
 	}
 	return nil
 }
 
-// Locks returns the app's locks, by environment.
+// Locks returns the app's locks that hold, by environment.
 func (h *Holds) Locks(ctx context.Context) ([]Lock, error) {
+	return h.locks(ctx, `unlocked_at = ''`, `ORDER BY env`)
+}
+
+// LockHistory returns the app's newest locks, those lifted too (Until
+// set), newest first, at most limit.
+func (h *Holds) LockHistory(ctx context.Context, limit int) ([]Lock, error) {
+	return h.locks(ctx, `1 = 1`, `ORDER BY id DESC LIMIT ?`, limit)
+}
+
+func (h *Holds) locks(ctx context.Context, cond, order string, args ...any) ([]Lock, error) {
 	return queryAll(ctx, h.db, "read the locks", func(r rowScanner) (lk Lock, err error) {
-		var since string
-		if err := r.Scan(&lk.Env, &lk.Reason, &lk.By, &since); err != nil {
+		var since, until string
+		if err := r.Scan(&lk.Env, &lk.Reason, &lk.By, &since, &lk.UnlockedBy, &until); err != nil {
 			return lk, err
 		}
-		lk.Since, err = parseTime(since)
+		if lk.Since, err = parseTime(since); err != nil {
+			return lk, err
+		}
+		lk.Until, err = parseTime(until)
 		return lk, err
-	}, `SELECT env, reason, locked_by, locked_at FROM locks WHERE app = ? ORDER BY env`, h.app)
+	}, `SELECT env, reason, locked_by, locked_at, unlocked_by, unlocked_at FROM locks WHERE app = ? AND `+cond+` `+order,
+		append([]any{h.app}, args...)...)
 }
 
 // PutPin pins env, replacing a pin it had; a zero Since is stamped now.

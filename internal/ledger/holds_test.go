@@ -28,7 +28,7 @@ func TestHolds(t *testing.T) {
 	if err := shop.PutLock(ctx, &Lock{Env: "dev", Reason: "second", By: "bob"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := shop.DeleteLock(ctx, "qa"); err != nil {
+	if err := shop.DeleteLock(ctx, "qa", "carol"); err != nil {
 		t.Fatalf("unlock of an environment not locked: %v", err)
 	}
 	c1, c2 := strings.Repeat("1", 40), strings.Repeat("2", 40)
@@ -39,6 +39,7 @@ func TestHolds(t *testing.T) {
 	st.Close()
 
 	st = openTest(t, path)
+	st.SetClock(func() time.Time { return at })
 	shop, blog = st.Deployments().ForApp("shop").Holds(), st.Deployments().ForApp("blog").Holds()
 	locks, err := shop.Locks(ctx)
 	if err != nil {
@@ -62,8 +63,20 @@ func TestHolds(t *testing.T) {
 	if err := shop.DeletePin(ctx, "dev"); err != nil {
 		t.Fatal(err)
 	}
-	if err := shop.DeleteLock(ctx, "prod"); err != nil {
+	if err := shop.DeleteLock(ctx, "prod", "carol"); err != nil {
 		t.Fatal(err)
+	}
+	hist, err := shop.LockHistory(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHist := []Lock{
+		{Env: "dev", Reason: "second", By: "bob", Since: at},
+		{Env: "dev", Reason: "first", By: "bob", Since: at, UnlockedBy: "replaced by bob", Until: at},
+		{Env: "prod", Reason: "black friday", By: "alice", Since: at, UnlockedBy: "carol", Until: at},
+	}
+	if diff := cmp.Diff(wantHist, hist); diff != "" {
+		t.Errorf("shop's lock history (-want +got):\n%s", diff)
 	}
 	if p, _ := shop.Pins(ctx); len(p) != 0 {
 		t.Errorf("pins after unpin: %+v", p)

@@ -21,8 +21,9 @@ import (
 // HoldStore keeps an app's locks and pins (the ledger's Holds).
 type HoldStore interface {
 	PutLock(ctx context.Context, lk *ledger.Lock) error
-	DeleteLock(ctx context.Context, env string) error
+	DeleteLock(ctx context.Context, env, by string) error
 	Locks(ctx context.Context) ([]ledger.Lock, error)
+	LockHistory(ctx context.Context, limit int) ([]ledger.Lock, error)
 	PutPin(ctx context.Context, p *ledger.Pin) error
 	DeletePin(ctx context.Context, env string) error
 	Pins(ctx context.Context) ([]ledger.Pin, error)
@@ -184,14 +185,15 @@ func (c *Controller) Unlock(ctx context.Context, env, by string) (ledger.Lock, e
 	if !ok {
 		return ledger.Lock{}, fmt.Errorf("unlock %s: it is not locked: %w", e.Name, ErrNotLocked)
 	}
-	if err := c.deps.Holds.DeleteLock(ctx, e.Name); err != nil {
+	by = byOrDefault(by, "unlock command")
+	if err := c.deps.Holds.DeleteLock(ctx, e.Name, by); err != nil {
 		return ledger.Lock{}, err
 	}
 	c.holds.mu.Lock()
 	delete(c.holds.locks, e.Name)
 	c.holds.mu.Unlock()
 	c.changed()
-	by = byOrDefault(by, "unlock command")
+	lk.UnlockedBy, lk.Until = by, c.now().UTC()
 	c.log.Info("unlocked", "env", e.Name, "by", by)
 	c.notify(ctx, EventUnlocked, e.Name, fmt.Sprintf("%s of %s unlocked by %s (locked since %s: %s)", e.Name, c.cfg.App, by,
 		lk.Since.UTC().Format("2006-01-02 15:04 MST"), lk.Reason), map[string]string{"by": by, "lockedBy": lk.By, "reason": lk.Reason})
@@ -222,6 +224,20 @@ func (c *Controller) Unpin(ctx context.Context, env, by string) (ledger.Pin, err
 	c.mu.Unlock()
 	c.wake(e.Name)
 	return p, nil
+}
+
+// Locks returns the locks that hold now and the newest locks, lifted
+// ones too (with who lifted them and when), newest first, at most limit.
+func (c *Controller) Locks(ctx context.Context, limit int) (held, history []ledger.Lock, err error) {
+	if err := c.waitReady(ctx); err != nil {
+		return nil, nil, err
+	}
+	held, err = c.deps.Holds.Locks(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	history, err = c.deps.Holds.LockHistory(ctx, limit)
+	return held, history, err
 }
 
 // dropPin removes e's pin from the ledger and the controller.
@@ -388,7 +404,7 @@ func (m *memHolds) PutLock(ctx context.Context, lk *ledger.Lock) error {
 	return nil
 }
 
-func (m *memHolds) DeleteLock(ctx context.Context, env string) error {
+func (m *memHolds) DeleteLock(ctx context.Context, env, by string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.locks, env)
@@ -403,6 +419,10 @@ func (m *memHolds) Locks(ctx context.Context) ([]ledger.Lock, error) {
 		out = append(out, lk)
 	}
 	return out, nil
+}
+
+func (m *memHolds) LockHistory(ctx context.Context, limit int) ([]ledger.Lock, error) {
+	return m.Locks(ctx)
 }
 
 func (m *memHolds) PutPin(ctx context.Context, p *ledger.Pin) error {

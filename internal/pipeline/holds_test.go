@@ -89,6 +89,10 @@ func TestLockHoldsAutomaticDeploysUntilUnlocked(t *testing.T) {
 	if es := h.envStatus("dev"); es.Locked != nil || es.Waiting != nil {
 		t.Errorf("status after unlock: locked %+v, waiting %+v", es.Locked, es.Waiting)
 	}
+	held, hist, err := h.c.Locks(ctx, 10)
+	if err != nil || len(held) != 0 || len(hist) != 1 || hist[0].UnlockedBy != "bob" || hist[0].By != "alice" || hist[0].Until.IsZero() {
+		t.Errorf("locks after unlock: held %+v, history %+v, %v", held, hist, err)
+	}
 	if _, err := h.c.Unlock(ctx, "dev", ""); !errors.Is(err, ErrNotLocked) {
 		t.Errorf("unlock of an unlocked dev: %v, want ErrNotLocked", err)
 	}
