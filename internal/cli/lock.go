@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -221,4 +222,72 @@ func freezeNames(s freeze.Schedule) []string {
 		}
 	}
 	return names
+}
+
+// locksOptions are the inputs of `slipway locks`.
+type locksOptions struct {
+	clientOptions
+	output outputFlag
+	limit  int
+}
+
+func newLocksCommand() *cobra.Command {
+	o := &locksOptions{}
+	cmd := &cobra.Command{
+		Use:   "locks",
+		Short: "The locks that hold, and the newest ones with who lifted them",
+		Long: `Lists the app's environments that are locked now (who locked them, why and
+since when), then its newest locks, newest first, lifted ones with who lifted
+them and when: every lock stays on record in the ledger.`,
+		Example: `  slipway locks
+  slipway locks --app web --limit 10 -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.complete(cmd)
+			if err := o.output.validate(); err != nil {
+				return err
+			}
+			if o.limit < 1 || o.limit > 10000 {
+				return usageErrorf("--limit %d: give a number from 1 to 10000", o.limit)
+			}
+			return o.run(cmd.Context(), cmd.OutOrStdout())
+		},
+	}
+	o.register(cmd)
+	o.output.register(cmd)
+	cmd.Flags().IntVar(&o.limit, "limit", 20, "how many of the newest locks to list (1-10000)")
+	return cmd
+}
+
+func (o *locksOptions) run(ctx context.Context, stdout io.Writer) error {
+	if err := o.resolveApp(ctx, "slipway locks --app APP"); err != nil {
+		return err
+	}
+	locks, err := o.client.Locks(ctx, o.app, o.limit)
+	if err != nil {
+		return err
+	}
+	if o.output.json() {
+		return writeJSONTo(stdout, locks)
+	}
+	if len(locks.Held) == 0 {
+		fmt.Fprintf(stdout, "No environment of %s is locked.\n", o.app)
+	}
+	for _, lk := range locks.Held {
+		fmt.Fprintf(stdout, "%s is locked by %s since %s: %s\n", lk.Env, lk.By, lk.Since.UTC().Format("2006-01-02 15:04 MST"), lk.Reason)
+	}
+	if len(locks.History) == 0 {
+		return nil
+	}
+	fmt.Fprintln(stdout)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENVIRONMENT\tLOCKED\tBY\tUNLOCKED\tBY\tREASON")
+	for _, lk := range locks.History {
+		until, by := "-", "-"
+		if !lk.Until.IsZero() {
+			until, by = lk.Until.UTC().Format("2006-01-02 15:04"), lk.UnlockedBy
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", lk.Env, lk.Since.UTC().Format("2006-01-02 15:04"), lk.By, until, by, lk.Reason)
+	}
+	return tw.Flush()
 }

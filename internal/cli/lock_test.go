@@ -36,7 +36,10 @@ func (f fakeApp) Unpin(ctx context.Context, env, by string) (ledger.Pin, error) 
 
 func (f fakeApp) Locks(ctx context.Context, limit int) (held, history []ledger.Lock, err error) {
 	f.record("locks %d", limit)
-	return nil, nil, nil
+	at := time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)
+	lk := ledger.Lock{Env: "prod", Reason: "black friday", By: "alice@laptop (lock command)", Since: at}
+	return []ledger.Lock{lk}, []ledger.Lock{lk, {Env: "dev", Reason: "migration", By: "bob", Since: at.Add(-time.Hour),
+		UnlockedBy: "carol (unlock command)", Until: at.Add(-time.Minute)}}, nil
 }
 
 func TestLockCommands(t *testing.T) {
@@ -62,10 +65,18 @@ func TestLockCommands(t *testing.T) {
 			t.Errorf("%v: exit %d: %s", args, code, errOut)
 		}
 	}
+	out, errOut, code = slipway(t, "locks", "--app", "web", "--limit", "5", "--server", server)
+	wantOut := "prod is locked by alice@laptop (lock command) since 2026-11-27 09:30 UTC: black friday\n\n" +
+		"ENVIRONMENT  LOCKED            BY                           UNLOCKED          BY                      REASON\n" +
+		"prod         2026-11-27 09:30  alice@laptop (lock command)  -                 -                       black friday\n" +
+		"dev          2026-11-27 08:30  bob                          2026-11-27 09:29  carol (unlock command)  migration\n"
+	if code != 0 || out != wantOut {
+		t.Errorf("locks: exit %d: %s\n%s\nwant:\n%s", code, errOut, out, wantOut)
+	}
 	want := []string{
 		`web: lock staging "load test"`, `api: lock staging "load test"`,
 		`web: lock prod "release day"`, `api: lock prod "release day"`,
-		`web: unlock prod`, `api: unpin dev`,
+		`web: unlock prod`, `api: unpin dev`, `web: locks 5`,
 	}
 	if diff := cmp.Diff(want, *log); diff != "" {
 		t.Errorf("what the controller was asked (-want +got):\n%s", diff)

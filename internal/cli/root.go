@@ -68,6 +68,7 @@ rolls back with one command. Configuration is one file, slipway.yaml
 		newLockCommand(),
 		newUnlockCommand(),
 		newUnpinCommand(),
+		newLocksCommand(),
 	)
 	usageArgs(root)
 	return root
