@@ -114,18 +114,20 @@ type holdResult struct {
 }
 
 func (o *holdOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
-	apps := []string{o.app}
+	var apps []string
 	if o.all {
 		list, err := o.client.Apps(ctx)
 		if err != nil {
 			return err
 		}
-		apps = apps[:0]
 		for _, a := range list {
 			apps = append(apps, a.Name)
 		}
-	} else if err := o.resolveApp(ctx, "slipway "+o.verb+" --app APP "+o.env); err != nil {
-		return err
+	} else {
+		if err := o.resolveApp(ctx, "slipway "+o.verb+" --app APP "+o.env); err != nil {
+			return err
+		}
+		apps = []string{o.app}
 	}
 	var results []holdResult
 	var errs []error
