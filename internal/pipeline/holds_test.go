@@ -299,3 +299,27 @@ func TestPinOfAnEnvironmentFedByAnother(t *testing.T) {
 		t.Errorf("staging's pin after dev took c3: %+v", es.Pinned)
 	}
 }
+
+// A git push of a locked environment's release branch is refused like a
+// release, and the branch is pointed back.
+func TestGitPushToALockedReleaseBranch(t *testing.T) {
+	h := newHarness(t)
+	c1 := h.repo.commit("c1")
+	c2 := h.repo.commit("c2", c1)
+	h.start()
+	h.pushMaster(c1)
+	h.release(c1)
+	h.pushMaster(c2)
+	if _, err := h.c.Lock(context.Background(), LockRequest{Env: "prod", Reason: "audit"}); err != nil {
+		t.Fatal(err)
+	}
+	h.repo.setBranch("release", c2)
+	h.waitFor("release pointed back", func() bool { return h.repo.branch("release") == c1 })
+	last, err := h.store.Latest(context.Background(), "prod", 1)
+	if err != nil || last[0].State != ledger.StateRefused || last[0].Commit != c2 || !strings.Contains(last[0].Reason, "prod is locked by lock command") {
+		t.Errorf("latest prod row %+v, %v; want c2 refused as locked", last, err)
+	}
+	if !h.runs("prod", c1) {
+		t.Errorf("prod does not run c1 any more")
+	}
+}
