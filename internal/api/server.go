@@ -168,6 +168,7 @@ func NewServer(apps Apps, token string, logger *slog.Logger) *Server {
 	s.route("POST /environments/{env}/stop", true, s.stop)
 	s.route("POST /environments/{env}/start", true, s.start)
 	s.routeDORA()
+	s.routeHolds()
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
 }
@@ -384,7 +385,8 @@ func classify(err error) *Error {
 		e.Status, e.Code = http.StatusConflict, CodeRefused
 	case errors.Is(err, pipeline.ErrBusy), errors.Is(err, pipeline.ErrAlreadyLive), errors.Is(err, pipeline.ErrNothingReleased),
 		errors.Is(err, pipeline.ErrNotVerified), errors.Is(err, pipeline.ErrNotDeployed),
-		errors.Is(err, pipeline.ErrStopped), errors.Is(err, pipeline.ErrNotStopped):
+		errors.Is(err, pipeline.ErrStopped), errors.Is(err, pipeline.ErrNotStopped),
+		errors.Is(err, pipeline.ErrLocked), errors.Is(err, pipeline.ErrNotLocked), errors.Is(err, pipeline.ErrNotPinned):
 		e.Status, e.Code = http.StatusConflict, CodeConflict
 	case errors.Is(err, pipeline.ErrUnknownEnv), errors.Is(err, pipeline.ErrNotReleased), errors.Is(err, ledger.ErrNotFound),
 		errors.Is(err, gitsource.ErrUnknownRevision):
@@ -658,6 +660,9 @@ type ReleaseRequest struct {
 	Commit string `json:"commit"`
 	Force  bool   `json:"force"`
 	Reason string `json:"reason"`
+	// By names who forces a release, as the caller says (recorded in the
+	// trigger of a forced release only).
+	By string `json:"by,omitempty"`
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request, a App) error {
@@ -665,7 +670,11 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request, a App) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	d, err := a.Release(r.Context(), pipeline.ReleaseRequest{Env: req.Env, Commit: req.Commit, Force: req.Force, Reason: req.Reason, Trigger: "release command"})
+	trigger := "release command"
+	if req.Force {
+		trigger = caller(req.By, trigger)
+	}
+	d, err := a.Release(r.Context(), pipeline.ReleaseRequest{Env: req.Env, Commit: req.Commit, Force: req.Force, Reason: req.Reason, Trigger: trigger})
 	if err != nil {
 		return err
 	}

@@ -188,6 +188,7 @@ func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
 		Logger:   log.With("component", "controller"),
 		OnChange: func() { a.opts.Changes.Publish(cfg.App) },
 		Notifier: a.opts.Notifier,
+		Holds:    deps.Holds(),
 	})
 	if err != nil {
 		return nil, err
@@ -232,6 +233,7 @@ func ControllerEnvs(cfg *config.Config) []pipeline.Env {
 			URL:             url,
 			Replicas:        e.Replicas,
 			MinTimeVerified: e.MinTimeVerified,
+			Freeze:          cfg.FreezeSchedule(e.Name),
 		}
 		if !pe.Automatic {
 			pe.RequireVerifiedOn = e.RequireVerifiedOn

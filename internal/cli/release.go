@@ -47,7 +47,12 @@ the configuration). It follows the rollout until the environment is live or
 failed, printing each step as it starts and ends and the replicas as they
 start, become ready and drain, and ends with a line saying what runs; --no-wait
 returns once the release is recorded. --force --reason TEXT
-overrides a failed preflight (the reason is recorded).`,
+overrides a failed preflight (the reason is recorded).
+
+A locked or frozen environment (slipway lock, freeze windows) refuses releases
+with the reason; --force --reason TEXT releases anyway (break-glass): the
+release is recorded as forced with the reason and the lock or window it
+overrode, and notified.`,
 		Example: `  slipway release
   slipway release 1a2b3c4
   slipway release --app web --env prod
@@ -64,7 +69,7 @@ overrides a failed preflight (the reason is recorded).`,
 	o.register(cmd)
 	o.output.register(cmd)
 	cmd.Flags().StringVar(&o.env, "env", "", "the controlled environment to release to (default: the last one)")
-	cmd.Flags().BoolVar(&o.force, "force", false, "override a failed preflight (needs --reason)")
+	cmd.Flags().BoolVar(&o.force, "force", false, "override a failed preflight, a lock or a freeze window (needs --reason)")
 	cmd.Flags().StringVar(&o.reason, "reason", "", "why the preflight is overridden (recorded)")
 	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "return once the release is recorded")
 	return cmd
@@ -95,7 +100,11 @@ func (o *releaseOptions) run(cmd *cobra.Command) error {
 	if err := o.resolveApp(ctx, "slipway release --app APP"); err != nil {
 		return err
 	}
-	d, err := o.client.Release(ctx, o.app, api.ReleaseRequest{Env: o.env, Commit: o.commit, Force: o.force, Reason: o.reason})
+	req := api.ReleaseRequest{Env: o.env, Commit: o.commit, Force: o.force, Reason: o.reason}
+	if o.force {
+		req.By = whoAmI() // a forced release records who forced it
+	}
+	d, err := o.client.Release(ctx, o.app, req)
 	if err != nil {
 		return err
 	}
@@ -119,13 +128,19 @@ func newRollbackCommand() *cobra.Command {
 		Short: "Put prod back on an earlier release",
 		Long: `Points the release branch at an earlier released commit (default: the release
 that was live before the current one), redeploys its existing image by digest and
-moves the live tag to it. Recorded as a rollback. --env names the controlled
-environment (default: the last one in the configuration). It follows the
+moves the live tag to it. Recorded as a rollback. --env names the environment
+(default: the last one in the configuration). It follows the
 rollout, printing each step as it starts and ends, and ends with a line saying
-what runs; --no-wait returns once the rollback is recorded.`,
+what runs; --no-wait returns once the rollback is recorded.
+
+Locks and freeze windows never stop a rollback. An automatic environment (dev)
+can be rolled back too, to a commit it ran before (default: the version before
+the current one); it is then pinned: it takes nothing new until its branch (or
+the environment it is fed from) moves to another commit, or slipway unpin ENV.`,
 		Example: `  slipway rollback
   slipway rollback RC20261127_0930
-  slipway rollback 1a2b3c4 --app web --env prod`,
+  slipway rollback 1a2b3c4 --app web --env prod
+  slipway rollback --env dev`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.complete(cmd, args)
@@ -137,7 +152,7 @@ what runs; --no-wait returns once the rollback is recorded.`,
 	}
 	o.register(cmd)
 	o.output.register(cmd)
-	cmd.Flags().StringVar(&o.env, "env", "", "the controlled environment to roll back (default: the last one)")
+	cmd.Flags().StringVar(&o.env, "env", "", "the environment to roll back (default: the last one)")
 	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "return once the rollback is recorded")
 	return cmd
 }
@@ -158,7 +173,11 @@ func (o *rollbackOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "rollback of %s to %s (%s): recorded as deployment %d\n", d.Env, d.ReleaseName, short(d.Commit), d.ID)
+	to := short(d.Commit)
+	if d.ReleaseName != "" {
+		to = d.ReleaseName + " (" + to + ")"
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "rollback of %s to %s: recorded as deployment %d\n", d.Env, to, d.ID)
 	return follow(cmd, &o.clientOptions, o.output, d, o.noWait)
 }
 

@@ -66,6 +66,10 @@ rolls back with one command. Configuration is one file, slipway.yaml
 		newRemoveCommand(),
 		newDORACommand(),
 		newNotificationsCommand(),
+		newLockCommand(),
+		newUnlockCommand(),
+		newUnpinCommand(),
+		newLocksCommand(),
 	)
 	usageArgs(root)
 	return root

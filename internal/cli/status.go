@@ -175,6 +175,7 @@ func envNotes(st pipeline.Status, prefix string) []string {
 			}
 			notes = append(notes, fmt.Sprintf("%s: stopped; %s starts it again", name, start))
 		}
+		notes = append(notes, holdNotes(e, name, st.App, prefix != "")...)
 		if e.LastFailure != nil {
 			notes = append(notes, fmt.Sprintf("%s: last failure: %s", name, firstLineOf(*e.LastFailure)))
 		}

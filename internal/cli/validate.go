@@ -96,6 +96,8 @@ type validateEnvSummary struct {
 	Mode     string `json:"mode"`
 	Replicas int    `json:"replicas"`
 	Listen   string `json:"listen,omitempty"`
+	// Freeze names the freeze windows that hold the environment.
+	Freeze []string `json:"freeze,omitempty"`
 }
 
 func (o *validateOptions) run(stdout io.Writer) error {
@@ -122,7 +124,8 @@ func (o *validateOptions) run(stdout io.Writer) error {
 	for _, cfg := range set.Apps {
 		a := validateApp{App: cfg.App, Repo: cfg.Repo.URL, Registry: cfg.Registry.Ref, Runtime: cfg.Runtime}
 		for _, e := range cfg.Environments {
-			a.Environments = append(a.Environments, validateEnvSummary{Name: e.Name, Branch: e.Branch, From: e.From, Mode: e.Mode, Replicas: e.Replicas, Listen: e.Listen})
+			a.Environments = append(a.Environments, validateEnvSummary{Name: e.Name, Branch: e.Branch, From: e.From, Mode: e.Mode, Replicas: e.Replicas, Listen: e.Listen,
+				Freeze: freezeNames(cfg.FreezeSchedule(e.Name))})
 		}
 		summaries = append(summaries, a)
 	}
@@ -157,6 +160,9 @@ func (o *validateOptions) run(stdout io.Writer) error {
 				feed = "takes from " + e.From
 			}
 			fmt.Fprintf(stdout, "  %-8s %s (%s), %d replicas %s\n", e.Name, feed, e.Mode, e.Replicas, strings.Join(where, " "))
+			if len(e.Freeze) > 0 {
+				fmt.Fprintf(stdout, "  %-8s frozen: %s\n", "", strings.Join(e.Freeze, "; "))
+			}
 		}
 	}
 	for _, l := range left {

@@ -55,6 +55,9 @@ type Config struct {
 	// Notifications are the outgoing webhooks of the app's events; in a
 	// file of several apps, the top-level ones apply to every app as well.
 	Notifications []Notification `yaml:"notifications,omitempty"`
+	// Freeze is the app's freeze windows (freeze.go): they hold every
+	// environment, or those a window names.
+	Freeze Freeze `yaml:"freeze,omitempty"`
 
 	file string         // the file Parse read, for error positions
 	pos  map[string]int // field path -> line in file; "": the app's first line in a file of several
@@ -216,6 +219,9 @@ type Environment struct {
 	// environment or from files, never written in the configuration
 	// (local runtime).
 	Secrets map[string]Secret `yaml:"secrets,omitempty"`
+	// Freeze is the environment's own freeze windows (freeze.go), beside
+	// the app's.
+	Freeze Freeze `yaml:"freeze,omitempty"`
 }
 
 // Rollout is a Kubernetes-like rolling-update strategy.

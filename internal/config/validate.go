@@ -113,6 +113,7 @@ func (c *Config) validate(prefix string) error {
 		v.environment(i, e, names, listens)
 	}
 	v.traffic(c.Environments)
+	v.freezes(c)
 	v.chain(c.Environments, names)
 	v.notifications("notifications", c.Notifications, map[string]string{})
 	return invalid(v.errs)

@@ -23,6 +23,7 @@ import (
 // branches are not looked at (their ledger queries are most of an idle
 // controller's work), except once every fullPollEvery.
 func (c *Controller) poll(ctx context.Context) {
+	c.wakeWaiting() // a lock lifted, or a freeze window ended
 	if err := c.deps.Repo.Fetch(ctx); err != nil {
 		if ctx.Err() == nil {
 			c.log.Warn("fetch the app repository", "err", err)
@@ -94,6 +95,7 @@ func (c *Controller) pollKey(head func(string) (string, bool)) (string, bool) {
 // a commit deployed before; a head seen before is left alone, and so is a
 // commit that failed on e (it is not tried again until the branch moves).
 func (c *Controller) considerHead(ctx context.Context, e *Env, head string) {
+	pinned := c.keepPinned(ctx, e, head)
 	c.mu.Lock()
 	moved := head != "" && head != c.lastHead[e.Name]
 	c.lastHead[e.Name] = head
@@ -101,7 +103,7 @@ func (c *Controller) considerHead(ctx context.Context, e *Env, head string) {
 		delete(c.announced, e.Name) // the repository confirms what the webhook said
 	}
 	c.mu.Unlock()
-	if moved {
+	if moved && !pinned {
 		c.considerCommit(ctx, e, head)
 	}
 }
@@ -118,6 +120,9 @@ func (c *Controller) considerUpstream(ctx context.Context, e *Env) bool {
 		c.log.Warn("read the ledger", "env", e.From, "err", err)
 		return false
 	}
+	if c.keepPinned(ctx, e, up.Commit) {
+		return true
+	}
 	if e.MinTimeVerified > 0 && c.now().Sub(c.sinceOf(ctx, up)) < e.MinTimeVerified {
 		return false // the next poll looks again
 	}
@@ -128,6 +133,8 @@ func (c *Controller) considerUpstream(ctx context.Context, e *Env) bool {
 // reports false when the ledger could not be read.
 func (c *Controller) considerCommit(ctx context.Context, e *Env, commit string) bool {
 	q := c.queues[e.Name]
+	q.decide.Lock()
+	defer q.decide.Unlock()
 	if q.pending(commit) {
 		return true
 	}
@@ -160,11 +167,18 @@ func (c *Controller) considerCommit(ctx context.Context, e *Env, commit string) 
 func (c *Controller) worker(ctx context.Context, e *Env, q *queue) {
 	for {
 		if commit := q.take(); commit != "" {
-			if c.stopped(ctx, e.Name) {
-				// A stopped environment keeps its queue until it starts.
+			reason, wait := c.admit(e, commit)
+			switch {
+			case reason != "" && !wait:
+				c.log.Info("not deployed", "env", e.Name, "commit", shortHash(commit), "why", reason)
+				q.finish()
+			case reason != "" || c.stopped(ctx, e.Name):
+				// A stopped, locked or frozen environment keeps its queue
+				// until it opens again (the poll wakes this worker).
 				q.putBack(commit)
-			} else {
-				c.deployAutomatic(ctx, e, commit)
+			case c.deployAutomatic(ctx, e, commit):
+				q.putBack(commit)
+			default:
 				q.finish()
 				c.Poll() // environments fed by this one, and releases waiting for it
 				continue
@@ -184,8 +198,10 @@ func (c *Controller) stopped(ctx context.Context, env string) bool {
 	return err == nil && cur.Kind == ledger.KindStop
 }
 
-// deployAutomatic takes commit through e's steps.
-func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string) {
+// deployAutomatic takes commit through e's steps. It reports true when
+// the environment turned out to be held once its rollout was free: the
+// commit waits.
+func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string) (wait bool) {
 	first := "build"
 	trigger := "push to " + e.Branch
 	if e.From != "" {
@@ -195,20 +211,26 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 		State: ledger.StatePending, Step: first}
 	ro, err := c.rollouts.start(ctx, *d)
 	if err != nil {
-		return
+		return false
 	}
 	defer ro.end()
+	// A rollback, a lock or a freeze may have come while the rollout
+	// waited for the environment.
+	if reason, wait := c.admit(e, commit); reason != "" {
+		c.log.Info("not deployed now", "env", e.Name, "commit", shortHash(commit), "why", reason)
+		return wait
+	}
 	prev, err := c.deps.Store.Current(ctx, e.Name)
 	if err != nil && !errors.Is(err, ledger.ErrNoDeployment) {
 		c.log.Error("read the ledger", "env", e.Name, "err", err)
-		return
+		return false
 	}
 	d.PreviousID, d.Replicas = prev.ID, e.Replicas
 	if prev.ID != 0 && prev.Replicas > 0 {
 		d.Replicas = prev.Replicas
 	}
 	if err := c.create(ctx, ro, d); err != nil {
-		return
+		return false
 	}
 	log := c.log.With("env", e.Name, "commit", shortHash(commit), "deployment", d.ID)
 	log.Info(first)
@@ -242,7 +264,7 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 	})
 	if ctx.Err() != nil {
 		c.finish(ctx, ro, log, d)
-		return
+		return false
 	}
 	if err != nil {
 		d.State, d.Reason = ledger.StateFailed, failReason(e.Name, d.Step, err)
@@ -253,6 +275,7 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 		d.State, d.Step = ledger.StateSucceeded, "verified"
 	}
 	c.finish(ctx, ro, log, d)
+	return false
 }
 
 // imageFor is the image e deploys for commit: built for a branch-fed

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"slipway.dev/slipway/internal/freeze"
 	"slipway.dev/slipway/internal/ledger"
 )
 
@@ -52,6 +53,9 @@ type Env struct {
 	URL string
 	// Replicas is the initial replica count (scale changes it).
 	Replicas int
+	// Freeze is when the environment takes no automatic deployment and no
+	// release without --force (holds.go).
+	Freeze freeze.Schedule
 }
 
 // Config is the controller's configuration. config.Validate has checked
@@ -91,6 +95,8 @@ type Deps struct {
 	// Notifier, when set, records the app's events for its outgoing
 	// webhooks (notify.go).
 	Notifier Notifier
+	// Holds keeps the app's locks and pins (in memory when nil).
+	Holds HoldStore
 }
 
 // Controller runs one app's pipeline. Create it with New, then Run it.
@@ -123,6 +129,8 @@ type Controller struct {
 	pushed    map[string]string // branch → head a webhook announced, not yet taken
 	announced map[string]string // automatic environment → commit queued from a webhook
 	refused   map[string]string // controlled environment → head refused already
+
+	holds holds // locks and pins, as the ledger has them
 }
 
 // New returns a controller for cfg's environments.
@@ -151,6 +159,10 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		ready: make(chan struct{}), wakeUp: make(chan struct{}, 1), pushes: make(chan struct{}, 1),
 		lastHead: map[string]string{}, refused: map[string]string{},
 		pushed: map[string]string{}, announced: map[string]string{},
+		holds: holds{locks: map[string]ledger.Lock{}, pins: map[string]ledger.Pin{}},
+	}
+	if c.deps.Holds == nil {
+		c.deps.Holds = newMemHolds()
 	}
 	c.deps.Store = notifyingStore{Store: deps.Store, onChange: func() {
 		c.writes.Add(1)
@@ -206,6 +218,9 @@ func (c *Controller) App() string { return c.cfg.App }
 // ends, and waits for the work it started.
 func (c *Controller) Run(ctx context.Context) error {
 	c.runCtx = ctx
+	if err := c.loadHolds(ctx); err != nil {
+		return fmt.Errorf("read the locks and pins: %w", err)
+	}
 	if err := c.reconcile(ctx); err != nil {
 		return err
 	}

@@ -38,6 +38,14 @@ var (
 	ErrStopped = errors.New("environment is stopped")
 	// ErrNotStopped: start was asked of an environment that runs.
 	ErrNotStopped = errors.New("environment is not stopped")
+	// ErrLocked: the environment is locked (slipway unlock ENV).
+	ErrLocked = errors.New("environment is locked")
+	// ErrFrozen: a freeze window of the configuration holds the environment.
+	ErrFrozen = errors.New("environment is frozen")
+	// ErrNotLocked: unlock was asked of an environment that is not locked.
+	ErrNotLocked = errors.New("environment is not locked")
+	// ErrNotPinned: unpin was asked of an environment that is not pinned.
+	ErrNotPinned = errors.New("environment is not pinned")
 )
 
 // TransientError is a step's error that may go away by itself (a registry

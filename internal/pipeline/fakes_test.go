@@ -13,6 +13,7 @@ import (
 
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/ledger"
+	"slipway.dev/slipway/internal/notify"
 )
 
 // The fakes below stand in for git, the builder, the registry and the
@@ -308,8 +309,10 @@ type harness struct {
 	storeOverride Store
 	// onChange, when set, is the controller's OnChange.
 	onChange func()
-	// notifier, when set, is the controller's Notifier.
+	// notifier, when set, is the controller's Notifier; notes, when
+	// not, records the notifications of locks and break-glass.
 	notifier Notifier
+	notes    *notes
 	c        *Controller
 	cancel   context.CancelFunc
 	done     chan error
@@ -324,6 +327,7 @@ func newHarness(t *testing.T) *harness {
 		deployer: &fakeDeployer{envs: map[string]running{}, failing: map[string]bool{}},
 		smoker:   &fakeSmoker{fail: map[string]bool{}},
 		clock:    &clock{t: time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)},
+		notes:    &notes{},
 	}
 	h.store = openStore(t, h.clock.Now)
 	return h
@@ -343,9 +347,14 @@ func (h *harness) start(envs ...Env) {
 	if h.storeOverride != nil {
 		store = h.storeOverride
 	}
+	var notifier Notifier = h.notes
+	if h.notifier != nil {
+		notifier = h.notifier
+	}
 	c, err := New(Config{Envs: envs, PollInterval: time.Hour, HealthTimeout: time.Second, RetryFor: time.Second, RetryBackoff: 10 * time.Millisecond}, Deps{
 		Repo: h.repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
-		Smoker: h.smoker, Store: store, Now: h.clock.Now, OnChange: h.onChange, Notifier: h.notifier,
+		Smoker: h.smoker, Store: store, Now: h.clock.Now, OnChange: h.onChange, Notifier: notifier,
+		Holds: h.store.Holds(),
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -462,4 +471,28 @@ func (f *flakyStore) failed() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.failures
+}
+
+// notes records the notifications of locks and break-glass.
+type notes struct {
+	mu   sync.Mutex
+	list []string // "kind env: message"
+}
+
+func (n *notes) Notify(ctx context.Context, e notify.Event) error {
+	switch e.Kind {
+	case notify.Locked, notify.Unlocked, notify.BreakGlass:
+	default:
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.list = append(n.list, e.Kind+" "+e.Env+": "+e.Message)
+	return nil
+}
+
+func (n *notes) all() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.list)
 }

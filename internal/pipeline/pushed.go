@@ -64,6 +64,9 @@ func (c *Controller) takePushes(ctx context.Context) {
 		if !ok || !e.Automatic || e.From != "" {
 			continue
 		}
+		if _, pinned := c.pinOf(e.Name); pinned {
+			continue // whether the pin lets go is the poll's to say, from the fetched branch
+		}
 		c.mu.Lock()
 		seen := c.lastHead[e.Name] == commit
 		if !seen {

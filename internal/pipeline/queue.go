@@ -5,24 +5,23 @@ import "sync"
 // queue is the next commit an automatic environment deploys: the newest
 // commit wins over one that waits.
 type queue struct {
+	// decide is held by whoever decides whether a commit goes into the
+	// queue (considerCommit): the poll loop and a push webhook's loop take
+	// turns, so the same commit is not queued twice. Only they wait on it.
+	decide sync.Mutex
+
 	mu       sync.Mutex
 	next     string
 	inFlight string
-	lastDone string // the commit finished last
 	wake     chan struct{}
 }
 
 func newQueue() *queue { return &queue{wake: make(chan struct{}, 1)} }
 
 // push makes commit the next one; it returns the commit it superseded, if
-// any. The commit in flight, or the one finished last, is not queued again:
-// a poll and a push webhook may both offer the same commit.
+// any.
 func (q *queue) push(commit string) (superseded string) {
 	q.mu.Lock()
-	if commit == q.inFlight || commit == q.lastDone {
-		q.mu.Unlock()
-		return ""
-	}
 	if q.next != "" && q.next != commit {
 		superseded = q.next
 	}
@@ -61,7 +60,7 @@ func (q *queue) putBack(commit string) {
 // finish marks the commit in flight done.
 func (q *queue) finish() {
 	q.mu.Lock()
-	q.lastDone, q.inFlight = q.inFlight, ""
+	q.inFlight = ""
 	q.mu.Unlock()
 }
 
@@ -70,4 +69,11 @@ func (q *queue) pending(commit string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return commit != "" && (q.next == commit || q.inFlight == commit)
+}
+
+// waiting returns the commit that waits to be taken, or "".
+func (q *queue) waiting() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.next
 }

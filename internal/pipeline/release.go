@@ -231,24 +231,26 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 		d.Replicas = cur.Replicas
 	}
 	began := c.now()
+	hold := c.held(e)
+	if hold != nil && !force {
+		reason := hold.Reason + "; wait for it to open, or break the glass with --force --reason"
+		return nil, c.refuse(ctx, d, began, &RefusedError{Env: e.Name, Commit: commit, Reason: reason, Err: hold.Err})
+	}
 	verified, perr := c.preflight(ctx, e, cur, commit)
 	if perr != nil && !force {
 		var re *RefusedError
 		if !errors.As(perr, &re) {
 			return nil, perr
 		}
-		d.State, d.Reason = ledger.StateRefused, re.Reason
-		if err := c.deps.Store.Create(ctx, d); err != nil {
-			return nil, err
-		}
-		c.recordDone(ctx, d, "preflight", began, ledger.StepFailed, re.Reason)
-		c.notifyFinal(ctx, d)
-		return nil, perr
+		return nil, c.refuse(ctx, d, began, re)
 	}
 	if force {
 		d.Forced, d.ForceReason = true, reason
 		if perr != nil {
 			d.Note = "preflight overridden: " + perr.Error()
+		}
+		if hold != nil {
+			d.Note = joinNote("break-glass: "+hold.Reason, d.Note)
 		}
 	}
 	img := Image{Ref: verified.Image, Digest: verified.Digest}
@@ -272,6 +274,9 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 	if err := c.deps.Store.Create(ctx, d); err != nil {
 		return nil, err
 	}
+	if force && hold != nil {
+		c.breakGlass(ctx, d, hold)
+	}
 	switch {
 	case perr != nil:
 		c.recordDone(ctx, d, "preflight", began, ledger.StepSkipped, "overridden by --force: "+perr.Error())
@@ -282,6 +287,29 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 	}
 	ro.set(*d)
 	return d, nil
+}
+
+// refuse records d as refused for re's reason and returns re.
+func (c *Controller) refuse(ctx context.Context, d *ledger.Deployment, began time.Time, re *RefusedError) error {
+	d.State, d.Reason = ledger.StateRefused, re.Reason
+	if err := c.deps.Store.Create(ctx, d); err != nil {
+		return err
+	}
+	c.recordDone(ctx, d, "preflight", began, ledger.StepFailed, re.Reason)
+	c.notifyFinal(ctx, d)
+	return re
+}
+
+// breakGlass logs and notifies a forced release d to an environment held
+// by a lock or freeze window; the row records it (forced, its reason, and
+// a note naming the hold).
+func (c *Controller) breakGlass(ctx context.Context, d *ledger.Deployment, hold *HoldError) {
+	c.log.Warn("break-glass release", "env", d.Env, "commit", shortHash(d.Commit), "deployment", d.ID, "hold", hold.Reason, "reason", d.ForceReason)
+	c.notify(ctx, EventBreakGlass, d.Env, fmt.Sprintf("break-glass release of %s to %s of %s (deployment %d, %s): %s; overriding: %s",
+		shortHash(d.Commit), d.Env, c.cfg.App, d.ID, d.Trigger, d.ForceReason, hold.Reason), map[string]string{
+		"commit": d.Commit, "deployment": fmt.Sprint(d.ID), "release": d.ReleaseName, "by": d.Trigger,
+		"reason": d.ForceReason, "hold": hold.Reason,
+	})
 }
 
 // rootBranch is the branch whose commits reach e: the branch of the first

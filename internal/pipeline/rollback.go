@@ -9,24 +9,28 @@ import (
 	"slipway.dev/slipway/internal/ledger"
 )
 
-// RollbackRequest asks to put a controlled environment back on an earlier
-// release.
+// RollbackRequest asks to put an environment back on an earlier version.
 type RollbackRequest struct {
-	// Env is the controlled environment; empty means the final one.
+	// Env is the environment; empty means the final one.
 	Env string
-	// Target is an RC name or a commit; empty means the release that ran
-	// before the current one.
+	// Target is an RC name or a commit; empty means the release (or, on
+	// an automatic environment, the version) that ran before the current
+	// one.
 	Target  string
 	Trigger string
 }
 
-// Rollback points a controlled environment back at an earlier release and
-// starts its rollout.
+// Rollback points an environment back at an earlier version and starts its
+// rollout. Locks and freeze windows never stop a rollback. A rollback of
+// an automatic environment pins it on that version (holds.go).
 func (c *Controller) Rollback(ctx context.Context, req RollbackRequest) (ledger.Deployment, error) {
 	if err := c.waitReady(ctx); err != nil {
 		return ledger.Deployment{}, err
 	}
-	e, err := c.controlled("rollback", req.Env)
+	if req.Env == "" {
+		req.Env = c.final.Name
+	}
+	e, err := c.env("rollback", req.Env)
 	if err != nil {
 		return ledger.Deployment{}, err
 	}
@@ -44,8 +48,25 @@ func (c *Controller) Rollback(ctx context.Context, req RollbackRequest) (ledger.
 	}
 	ro.set(*d)
 	out := *d
-	c.goRun(ro, func(ctx context.Context) { c.promote(ctx, ro, d, cur, false) })
+	c.goRun(ro, func(ctx context.Context) {
+		c.promote(ctx, ro, d, cur, false)
+		c.unpinFailed(ctx, e, d)
+	})
 	return out, nil
+}
+
+// unpinFailed removes the pin of a rollback d of an automatic environment
+// that did not succeed: the environment is back on what it ran.
+func (c *Controller) unpinFailed(ctx context.Context, e *Env, d *ledger.Deployment) {
+	if !e.Automatic || d.State == ledger.StateSucceeded || ctx.Err() != nil {
+		return
+	}
+	if p, ok := c.pinOf(e.Name); !ok || p.DeploymentID != d.ID {
+		return
+	}
+	if err := c.dropPin(ctx, e, fmt.Sprintf("rollback %d did not succeed", d.ID)); err != nil {
+		c.log.Warn("release the pin of a failed rollback", "env", e.Name, "err", err)
+	}
 }
 
 func (c *Controller) prepareRollback(ctx context.Context, e *Env, req RollbackRequest) (*ledger.Deployment, ledger.Deployment, error) {
@@ -59,7 +80,12 @@ func (c *Controller) prepareRollback(ctx context.Context, e *Env, req RollbackRe
 	if cur.Kind == ledger.KindStop {
 		return nil, cur, fmt.Errorf("rollback of %s: it is stopped; start it first (slipway start %s): %w", e.Name, e.Name, ErrStopped)
 	}
-	to, err := c.rollbackTarget(ctx, e, cur, req.Target)
+	var to ledger.Deployment
+	if e.Automatic {
+		to, err = c.automaticTarget(ctx, e, cur, req.Target)
+	} else {
+		to, err = c.rollbackTarget(ctx, e, cur, req.Target)
+	}
 	if err != nil {
 		return nil, cur, err
 	}
@@ -71,7 +97,49 @@ func (c *Controller) prepareRollback(ctx context.Context, e *Env, req RollbackRe
 	if err := c.deps.Store.Create(ctx, d); err != nil {
 		return nil, cur, err
 	}
+	if e.Automatic {
+		if err := c.pin(ctx, e, d, cur, req.Trigger); err != nil {
+			d.State, d.Reason = ledger.StateFailed, "not rolled back: "+err.Error()
+			if uerr := c.deps.Store.Update(ctx, d); uerr != nil {
+				return nil, cur, errors.Join(err, uerr)
+			}
+			return nil, cur, err
+		}
+	}
 	return d, cur, nil
+}
+
+// automaticTarget is the version an automatic environment goes back to:
+// target (a commit it ran before), or the newest version it ran other
+// than cur's.
+func (c *Controller) automaticTarget(ctx context.Context, e *Env, cur ledger.Deployment, target string) (ledger.Deployment, error) {
+	if target == "" {
+		rows, err := c.deps.Store.Latest(ctx, e.Name, 1000)
+		if err != nil {
+			return ledger.Deployment{}, err
+		}
+		for _, r := range rows {
+			if r.State == ledger.StateSucceeded && r.Commit != cur.Commit && r.Digest != "" && r.Kind != ledger.KindStop {
+				return r, nil
+			}
+		}
+		return ledger.Deployment{}, fmt.Errorf("rollback: %s has run no other version than %s: %w", e.Name, shortHash(cur.Commit), ErrNothingReleased)
+	}
+	full, err := c.deps.Repo.Resolve(ctx, target)
+	if err != nil {
+		return ledger.Deployment{}, err
+	}
+	if full == cur.Commit {
+		return ledger.Deployment{}, fmt.Errorf("rollback to %s: %s already runs it: %w", target, e.Name, ErrAlreadyLive)
+	}
+	to, err := c.deps.Store.LatestForCommit(ctx, e.Name, ledger.KindDeploy, full)
+	if errors.Is(err, ledger.ErrNoDeployment) || (err == nil && to.State != ledger.StateSucceeded) {
+		return ledger.Deployment{}, fmt.Errorf("rollback to %s: it was never verified on %s (slipway history --env %s lists what ran there): %w", target, e.Name, e.Name, ErrNotReleased)
+	}
+	if err != nil {
+		return ledger.Deployment{}, err
+	}
+	return to, nil
 }
 
 func (c *Controller) rollbackTarget(ctx context.Context, e *Env, cur ledger.Deployment, target string) (ledger.Deployment, error) {

@@ -55,6 +55,16 @@ type EnvStatus struct {
 	// drift from what slipway applied), or null.
 	Message   *string          `json:"message"`
 	Instances []deploy.Replica `json:"instances"`
+	// Locked is the environment's lock (slipway lock), or null.
+	Locked *ledger.Lock `json:"locked"`
+	// Frozen is the freeze window that holds the environment now, or null.
+	Frozen *Frozen `json:"frozen"`
+	// Pinned is the pin a rollback of an automatic environment left, or
+	// null: it stays on that version until its feed moves or slipway unpin.
+	Pinned *ledger.Pin `json:"pinned"`
+	// Waiting is the commit an automatic environment holds back while it
+	// is locked or frozen, and why; null when none waits.
+	Waiting *Waiting `json:"waiting"`
 }
 
 // Replicas counts an environment's replicas.
@@ -121,6 +131,7 @@ func (c *Controller) envStatus(ctx context.Context, e Env) (EnvStatus, error) {
 	if e.Automatic {
 		es.Mode = "automatic"
 	}
+	c.holdStatus(&e, &es)
 	cur, err := c.deps.Store.Current(ctx, e.Name)
 	switch {
 	case errors.Is(err, ledger.ErrNoDeployment):
