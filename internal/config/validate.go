@@ -58,7 +58,7 @@ func (c *Config) validate(prefix string) error {
 		v.add("repo.webhookSecretEnv", "%q is not an environment variable name", c.Repo.WebhookSecretEnv)
 	}
 
-	if strings.TrimSpace(c.Test.Command) == "" {
+	if strings.TrimSpace(c.Test.Command) == "" && c.Build.Kind != BuildDockerfile {
 		v.add("test.command", "is empty: give the test command (default go test ./...), or \"true\" to skip tests on purpose")
 	}
 	if c.Test.Timeout <= 0 {
@@ -79,6 +79,7 @@ func (c *Config) validate(prefix string) error {
 	if c.Build.Concurrency < 0 {
 		v.add("build.concurrency", concurrencyMsg, c.Build.Concurrency)
 	}
+	v.buildKind(c.Build)
 
 	if c.Registry.Ref != "" {
 		if _, err := name.NewRepository(strings.TrimSuffix(c.Registry.Ref, "/") + "/" + nonEmpty(c.App, "app")); err != nil {
