@@ -13,7 +13,7 @@ func TestBuildKindDefaults(t *testing.T) {
 	const head = "app: demo\nrepo: {url: ./app.git}\n"
 	type got struct {
 		Kind, Dockerfile, Context, Target, Test, Path string
-		Args                                        map[string]string
+		Args                                          map[string]string
 	}
 	tests := []struct {
 		name, yaml string
