@@ -21,7 +21,7 @@ import (
 
 // dockerfileEnv is a builder of the Python test service (test/pyapp) from
 // its Dockerfile, on the Debian base pushed to a registry of its own.
-func dockerfileEnv(t *testing.T) (*env, string, string) {
+func dockerfileEnv(t testing.TB) (*env, string, string) {
 	t.Helper()
 	testenv.LookPath(t, "buildah")
 	ctx := context.Background()
