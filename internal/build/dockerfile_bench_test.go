@@ -20,7 +20,9 @@ import (
 // buildah's own build of another such commit: the same `buildah build`
 // command on the same storage, in the repository's working tree. The
 // removal of earlier builds' layers that follows each slipway build runs
-// after the build has returned and is waited for outside both timings.
+// after the build has returned and is waited for outside both timings;
+// the bare build's are removed the same way, so that each build of either
+// side starts from the same storage.
 // Wall and CPU time (this process and its children) are reported.
 //
 // Each iteration is SLIPWAY_BENCH_ROUNDS rounds (default 3): run it with
@@ -57,6 +59,9 @@ func BenchmarkDockerfileNewCommit(b *testing.B) {
 			if side == "own" {
 				w, c := bareBuildah(b, e, repo, commit, when)
 				b.Logf("round %d: buildah %s", i, w.Round(10*time.Millisecond))
+				b.StopTimer()
+				pruneBuildah(b, e) // as slipway does after its builds
+				b.StartTimer()
 				ownWall += w
 				ownCPU += c
 				continue
@@ -84,6 +89,19 @@ func BenchmarkDockerfileNewCommit(b *testing.B) {
 	b.ReportMetric((slipwayWall-ownWall).Seconds()/n, "s-overhead/op")
 	b.ReportMetric(slipwayCPU.Seconds()/n, "cpu-s-slipway/op")
 	b.ReportMetric(ownCPU.Seconds()/n, "cpu-s-buildah/op")
+}
+
+// pruneBuildah removes the images of the bare build, as slipway removes
+// those of its earlier builds, so that each build starts from the same
+// storage.
+func pruneBuildah(b *testing.B, e *env) {
+	b.Helper()
+	h := e.b.buildah()
+	cmd := exec.Command(h.bin(), append(h.global(), "rmi", "--prune")...)
+	cmd.Env = h.env()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("buildah rmi --prune: %v\n%s", err, out)
+	}
 }
 
 // bareBuildah runs, in dir, the buildah build slipway would run for
