@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -73,6 +74,15 @@ type Builder struct {
 	CIInsecure bool
 
 	arrived arrivals // images imported from CI
+
+	// Buildah is the buildah command of Dockerfile builds; "buildah" when
+	// empty.
+	Buildah string
+	// InsecureRegistry: the image registry is spoken to over plain HTTP or
+	// without verifying TLS (the embedded registry, registry.insecure).
+	InsecureRegistry bool
+
+	background sync.WaitGroup // work left running by builds (see Wait)
 }
 
 // New returns a Builder for the configuration, wiring the parts by hand.
@@ -86,6 +96,8 @@ func New(cfg *config.Config, src *gitsource.Source, reg *registry.Client, reposi
 		Repository: repository,
 		Ledger:     store,
 		DataDir:    dataDir,
+
+		InsecureRegistry: cfg.Registry.Insecure || cfg.Registry.Embedded(),
 	}
 }
 
@@ -244,6 +256,10 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	row.LogPath = logPath
 
 	steps := &steps{short: short, build: row.ID, log: logFile, out: b.Progress, logger: b.logger()}
+	if b.isDockerfile() {
+		d, err := b.dockerfile(ctx, row, commit, checkout, work, steps, logFile, logPath)
+		return d, false, err
+	}
 
 	// Test.
 	if err := b.setState(ctx, row, ledger.BuildTesting); err != nil {

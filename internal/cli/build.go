@@ -162,6 +162,7 @@ func (o *buildOptions) run(ctx context.Context, stdout, stderr io.Writer) error 
 	defer client.Close() // before stop: the registry need not wait for idle connections
 
 	b, _ := apps.NewBuilder(o.cfg, o.set.Multi, dataDir, client, repository, store)
+	defer b.Wait() // a Dockerfile build's storage is tidied before the command ends
 	b.Progress = stderr
 	b.Logger = logger
 	res, err := b.Run(ctx, build.Request{Rev: o.rev, Trigger: "cli"})

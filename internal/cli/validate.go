@@ -73,6 +73,8 @@ type validateOutput struct {
 	// Leftovers are the apps and environments the data directory's ledger
 	// has deployed that the file no longer names.
 	Leftovers []api.Leftover `json:"leftovers,omitempty"`
+	// Missing are programs the apps need that this machine lacks.
+	Missing []missingTool `json:"missing,omitempty"`
 }
 
 type validateApp struct {
@@ -135,13 +137,17 @@ func (o *validateOptions) run(stdout io.Writer) error {
 		return err
 	}
 	out.Leftovers = left
+	out.Missing = missingTools(set)
 	if set.Multi {
 		out.Apps = summaries
 	} else {
 		out.validateApp = summaries[0]
 	}
 	if o.output.json() {
-		return writeJSONTo(stdout, out)
+		if err := writeJSONTo(stdout, out); err != nil {
+			return err
+		}
+		return printMissing(io.Discard, out.Missing)
 	}
 	fmt.Fprintf(stdout, "%s: valid\n", o.configPath)
 	for _, a := range summaries {
@@ -172,7 +178,7 @@ func (o *validateOptions) run(stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "left the configuration, still deployed: %s (remove it with: %s)\n", what, apps.RemoveCommand(l))
 	}
-	return nil
+	return printMissing(stdout, out.Missing)
 }
 
 // leftovers reads what the data directory's ledger has deployed that set

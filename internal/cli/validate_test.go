@@ -49,3 +49,30 @@ func TestValidateReportsLeftovers(t *testing.T) {
 		}
 	}
 }
+
+// validate says when a Dockerfile build's buildah is missing and how to
+// install it, and exits 1: the file is right, the machine lacks a program.
+func TestValidateBuildahMissing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	t.Setenv("PATH", filepath.Join(dir, "empty"))
+	file := filepath.Join(dir, "slipway.yaml")
+	if err := os.WriteFile(file, []byte("app: pyapp\nrepo: {url: /nonexistent.git}\nbuild: {kind: dockerfile}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := Main(ctx, []string{"validate", "--config", file}, &out, &errOut); code != 1 {
+		t.Fatalf("validate: exit %d, want 1: %s%s", code, out.String(), errOut.String())
+	}
+	want := "app pyapp: build.kind: dockerfile needs buildah, which is not installed on this machine: install it with apt-get install buildah (Debian, Ubuntu), dnf install buildah (Fedora)"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("validate's output lacks %q:\n%s", want, out.String())
+	}
+	out.Reset()
+	if code := Main(ctx, []string{"validate", "--config", file, "-o", "json"}, &out, &errOut); code != 1 {
+		t.Fatalf("validate -o json: exit %d, want 1", code)
+	}
+	if !strings.Contains(out.String(), `"missing":[{"app":"pyapp","tool":"buildah"`) && !strings.Contains(out.String(), `"tool": "buildah"`) {
+		t.Errorf("validate -o json does not name buildah:\n%s", out.String())
+	}
+}

@@ -113,13 +113,34 @@ type Build struct {
 	// 0: DefaultBuildConcurrency(). In a file of several apps it is set
 	// once, in the top-level build, and read from Set.BuildConcurrency.
 	Concurrency int `yaml:"concurrency,omitempty"`
-	// Kind is how the app's images are made: go (built by slipway from the
-	// Go module, the default) or image (built elsewhere, by the team's CI;
-	// see Image).
+	// Kind is how the image is made: BuildGo (default), BuildDockerfile
+	// (when any of the Dockerfile fields below is written without a kind)
+	// or BuildImage.
 	Kind string `yaml:"kind,omitempty"`
+	// Dockerfile is the Dockerfile of a BuildDockerfile build, relative to
+	// Context. Default "Dockerfile".
+	Dockerfile string `yaml:"dockerfile,omitempty"`
+	// Context is the build context of a BuildDockerfile build, a directory
+	// relative to the repository root. Default ".".
+	Context string `yaml:"context,omitempty"`
+	// Target is the Dockerfile stage to build. Default: the last one.
+	Target string `yaml:"target,omitempty"`
+	// Args are the Dockerfile's build arguments (ARG), NAME: value.
+	Args map[string]string `yaml:"args,omitempty"`
 	// Image says where images built elsewhere come from (kind: image).
 	Image ImageSource `yaml:"image,omitempty"`
 }
+
+// Build kinds: how an app's image is made.
+const (
+	// BuildGo compiles the repository's Go main package into slipway's
+	// own minimal image.
+	BuildGo = "go"
+	// BuildDockerfile builds the repository's Dockerfile with buildah.
+	BuildDockerfile = "dockerfile"
+	// BuildImage takes images that something else built and pushed.
+	BuildImage = "image"
+)
 
 // DefaultBuildConcurrency is the number of builds run at once when
 // build.concurrency is not set: half the CPUs, at least 1.
@@ -504,7 +525,7 @@ type SecretEnv struct {
 func Default() *Config {
 	return &Config{
 		Test:         Test{Command: "go test ./...", Timeout: 10 * time.Minute},
-		Build:        Build{Main: ".", Port: 8080, Timeout: 10 * time.Minute},
+		Build:        Build{Main: ".", Port: 8080, Timeout: 10 * time.Minute, Kind: BuildGo},
 		Runtime:      RuntimeLocal,
 		Kubernetes:   Kubernetes{Namespace: "{{.App}}-{{.Environment}}", ProgressDeadline: 10 * time.Minute},
 		Environments: defaultVerifiedOn([]Environment{DefaultEnvironment("dev"), DefaultEnvironment("prod")}),

@@ -8,12 +8,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 )
 
-// Build kinds (build.kind).
-const (
-	BuildGo    = "go"
-	BuildImage = "image"
-)
-
 // ImageSource is where the images of an app built elsewhere come from.
 // They reach slipway in one of two ways: its CI calls
 // POST /api/v1/apps/{app}/builds, or slipway lists Watch for new tags.
@@ -67,13 +61,8 @@ func (s ImageSource) WaitFor() time.Duration {
 // ImagesFromCI reports whether the app's images are built elsewhere.
 func (b Build) ImagesFromCI() bool { return b.Kind == BuildImage }
 
-func (v *validator) buildKind(b Build) {
-	switch b.Kind {
-	case "", BuildGo, BuildImage:
-	default:
-		v.add("build.kind", "%q is not a kind of build: use go (slipway builds the Go module) or image (the team's CI builds images)", b.Kind)
-		return
-	}
+// imageSource checks build.image, which belongs to kind image.
+func (v *validator) imageSource(b Build) {
 	img := b.Image
 	if b.Kind != BuildImage {
 		if img != (ImageSource{}) {

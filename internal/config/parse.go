@@ -139,6 +139,7 @@ func parseApp(name string, n *yaml.Node, base *Config, inherited map[string]int,
 	}
 	c.Repo.URL = resolveRepo(name, c.Repo.URL)
 	resolveTLSFiles(name, c)
+	defaultBuildKind(c)
 	return c, d.errs
 }
 

@@ -58,7 +58,7 @@ func (c *Config) validate(prefix string) error {
 		v.add("repo.webhookSecretEnv", "%q is not an environment variable name", c.Repo.WebhookSecretEnv)
 	}
 
-	if strings.TrimSpace(c.Test.Command) == "" {
+	if strings.TrimSpace(c.Test.Command) == "" && c.Build.Kind != BuildDockerfile {
 		v.add("test.command", "is empty: give the test command (default go test ./...), or \"true\" to skip tests on purpose")
 	}
 	if c.Test.Timeout <= 0 {
@@ -80,6 +80,7 @@ func (c *Config) validate(prefix string) error {
 		v.add("build.concurrency", concurrencyMsg, c.Build.Concurrency)
 	}
 	v.buildKind(c.Build)
+	v.imageSource(c.Build)
 
 	if c.Registry.Ref != "" {
 		if _, err := name.NewRepository(strings.TrimSuffix(c.Registry.Ref, "/") + "/" + nonEmpty(c.App, "app")); err != nil {
