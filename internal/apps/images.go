@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path"
 	"time"
@@ -82,10 +83,7 @@ func (p *App) watchImages(ctx context.Context) {
 	}
 }
 
-func (p *App) importNewTags(ctx context.Context, seen map[string]bool, log interface {
-	Warn(string, ...any)
-	Info(string, ...any)
-}) {
+func (p *App) importNewTags(ctx context.Context, seen map[string]bool, log *slog.Logger) {
 	src := p.Config.Build.Image
 	tags, err := p.builder.CIRegistry.Tags(ctx, src.Watch)
 	if err != nil {

@@ -94,7 +94,7 @@ func (b *Builder) source() *registry.Client {
 // platform, names a commit not on req.Branch, or when another image has
 // been imported for that commit already (a tag that moved).
 func (b *Builder) Import(ctx context.Context, req ImportRequest) (Imported, error) {
-	ref, err := name.ParseReference(req.Image, b.nameOptions(req.Image)...)
+	ref, err := name.ParseReference(req.Image, b.nameOptions()...)
 	if err != nil {
 		return Imported{}, fmt.Errorf("%w: %q is not an image reference, such as ghcr.io/org/app:sha-COMMIT or …@sha256:…: %v", ErrRefused, req.Image, err)
 	}
@@ -146,7 +146,7 @@ func (b *Builder) Import(ctx context.Context, req ImportRequest) (Imported, erro
 	return out, nil
 }
 
-func (b *Builder) nameOptions(ref string) []name.Option {
+func (b *Builder) nameOptions() []name.Option {
 	if b.CIInsecure {
 		return []name.Option{name.Insecure}
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+
+	"slipway.dev/slipway/internal/ledger"
 )
 
 // This file is the fast path of a push webhook: the webhook names the new
@@ -115,8 +117,11 @@ func (c *Controller) checkAnnounced(ctx context.Context, e *Env, commit string) 
 			shortHash(commit), e.Branch, shortHash(head), ErrNotOnBranch)
 	}
 	cur, err := c.deps.Store.Current(ctx, e.Name)
-	if err != nil || cur.Commit == "" || cur.Commit == commit {
-		return nil //nolint:nilerr // nothing runs yet, or the ledger will say so at the deploy step
+	if errors.Is(err, ledger.ErrNoDeployment) || err == nil && (cur.Commit == "" || cur.Commit == commit) {
+		return nil // nothing runs yet, or this very commit
+	}
+	if err != nil {
+		return err
 	}
 	older, err := c.deps.Repo.IsAncestor(ctx, commit, cur.Commit)
 	if err != nil {
