@@ -19,7 +19,7 @@ import (
 var commitHash = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 // Pushed tells the controller that branch now points at commit, as a
-// signed push webhook says. It never blocks; the poll loop acts on it. A
+// signed push webhook says. It never blocks; pushLoop acts on it. A
 // commit that is not a full hash, or a deleted branch, is left to the poll.
 func (c *Controller) Pushed(branch, commit string) {
 	if !commitHash.MatchString(commit) || branch == "" {
