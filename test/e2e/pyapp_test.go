@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/registry"
 	"slipway.dev/slipway/internal/testenv"
 )
@@ -108,8 +109,8 @@ environments:
 	rc0 := *envOf(e.appStatus("pyapp"), "prod").Release
 	e.checkPython(e.devURL, c0, "Hello from pyapp")
 	e.checkPython(e.prodURL, c0, "Hello from pyapp")
-	if iso := envOf(e.appStatus("pyapp"), "prod").Isolation; os.Geteuid() == 0 && (iso == nil || *iso != "namespaces+chroot") {
-		t.Errorf("prod's isolation = %s, want namespaces+chroot (as root): python3 must run on the image's own libraries", deref(iso))
+	if iso := envOf(e.appStatus("pyapp"), "prod").Isolation; os.Geteuid() == 0 && (iso == nil || *iso != string(deploy.IsolationSandbox)) {
+		t.Errorf("prod's isolation = %s, want %s (as root): python3 must run on the image's own libraries", deref(iso), deploy.IsolationSandbox)
 	}
 
 	// A push to master reaches dev; its dependency step comes from the cache.
