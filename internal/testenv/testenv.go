@@ -88,6 +88,7 @@ func FreeAddr(t testing.TB) string {
 	return ""
 }
 
+// firstPort is above the ports the local runtime gives replicas (10000–19999).
 const firstPort = 20000
 
 var nextPort = func() *atomic.Int64 {

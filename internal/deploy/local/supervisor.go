@@ -308,7 +308,7 @@ func (s *supervisor) rolloutError(rev *revision, r *replica, reason string) *dep
 
 // start creates a replica of rev and starts supervising it; s.mu is held.
 func (s *supervisor) start(rev *revision) (*replica, error) {
-	port, err := freePort()
+	port, err := replicaPort()
 	if err != nil {
 		return nil, fmt.Errorf("find a free port for a replica: %w", err)
 	}
@@ -461,15 +461,6 @@ func (s *supervisor) replicaEnv(r *replica) []string {
 		envList = append(envList, k+"="+env[k])
 	}
 	return envList
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // status reports what the environment serves.
