@@ -5,7 +5,6 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,11 +21,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"slipway.dev/slipway/internal/api"
 	"slipway.dev/slipway/internal/build"
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/demo"
-	"slipway.dev/slipway/internal/testenv"
 )
 
 // ciBuild builds the sample service at commit the way a team's CI might —
@@ -103,55 +100,26 @@ func ciBuild(t *testing.T, bare, commit, ref string) string {
 // announced through the API; both go to dev and, by release, to prod as the
 // same digest, and prod serves every request through release and rollback.
 func TestImagesBuiltByCI(t *testing.T) {
-	testenv.LookPath(t, "git")
-	testenv.LookPath(t, "go")
-	short, err := os.MkdirTemp("", "sw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(short) })
-	dir := filepath.Join(short, "demo")
-	e := &env{t: t}
-	devAddr, prodAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	e.devURL, e.prodURL = "http://"+devAddr, "http://"+prodAddr
-	apiAddr := testenv.FreeAddr(t)
-	e.apiURL = "http://" + apiAddr
-	e.regAddr = testenv.FreeAddr(t)
-	ws, err := demo.Prepare(context.Background(), demo.Options{Dir: dir, DevAddr: devAddr, ProdAddr: prodAddr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.ws = ws
-	cfg, err := config.Load(ws.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	watched := e.regAddr + "/ci/birthday-app"
-	cfg.Build.Kind = config.BuildImage
-	cfg.Build.Image = config.ImageSource{Watch: watched, Interval: 500 * time.Millisecond, Wait: 5 * time.Minute}
-	var buf bytes.Buffer
-	if err := config.Write(&buf, cfg); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, ws.Config, buf.String())
-	if out, errOut, code := runCLI("validate", "--config", ws.Config); code != 0 {
-		t.Fatalf("validate: %s%s", out, errOut)
-	}
-	e.bin = buildSlipway(t, short)
-	e.args = []string{"serve", "--config", ws.Config, "--data-dir", ws.DataDir, "--api-addr", apiAddr, "--registry-addr", e.regAddr}
-	t.Cleanup(func() {
-		if e.stop != nil {
-			e.stop()
+	var watched string
+	e, token := startDemo(t, false, func(e *env, _ string) {
+		ws := e.ws
+		cfg, err := config.Load(ws.Config)
+		if err != nil {
+			t.Fatal(err)
 		}
-		stopEnvironments(t, ws.DataDir, demo.AppName, "dev", "prod")
+		watched = e.regAddr + "/ci/birthday-app"
+		cfg.Build.Kind = config.BuildImage
+		cfg.Build.Image = config.ImageSource{Watch: watched, Interval: 500 * time.Millisecond, Wait: 5 * time.Minute}
+		var buf bytes.Buffer
+		if err := config.Write(&buf, cfg); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, ws.Config, buf.String())
+		if out, errOut, code := runCLI("validate", "--config", ws.Config); code != 0 {
+			t.Fatalf("validate: %s%s", out, errOut)
+		}
 	})
-	e.startServe()
-	tok, err := os.ReadFile(filepath.Join(ws.DataDir, api.TokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(tok))
-	t.Setenv("SLIPWAY_TOKEN", token)
+	ws := e.ws
 
 	// The first commit waits for its image; the watch finds it.
 	c0 := git(t, ws.Bare, "rev-parse", "master")

@@ -407,46 +407,44 @@ func (l *load) finish(t *testing.T, during string) {
 	}
 }
 
-func TestDemoEndToEnd(t *testing.T) {
+// startDemo prepares the demo workspace in a short temporary directory
+// (the runtime's unix sockets live below it) with free addresses, lets
+// edit change it (e.ws) before `slipway serve` starts (short is that directory),
+// builds slipway, starts serve, and sets SLIPWAY_TOKEN. With logToFile,
+// serve's whole log goes to short/serve.log too. At the test's end serve
+// is stopped, and the environments it leaves running on purpose too.
+func startDemo(t *testing.T, logToFile bool, edit func(e *env, short string)) (e *env, token string) {
+	t.Helper()
 	testenv.LookPath(t, "git")
 	testenv.LookPath(t, "go")
-	// A short directory: the runtime's unix sockets live below it.
 	short, err := os.MkdirTemp("", "sw")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(short) })
-	dir := filepath.Join(short, "demo")
-	e := &env{t: t}
+	e = &env{t: t}
+	if logToFile {
+		e.logPath = filepath.Join(short, "serve.log")
+	}
 	devAddr, prodAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	e.devURL, e.prodURL = "http://"+devAddr, "http://"+prodAddr
 	apiAddr := testenv.FreeAddr(t)
 	e.apiURL = "http://" + apiAddr
 	e.regAddr = testenv.FreeAddr(t)
-	ws, err := demo.Prepare(context.Background(), demo.Options{Dir: dir, DevAddr: devAddr, ProdAddr: prodAddr})
+	ws, err := demo.Prepare(context.Background(), demo.Options{Dir: filepath.Join(short, "demo"), DevAddr: devAddr, ProdAddr: prodAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.ws = ws
-	// prod gets a variable that one commit below reacts to, so that a
-	// commit can pass on dev and fail on prod.
-	cfg, err := os.ReadFile(ws.Config)
-	if err != nil {
-		t.Fatal(err)
+	if edit != nil {
+		edit(e, short)
 	}
-	cfg = bytes.Replace(cfg, []byte("- name: prod\n"), []byte("- name: prod\n    env:\n      E2E_PROD: \"1\"\n"), 1)
-	// Every event goes to a receiver of this test, signed.
-	t.Setenv("E2E_NOTIFY_SECRET", "e2e-secret")
-	hooks := startNotifyReceiver(t, "e2e-secret")
-	cfg = append(cfg, hooks.config()...)
-	writeFile(t, ws.Config, string(cfg))
 	e.bin = buildSlipway(t, short)
 	e.args = []string{"serve", "--config", ws.Config, "--data-dir", ws.DataDir, "--api-addr", apiAddr, "--registry-addr", e.regAddr}
 	t.Cleanup(func() {
 		if e.stop != nil {
 			e.stop()
 		}
-		// serve leaves environments running on purpose; the test stops them.
 		stopEnvironments(t, ws.DataDir, demo.AppName, "dev", "prod")
 	})
 	e.startServe()
@@ -454,7 +452,28 @@ func TestDemoEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("SLIPWAY_TOKEN", strings.TrimSpace(string(tok)))
+	token = strings.TrimSpace(string(tok))
+	t.Setenv("SLIPWAY_TOKEN", token)
+	return e, token
+}
+
+func TestDemoEndToEnd(t *testing.T) {
+	// Every event goes to a receiver of this test, signed.
+	t.Setenv("E2E_NOTIFY_SECRET", "e2e-secret")
+	hooks := startNotifyReceiver(t, "e2e-secret")
+	e, token := startDemo(t, false, func(e *env, _ string) {
+		ws := e.ws
+		// prod gets a variable that one commit below reacts to, so that a
+		// commit can pass on dev and fail on prod.
+		cfg, err := os.ReadFile(ws.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = bytes.Replace(cfg, []byte("- name: prod\n"), []byte("- name: prod\n    env:\n      E2E_PROD: \"1\"\n"), 1)
+		cfg = append(cfg, hooks.config()...)
+		writeFile(t, ws.Config, string(cfg))
+	})
+	ws := e.ws
 
 	// The first commit goes to dev, and the release branch (at the same
 	// commit) takes it to prod.
@@ -610,7 +629,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("SLIPWAY_SERVER", e.apiURL)
-			env.Setenv("SLIPWAY_TOKEN", strings.TrimSpace(string(tok)))
+			env.Setenv("SLIPWAY_TOKEN", token)
 			env.Setenv("PROD_COMMIT", c4[:7])
 			env.Setenv("PROD_RELEASE", rel.Release)
 			return nil

@@ -56,52 +56,25 @@ func init() {
 // its data directory (the ledger among them), serve's log, and the CLI's
 // and API's answers. Only the app's answer may hold them.
 func TestSecretsEndToEnd(t *testing.T) {
-	testenv.LookPath(t, "git")
-	testenv.LookPath(t, "go")
 	const fromEnv, fromFile = "e2e-s3cr3t-env-4d7a91", "e2e-s3cr3t-file-c06b2e"
-	short, err := os.MkdirTemp("", "sw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(short) })
-	e := &env{t: t, logPath: filepath.Join(short, "serve.log")}
-	devAddr, prodAddr, secretAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
-	e.devURL, e.prodURL = "http://"+devAddr, "http://"+prodAddr
-	apiAddr := testenv.FreeAddr(t)
-	e.apiURL = "http://" + apiAddr
-	e.regAddr = testenv.FreeAddr(t)
-	ws, err := demo.Prepare(context.Background(), demo.Options{Dir: filepath.Join(short, "demo"), DevAddr: devAddr, ProdAddr: prodAddr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.ws = ws
-	secretFile := filepath.Join(short, "db_pass")
-	writeFile(t, secretFile, fromFile+"\n")
+	secretAddr := testenv.FreeAddr(t)
 	t.Setenv("SLIPWAY_E2E_SECRET", fromEnv)
-	cfg, err := os.ReadFile(ws.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	devCfg := "- name: dev\n    env:\n      E2E_SECRET_ADDR: " + secretAddr + "\n    secrets:\n" +
-		"      E2E_API_KEY: {env: SLIPWAY_E2E_SECRET}\n      E2E_DB_PASS: {file: " + secretFile + "}\n"
-	if !bytes.Contains(cfg, []byte("- name: dev\n")) {
-		t.Fatalf("the demo's configuration has no dev:\n%s", cfg)
-	}
-	writeFile(t, ws.Config, string(bytes.Replace(cfg, []byte("- name: dev\n"), []byte(devCfg), 1)))
-	e.bin = buildSlipway(t, short)
-	e.args = []string{"serve", "--config", ws.Config, "--data-dir", ws.DataDir, "--api-addr", apiAddr, "--registry-addr", e.regAddr}
-	t.Cleanup(func() {
-		if e.stop != nil {
-			e.stop()
+	e, token := startDemo(t, true, func(e *env, short string) {
+		ws := e.ws
+		secretFile := filepath.Join(short, "db_pass")
+		writeFile(t, secretFile, fromFile+"\n")
+		cfg, err := os.ReadFile(ws.Config)
+		if err != nil {
+			t.Fatal(err)
 		}
-		stopEnvironments(t, ws.DataDir, demo.AppName, "dev", "prod")
+		devCfg := "- name: dev\n    env:\n      E2E_SECRET_ADDR: " + secretAddr + "\n    secrets:\n" +
+			"      E2E_API_KEY: {env: SLIPWAY_E2E_SECRET}\n      E2E_DB_PASS: {file: " + secretFile + "}\n"
+		if !bytes.Contains(cfg, []byte("- name: dev\n")) {
+			t.Fatalf("the demo's configuration has no dev:\n%s", cfg)
+		}
+		writeFile(t, ws.Config, string(bytes.Replace(cfg, []byte("- name: dev\n"), []byte(devCfg), 1)))
 	})
-	e.startServe()
-	tok, err := os.ReadFile(filepath.Join(ws.DataDir, api.TokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SLIPWAY_TOKEN", strings.TrimSpace(string(tok)))
+	ws := e.ws
 
 	c1 := e.push("Answer the secrets", func(dir string) {
 		writeFile(t, filepath.Join(dir, "zz_secrets.go"), secretApp)
@@ -131,7 +104,7 @@ func TestSecretsEndToEnd(t *testing.T) {
 		out, errOut, _ := e.slipway(args...)
 		places["slipway "+strings.Join(args, " ")] = []byte(out + errOut)
 	}
-	c := api.NewClient(e.apiURL, strings.TrimSpace(string(tok)))
+	c := api.NewClient(e.apiURL, token)
 	h, err := c.History(context.Background(), demo.AppName, "dev", 50)
 	if err != nil {
 		t.Fatal(err)
