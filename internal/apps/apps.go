@@ -182,7 +182,7 @@ func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
 		Repo:     repo,
 		Builder:  ImageBuilder{Builder: builder, Slots: a.slots},
 		Tagger:   RegistryTagger{Client: reg, Repository: repository},
-		Deployer: Runtime{Backend: backend, Config: cfg},
+		Deployer: Runtime{Backend: backend, Config: cfg, Images: reg},
 		Smoker:   build.Smoker{Source: src, Config: cfg, Dir: dir},
 		Store:    deps,
 		Logger:   log.With("component", "controller"),

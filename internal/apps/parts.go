@@ -235,6 +235,9 @@ func (r RegistryTagger) Tag(ctx context.Context, digest, tag string) error {
 type Runtime struct {
 	Backend deploy.Backend
 	Config  *config.Config
+	// Images reads the configuration of the images deployed (see
+	// SpecFor); nil: the spec's port is build.port's.
+	Images *registry.Client
 }
 
 // Spec is the desired state of d's environment.
@@ -312,7 +315,7 @@ func secretRefs(secrets map[string]config.Secret) map[string]deploy.SecretRef {
 
 // Deploy applies d's spec.
 func (r Runtime) Deploy(ctx context.Context, d ledger.Deployment) error {
-	spec, err := r.Spec(d)
+	spec, err := r.SpecFor(ctx, d)
 	if err != nil {
 		return err
 	}

@@ -274,6 +274,11 @@ func (b *Builder) pushDockerfileImage(ctx context.Context, h *Buildah, row *ledg
 		st.fail()
 		return v1.Hash{}, err
 	}
+	if err := checkRunnable(img, "the image the Dockerfile builds"); err != nil {
+		st.fail()
+		b.Registry.Untag(ctx, b.Repository, buildTag) // best effort: it names no commit
+		return v1.Hash{}, err
+	}
 	digest, err := b.Registry.Push(ctx, b.Repository, img, short, "latest", shaTag)
 	if err != nil {
 		st.fail()

@@ -164,6 +164,9 @@ func (b *Builder) checkImage(ctx context.Context, img v1.Image, req ImportReques
 		return "", fmt.Errorf("%w: %s is built for %s/%s; this machine runs linux/%s: build it for that platform (docker buildx --platform linux/%s)",
 			ErrRefused, req.Image, cf.OS, cf.Architecture, runtime.GOARCH, runtime.GOARCH)
 	}
+	if len(cf.Config.Entrypoint)+len(cf.Config.Cmd) == 0 {
+		return "", fmt.Errorf("%w: %s has neither entrypoint nor cmd: build it with one (ENTRYPOINT or CMD)", ErrRefused, req.Image)
+	}
 	label := cf.Config.Labels[LabelRevision]
 	switch {
 	case label == "":

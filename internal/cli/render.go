@@ -11,6 +11,7 @@ import (
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/deploy/kube"
 	"slipway.dev/slipway/internal/ledger"
+	"slipway.dev/slipway/internal/registry"
 )
 
 // renderOptions are the inputs of `slipway render`.
@@ -107,7 +108,9 @@ func (o *renderOptions) run(cmd *cobra.Command, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	spec, err := apps.Runtime{Config: o.cfg}.Spec(d)
+	images := registry.NewClient(registry.Insecure(o.cfg.Registry.Insecure))
+	defer images.Close()
+	spec, err := apps.Runtime{Config: o.cfg, Images: images}.SpecFor(cmd.Context(), d)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,12 @@ import (
 // will not write: one that would land outside the directory it is unpacked
 // into, or a device node.
 var ErrUnsafeImage = errors.New("unsafe image layer")
+
+// ErrUnrunnableImage is an image the local runtime cannot run on this
+// machine: one built for another platform, or one with nothing to run (no
+// entrypoint, no cmd). It is refused before any layer is unpacked, so the
+// environment keeps what it runs.
+var ErrUnrunnableImage = errors.New("image cannot run here")
 
 // ErrTooLarge is an image that unpacks to more than the local runtime
 // takes (see limits).
@@ -121,6 +128,9 @@ func (u *unpacker) pull(ctx context.Context, image, repo string, hash v1.Hash, d
 	if err != nil {
 		return imageFiles{}, fmt.Errorf("read config of %s: %w", image, err)
 	}
+	if err := runnable(image, cf); err != nil {
+		return imageFiles{}, err
+	}
 	if err := os.MkdirAll(u.dir, 0o755); err != nil {
 		return imageFiles{}, fmt.Errorf("create image directory: %w", err)
 	}
@@ -142,9 +152,6 @@ func (u *unpacker) pull(ctx context.Context, image, repo string, hash v1.Hash, d
 		WorkingDir: cf.Config.WorkingDir,
 		User:       cf.Config.User,
 	}
-	if len(files.Entrypoint)+len(files.Cmd) == 0 {
-		return imageFiles{}, fmt.Errorf("image %s has neither entrypoint nor cmd: build it with one", image)
-	}
 	b, err := json.MarshalIndent(files, "", "  ")
 	if err != nil {
 		return imageFiles{}, err
@@ -160,6 +167,20 @@ func (u *unpacker) pull(ctx context.Context, image, repo string, hash v1.Hash, d
 		return imageFiles{}, fmt.Errorf("unpack %s: %w", image, err)
 	}
 	return files, nil
+}
+
+// runnable checks that this machine can run image, whose configuration is
+// cf: built for linux and this machine's architecture (an image that does
+// not say is taken as it is), with an entrypoint or a cmd.
+func runnable(image string, cf *v1.ConfigFile) error {
+	if goos, arch := cf.OS, cf.Architecture; goos != "" && goos != "linux" || arch != "" && arch != runtime.GOARCH {
+		return fmt.Errorf("%w: %s is built for %s/%s; this machine runs linux/%s: build the image for linux/%s (FROM an image of that platform, or docker buildx --platform linux/%s)",
+			ErrUnrunnableImage, image, goos, arch, runtime.GOARCH, runtime.GOARCH, runtime.GOARCH)
+	}
+	if len(cf.Config.Entrypoint)+len(cf.Config.Cmd) == 0 {
+		return fmt.Errorf("%w: %s has neither entrypoint nor cmd: build it with one (ENTRYPOINT or CMD in its Dockerfile)", ErrUnrunnableImage, image)
+	}
+	return nil
 }
 
 func readImageFiles(dir string) (imageFiles, error) {
