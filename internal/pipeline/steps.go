@@ -264,6 +264,7 @@ func (c *Controller) ledgerWrite(ctx context.Context, ro *rollout, d *ledger.Dep
 			}
 			return nil
 		}
+		err = ledger.Explain(err)
 		msg := fmt.Sprintf("ledger write failed, the rollout waits for it (step %s): %v", d.Step, err)
 		if ro != nil {
 			ro.setProblem(msg)
