@@ -11,10 +11,13 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"slipway.dev/slipway/internal/config"
+	"slipway.dev/slipway/internal/gitsource"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/registry"
 	"slipway.dev/slipway/internal/testenv"
@@ -129,5 +132,47 @@ func TestRegistryUnreachable(t *testing.T) {
 	res, err = e.b.Run(ctx, Request{})
 	if err != nil || res.Build.State != ledger.BuildPushed || res.Build.Commit != commit {
 		t.Fatalf("build once the registry answers: %+v, %v", res.Build, err)
+	}
+}
+
+// TestDiskFull builds with slipway's data directory (ledger, git mirror,
+// build work and logs) on a file system that is full: the build fails
+// saying the disk is full, and the same commit builds once space is freed.
+func TestDiskFull(t *testing.T) {
+	ctx := context.Background()
+	repo, commit := testenv.SampleAppRepo(t)
+	regAddr := startRegistry(t)
+	dataDir := t.TempDir()
+	testenv.SmallDisk(t, dataDir, "256m")
+	store, err := ledger.Open(ctx, filepath.Join(dataDir, ledger.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cfg := config.Default()
+	cfg.App, cfg.Repo.URL, cfg.Test.Command = appName, repo, "true"
+	client := registry.NewClient(fastRetry)
+	src := gitsource.New(repo, filepath.Join(dataDir, gitsource.MirrorDir))
+	b := New(cfg, src, client, regAddr+"/"+appName, store, dataDir)
+	b.Progress = testWriter{t}
+
+	free := testenv.FillDisk(t, dataDir)
+	res, err := b.Run(ctx, Request{})
+	if err == nil {
+		t.Fatalf("build on a full disk succeeded: %+v", res.Build)
+	}
+	if !strings.Contains(err.Error(), "no space left on device") && !errors.Is(err, ledger.ErrDiskFull) {
+		t.Errorf("build on a full disk = %v, want it to say the disk is full", err)
+	}
+	t.Logf("build on a full disk: %v", err)
+	if res.Build.ID != 0 {
+		row, err := store.GetBuild(ctx, res.Build.ID)
+		t.Logf("its ledger row: %+v (%v)", row, err)
+	}
+
+	free()
+	res, err = b.Run(ctx, Request{})
+	if err != nil || res.Build.State != ledger.BuildPushed || res.Build.Commit != commit {
+		t.Fatalf("build once space is freed = %+v, %v; want the commit pushed", res.Build, err)
 	}
 }

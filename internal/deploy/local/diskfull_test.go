@@ -4,7 +4,6 @@ package local
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,60 +14,6 @@ import (
 	"slipway.dev/slipway/internal/testenv"
 )
 
-// smallDisk mounts a tmpfs of size bytes on a new directory and returns
-// it; it is unmounted when the test ends. Only root can mount.
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		testenv.Missing(t, "root, to mount a small tmpfs as a data directory that fills up")
-	}
-	dir := shortTempDir(t)
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0755"); err != nil {
-		t.Fatalf("mount a tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		// Lazily: a replica still stopping may hold a file open.
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes a file in dir until the file system is full, and returns
-// the function that removes it.
-func fillDisk(t *testing.T, dir string) (free func()) {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1<<20)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill %s: %v", dir, err)
-			}
-			break
-		}
-	}
-	// What is left is under a block of the buffer: fill that too.
-	for _, n := range []int{64 << 10, 4 << 10, 1} {
-		for {
-			if _, err := f.Write(buf[:n]); err != nil {
-				break
-			}
-		}
-	}
-	f.Close()
-	return func() {
-		if err := os.Remove(path); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestDiskFull fills the file system of the data directory while an
 // environment runs under load: the rollout of a new image fails with an
 // error that says the disk is full and what to do, leaving no half-unpacked
@@ -76,7 +21,8 @@ func fillDisk(t *testing.T, dir string) (free func()) {
 // once space is freed the same rollout goes through.
 func TestDiskFull(t *testing.T) {
 	v1r, v2r, _ := fixtureReleases(t)
-	dir := smallDisk(t, "48m")
+	dir := shortTempDir(t)
+	testenv.SmallDisk(t, dir, "48m")
 	b := newTestBackend(t, dir)
 	ctx := t.Context()
 	spec := func(r deploy.Spec, img, commit, version string) deploy.Spec {
@@ -95,7 +41,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	l := startLoad(t, st.URL+"/", 100)
 
-	free := fillDisk(t, dir)
+	free := testenv.FillDisk(t, dir)
 	before, start := l.counts(), time.Now()
 	err = b.Apply(ctx, spec(base, v2r.Image, v2r.Commit, v2r.Version))
 	if !errors.Is(err, syscall.ENOSPC) {
