@@ -229,6 +229,7 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 	if prev.ID != 0 && prev.Replicas > 0 {
 		d.Replicas = prev.Replicas
 	}
+	d.Note = c.rewrittenNote(ctx, e, prev, commit)
 	if err := c.create(ctx, ro, d); err != nil {
 		return false
 	}

@@ -129,6 +129,7 @@ type Controller struct {
 	pushed    map[string]string // branch → head a webhook announced, not yet taken
 	announced map[string]string // automatic environment → commit queued from a webhook
 	refused   map[string]string // controlled environment → head refused already
+	gone      map[string]bool   // controlled environment → its release branch is missing (rewritten.go)
 
 	holds holds // locks and pins, as the ledger has them
 }
@@ -157,7 +158,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now,
 		envs: map[string]*Env{}, queues: map[string]*queue{}, rollouts: newRollouts(),
 		ready: make(chan struct{}), wakeUp: make(chan struct{}, 1), pushes: make(chan struct{}, 1),
-		lastHead: map[string]string{}, refused: map[string]string{},
+		lastHead: map[string]string{}, refused: map[string]string{}, gone: map[string]bool{},
 		pushed: map[string]string{}, announced: map[string]string{},
 		holds: holds{locks: map[string]ledger.Lock{}, pins: map[string]ledger.Pin{}},
 	}

@@ -307,6 +307,8 @@ type harness struct {
 	clock    *clock
 	// storeOverride, when set, is the controller's Store instead of store.
 	storeOverride Store
+	// repoOverride, when set, is the controller's Repo instead of repo.
+	repoOverride Repo
 	// onChange, when set, is the controller's OnChange.
 	onChange func()
 	// notifier, when set, is the controller's Notifier; notes, when
@@ -347,12 +349,16 @@ func (h *harness) start(envs ...Env) {
 	if h.storeOverride != nil {
 		store = h.storeOverride
 	}
+	var repo Repo = h.repo
+	if h.repoOverride != nil {
+		repo = h.repoOverride
+	}
 	var notifier Notifier = h.notes
 	if h.notifier != nil {
 		notifier = h.notifier
 	}
 	c, err := New(Config{Envs: envs, PollInterval: time.Hour, HealthTimeout: time.Second, RetryFor: time.Second, RetryBackoff: 10 * time.Millisecond}, Deps{
-		Repo: h.repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
+		Repo: repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
 		Smoker: h.smoker, Store: store, Now: h.clock.Now, OnChange: h.onChange, Notifier: notifier,
 		Holds: h.store.Holds(),
 	})

@@ -135,6 +135,9 @@ func (c *Controller) Release(ctx context.Context, req ReleaseRequest) (ledger.De
 // checkReleaseBranch reacts to e's release branch moved by a plain git push.
 func (c *Controller) checkReleaseBranch(ctx context.Context, e *Env, head func(string) (string, bool)) bool {
 	h, ok := head(e.Branch)
+	if ok {
+		c.noteBranchGone(e, h)
+	}
 	if !ok || h == "" {
 		return ok
 	}
