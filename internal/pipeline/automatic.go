@@ -123,7 +123,7 @@ func (c *Controller) considerUpstream(ctx context.Context, e *Env) bool {
 	if c.keepPinned(ctx, e, up.Commit) {
 		return true
 	}
-	if e.MinTimeVerified > 0 && c.now().Sub(c.sinceOf(ctx, up)) < e.MinTimeVerified {
+	if e.MinTimeVerified > 0 && c.since(c.sinceOf(ctx, up)) < e.MinTimeVerified {
 		return false // the next poll looks again
 	}
 	return c.considerCommit(ctx, e, up.Commit)

@@ -282,6 +282,22 @@ func (f *fakeSmoker) Smoke(ctx context.Context, env, commit, url string) error {
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
+	// mono is the monotonic clock: Add moves it with t, Jump does not.
+	mono time.Duration
+}
+
+// Monotonic is the controller's monotonic clock.
+func (c *clock) Monotonic() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mono
+}
+
+// Jump moves the wall clock only, as an NTP step or a manual change does.
+func (c *clock) Jump(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }
 
 func (c *clock) Now() time.Time {
@@ -294,6 +310,7 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+	c.mono += d
 }
 
 type harness struct {
@@ -359,7 +376,7 @@ func (h *harness) start(envs ...Env) {
 	}
 	c, err := New(Config{Envs: envs, PollInterval: time.Hour, HealthTimeout: time.Second, RetryFor: time.Second, RetryBackoff: 10 * time.Millisecond}, Deps{
 		Repo: repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
-		Smoker: h.smoker, Store: store, Now: h.clock.Now, OnChange: h.onChange, Notifier: notifier,
+		Smoker: h.smoker, Store: store, Now: h.clock.Now, Monotonic: h.clock.Monotonic, OnChange: h.onChange, Notifier: notifier,
 		Holds: h.store.Holds(),
 	})
 	if err != nil {

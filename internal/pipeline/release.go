@@ -372,7 +372,7 @@ func (c *Controller) preflight(ctx context.Context, e *Env, cur ledger.Deploymen
 		return ledger.Deployment{}, err
 	}
 	if e.MinTimeVerified > 0 {
-		on := c.now().Sub(last.FinishedAt)
+		on := c.since(last.FinishedAt)
 		if on < e.MinTimeVerified {
 			return refuse(ErrTooSoon, "%s has been verified on %s for %s; %s needs %s", shortHash(commit), up.Name, on.Round(time.Second), e.Name, e.MinTimeVerified)
 		}
