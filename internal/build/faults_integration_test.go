@@ -135,10 +135,10 @@ func TestRegistryUnreachable(t *testing.T) {
 	}
 }
 
-// TestDiskFull builds with slipway's data directory (ledger, git mirror,
+// TestBuildOnFullDisk builds with slipway's data directory (ledger, git mirror,
 // build work and logs) on a file system that is full: the build fails
 // saying the disk is full, and the same commit builds once space is freed.
-func TestDiskFull(t *testing.T) {
+func TestBuildOnFullDisk(t *testing.T) {
 	ctx := context.Background()
 	repo, commit := testenv.SampleAppRepo(t)
 	regAddr := startRegistry(t)
