@@ -75,8 +75,8 @@ func TestSlowReadiness(t *testing.T) {
 		}
 	}
 
-	took := phase("update to v2, ready 5 s after start, readyTimeout 30 s", func() error {
-		return b.Apply(ctx, spec("v2", map[string]string{"FIXTURE_READY_AFTER": "5s"}, 30*time.Second))
+	took := phase("update to v2, ready 5 s after start, readyTimeout 60 s", func() error {
+		return b.Apply(ctx, spec("v2", map[string]string{"FIXTURE_READY_AFTER": "5s"}, time.Minute))
 	})
 	if took < 5*time.Second {
 		t.Errorf("the rollout took %s, less than the replicas' 5 s to get ready", took)
@@ -85,13 +85,15 @@ func TestSlowReadiness(t *testing.T) {
 
 	phase("update to v1, ready 5 s after start, readyTimeout 2 s", func() error {
 		err := b.Apply(ctx, spec("v1", map[string]string{"FIXTURE_READY_AFTER": "5s"}, 2*time.Second))
-		return rolloutFails("not ready within 2s", "GET readyz answered 503 Service Unavailable")(err)
+		// The replica may not even listen yet on a busy machine: the
+		// reason is then that the connection was refused.
+		return rolloutFails("not ready within 2s (readiness check: ")(err)
 	})
 	serves(v2r.Commit)
 
-	phase("update to v1, each readiness answer takes 5 s, readyTimeout 8 s", func() error {
-		err := b.Apply(ctx, spec("v1", map[string]string{"FIXTURE_READY_SLOW": "5s"}, 8*time.Second))
-		return rolloutFails("not ready within 8s", "GET readyz did not answer within 1s")(err)
+	phase("update to v1, each readiness answer takes 5 s, readyTimeout 10 s", func() error {
+		err := b.Apply(ctx, spec("v1", map[string]string{"FIXTURE_READY_SLOW": "5s"}, 10*time.Second))
+		return rolloutFails("not ready within 10s", "GET readyz did not answer within 1s, the time a check may take")(err)
 	})
 	serves(v2r.Commit)
 	l.stop()
