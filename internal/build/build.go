@@ -144,7 +144,7 @@ func (b *Builder) Run(ctx context.Context, req Request) (Result, error) {
 	}
 	row, err := b.Ledger.CreateBuild(ctx, ledger.Build{App: b.App, Commit: req.Rev, Image: b.Repository, Trigger: req.Trigger})
 	if err != nil {
-		return Result{}, err
+		return Result{}, ledger.Explain(err)
 	}
 	res := Result{Build: row}
 	d, skipped, err := b.run(ctx, &res.Build, req)
@@ -164,7 +164,7 @@ func (b *Builder) fail(row *ledger.Build, err error) {
 	row.State = ledger.BuildFailed
 	row.Reason = err.Error()
 	if uerr := b.Ledger.UpdateBuild(ctx, row); uerr != nil {
-		b.logger().Error("record failed build", "build", row.ID, "err", uerr)
+		b.logger().Error("record failed build", "build", row.ID, "err", ledger.Explain(uerr))
 	}
 	b.addEvent(ctx, *row, ledger.OutcomeFailed, firstLine(err.Error()))
 }

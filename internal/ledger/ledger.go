@@ -93,7 +93,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s := &Store{db: db, now: time.Now}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open ledger %s: %w", abs, err)
+		return nil, fmt.Errorf("open ledger %s: %w", abs, explainOpen(abs, err))
 	}
 	return s, nil
 }

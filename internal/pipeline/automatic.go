@@ -123,7 +123,7 @@ func (c *Controller) considerUpstream(ctx context.Context, e *Env) bool {
 	if c.keepPinned(ctx, e, up.Commit) {
 		return true
 	}
-	if e.MinTimeVerified > 0 && c.now().Sub(c.sinceOf(ctx, up)) < e.MinTimeVerified {
+	if e.MinTimeVerified > 0 && c.since(c.sinceOf(ctx, up)) < e.MinTimeVerified {
 		return false // the next poll looks again
 	}
 	return c.considerCommit(ctx, e, up.Commit)
@@ -229,6 +229,7 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 	if prev.ID != 0 && prev.Replicas > 0 {
 		d.Replicas = prev.Replicas
 	}
+	d.Note = c.rewrittenNote(ctx, e, prev, commit)
 	if err := c.create(ctx, ro, d); err != nil {
 		return false
 	}

@@ -87,6 +87,10 @@ type Deps struct {
 	Store    Store
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Monotonic, when set, is a clock that only moves forward at the
+	// pace of real time, whatever the wall clock does (clock.go); tests
+	// set it with Now.
+	Monotonic func() time.Duration
 	// OnChange, when set, is called after every ledger write the
 	// controller makes (deployment rows and their steps), holding none of
 	// the controller's locks that status or a command waits on; it must
@@ -129,8 +133,12 @@ type Controller struct {
 	pushed    map[string]string // branch → head a webhook announced, not yet taken
 	announced map[string]string // automatic environment → commit queued from a webhook
 	refused   map[string]string // controlled environment → head refused already
+	gone      map[string]bool   // controlled environment → its release branch is missing (rewritten.go)
 
 	holds holds // locks and pins, as the ledger has them
+
+	clockMu   sync.Mutex
+	sightings map[int64]sighting // ledger time (ns) → when first seen (clock.go)
 }
 
 // New returns a controller for cfg's environments.
@@ -153,11 +161,14 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	if deps.Monotonic == nil {
+		deps.Monotonic = monotonicSince()
+	}
 	c := &Controller{
 		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now,
 		envs: map[string]*Env{}, queues: map[string]*queue{}, rollouts: newRollouts(),
 		ready: make(chan struct{}), wakeUp: make(chan struct{}, 1), pushes: make(chan struct{}, 1),
-		lastHead: map[string]string{}, refused: map[string]string{},
+		lastHead: map[string]string{}, refused: map[string]string{}, gone: map[string]bool{},
 		pushed: map[string]string{}, announced: map[string]string{},
 		holds: holds{locks: map[string]ledger.Lock{}, pins: map[string]ledger.Pin{}},
 	}

@@ -282,6 +282,22 @@ func (f *fakeSmoker) Smoke(ctx context.Context, env, commit, url string) error {
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
+	// mono is the monotonic clock: Add moves it with t, Jump does not.
+	mono time.Duration
+}
+
+// Monotonic is the controller's monotonic clock.
+func (c *clock) Monotonic() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mono
+}
+
+// Jump moves the wall clock only, as an NTP step or a manual change does.
+func (c *clock) Jump(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }
 
 func (c *clock) Now() time.Time {
@@ -294,6 +310,7 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+	c.mono += d
 }
 
 type harness struct {
@@ -307,6 +324,8 @@ type harness struct {
 	clock    *clock
 	// storeOverride, when set, is the controller's Store instead of store.
 	storeOverride Store
+	// repoOverride, when set, is the controller's Repo instead of repo.
+	repoOverride Repo
 	// onChange, when set, is the controller's OnChange.
 	onChange func()
 	// notifier, when set, is the controller's Notifier; notes, when
@@ -347,13 +366,17 @@ func (h *harness) start(envs ...Env) {
 	if h.storeOverride != nil {
 		store = h.storeOverride
 	}
+	var repo Repo = h.repo
+	if h.repoOverride != nil {
+		repo = h.repoOverride
+	}
 	var notifier Notifier = h.notes
 	if h.notifier != nil {
 		notifier = h.notifier
 	}
 	c, err := New(Config{Envs: envs, PollInterval: time.Hour, HealthTimeout: time.Second, RetryFor: time.Second, RetryBackoff: 10 * time.Millisecond}, Deps{
-		Repo: h.repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
-		Smoker: h.smoker, Store: store, Now: h.clock.Now, OnChange: h.onChange, Notifier: notifier,
+		Repo: repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
+		Smoker: h.smoker, Store: store, Now: h.clock.Now, Monotonic: h.clock.Monotonic, OnChange: h.onChange, Notifier: notifier,
 		Holds: h.store.Holds(),
 	})
 	if err != nil {

@@ -135,6 +135,9 @@ func (c *Controller) Release(ctx context.Context, req ReleaseRequest) (ledger.De
 // checkReleaseBranch reacts to e's release branch moved by a plain git push.
 func (c *Controller) checkReleaseBranch(ctx context.Context, e *Env, head func(string) (string, bool)) bool {
 	h, ok := head(e.Branch)
+	if ok {
+		c.noteBranchGone(e, h)
+	}
 	if !ok || h == "" {
 		return ok
 	}
@@ -369,7 +372,7 @@ func (c *Controller) preflight(ctx context.Context, e *Env, cur ledger.Deploymen
 		return ledger.Deployment{}, err
 	}
 	if e.MinTimeVerified > 0 {
-		on := c.now().Sub(last.FinishedAt)
+		on := c.since(last.FinishedAt)
 		if on < e.MinTimeVerified {
 			return refuse(ErrTooSoon, "%s has been verified on %s for %s; %s needs %s", shortHash(commit), up.Name, on.Round(time.Second), e.Name, e.MinTimeVerified)
 		}

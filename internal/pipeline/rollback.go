@@ -93,6 +93,7 @@ func (c *Controller) prepareRollback(ctx context.Context, e *Env, req RollbackRe
 		Env: e.Name, Kind: ledger.KindRollback, Trigger: req.Trigger, Commit: to.Commit,
 		Image: to.Image, Digest: to.Digest, ReleaseName: to.ReleaseName, Replicas: cur.Replicas,
 		PreviousID: cur.ID, State: ledger.StatePending, Step: "tags",
+		Note: c.movedTagNote(ctx, e, req.Target, to),
 	}
 	if err := c.deps.Store.Create(ctx, d); err != nil {
 		return nil, cur, err

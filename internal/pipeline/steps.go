@@ -214,10 +214,10 @@ func (n notifyingStore) FinishStep(ctx context.Context, s *ledger.Step) error {
 // rollout says why in status.
 func (c *Controller) retry(ctx context.Context, ro *rollout, what string, fn func(context.Context) error) error {
 	backoff := c.cfg.RetryBackoff
-	deadline := c.now().Add(c.cfg.RetryFor)
+	deadline := c.deps.Monotonic() + c.cfg.RetryFor
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)
-		if err == nil || !IsTransient(err) || ctx.Err() != nil || !c.now().Before(deadline) {
+		if err == nil || !IsTransient(err) || ctx.Err() != nil || c.deps.Monotonic() >= deadline {
 			if ro != nil {
 				ro.setProblem("")
 			}
@@ -264,6 +264,7 @@ func (c *Controller) ledgerWrite(ctx context.Context, ro *rollout, d *ledger.Dep
 			}
 			return nil
 		}
+		err = ledger.Explain(err)
 		msg := fmt.Sprintf("ledger write failed, the rollout waits for it (step %s): %v", d.Step, err)
 		if ro != nil {
 			ro.setProblem(msg)
@@ -289,6 +290,7 @@ func (c *Controller) finish(ctx context.Context, ro *rollout, log *slog.Logger, 
 	if err := c.save(ctx, ro, d); err != nil {
 		return
 	}
+	c.sight(d.FinishedAt)
 	switch d.State {
 	case ledger.StateSucceeded:
 		log.Info("done", "kind", d.Kind, "step", d.Step, "digest", d.Digest)

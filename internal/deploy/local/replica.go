@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -293,6 +294,9 @@ func (r *replica) get(ctx context.Context, url string) error {
 	}
 	resp, err := r.host.probe.Do(req)
 	if err != nil {
+		if ue, ok := err.(*neturl.Error); ok && ue.Timeout() && ctx.Err() == nil {
+			return fmt.Errorf("GET %s did not answer within %s, the time a check may take", path.Base(url), r.host.probe.Timeout)
+		}
 		return errors.Unwrap(err) // drop the URL: the replica is known
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused

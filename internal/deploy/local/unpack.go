@@ -87,6 +87,9 @@ func (u *unpacker) unpack(ctx context.Context, image string) (imageFiles, error)
 	}
 	for attempt := 1; ; attempt++ {
 		files, err := u.pull(ctx, image, repo, hash, dir)
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return files, fmt.Errorf("%w (the disk is full: free space on %s, where slipway unpacks images, then deploy again)", err, filepath.Dir(u.dir))
+		}
 		if err == nil || attempt == pullAttempts || !temporary(err) {
 			return files, err
 		}
