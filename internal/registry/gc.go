@@ -132,6 +132,10 @@ func (e *Embedded) Sweep(ctx context.Context, grace time.Duration) (Swept, error
 			return nil
 		})
 	})
+	var pnf driver.PathNotFoundError
+	if errors.As(err, &pnf) {
+		return sw, nil // nothing was ever pushed
+	}
 	if err != nil {
 		return sw, fmt.Errorf("sweep the embedded registry: mark: %w", err)
 	}
@@ -147,7 +151,7 @@ func (e *Embedded) Sweep(ctx context.Context, grace time.Duration) (Swept, error
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.As(err, &pnf) {
 		return sw, fmt.Errorf("sweep the embedded registry: list blobs: %w", err)
 	}
 	for _, d := range sweep {

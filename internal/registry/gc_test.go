@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -120,4 +121,79 @@ func TestDeleteAndSweep(t *testing.T) {
 func digestOf(t *testing.T, h v1.Hash) digest.Digest {
 	t.Helper()
 	return digest.Digest(h.String())
+}
+
+// TestSweepWhilePushing sweeps over and over while images are pushed, and
+// finds every pushed image whole: the blobs of a push in flight are young
+// and kept, and writes wait while a sweep runs.
+func TestSweepWhilePushing(t *testing.T) {
+	ctx := context.Background()
+	e, err := NewEmbedded(ctx, t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.Serve(l)
+	t.Cleanup(func() { e.Close(ctx) })
+	repo := l.Addr().String() + "/app"
+	c := NewClient(fastRetry)
+
+	stop := make(chan struct{})
+	swept := make(chan error, 1)
+	sweeps := 0
+	go func() {
+		for {
+			select {
+			case <-stop:
+				swept <- nil
+				return
+			default:
+			}
+			if _, err := e.Sweep(ctx, SweepGrace); err != nil {
+				swept <- err
+				return
+			}
+			sweeps++
+		}
+	}()
+	var pushed []v1.Hash
+	for i := range 6 {
+		img, err := random.Image(4096, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := c.Push(ctx, repo, img, fmt.Sprintf("t%d", i))
+		if err != nil {
+			t.Fatalf("push %d during sweeps: %v", i, err)
+		}
+		pushed = append(pushed, d)
+	}
+	close(stop)
+	if err := <-swept; err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range pushed {
+		img, err := c.Image(ctx, repo, d)
+		if err != nil {
+			t.Fatalf("image %s: %v", d, err)
+		}
+		layers, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, layer := range layers {
+			rc, err := layer.Compressed()
+			if err != nil {
+				t.Fatalf("image %s: layer: %v", d, err)
+			}
+			rc.Close()
+		}
+	}
+	t.Logf("%d sweeps while 6 images were pushed", sweeps)
+	if sweeps == 0 {
+		t.Error("no sweep ran during the pushes")
+	}
 }
