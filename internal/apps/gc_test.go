@@ -144,6 +144,14 @@ func TestGC(t *testing.T) {
 			t.Errorf("%s: tag sha-%s after the collection: %v", fates[i], commit[:7], err)
 		}
 	}
+	// A second collection finds nothing more to delete.
+	again, err := app.GC(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Delete) != 0 || len(again.Deleted) != 0 {
+		t.Errorf("a second collection plans %d deletions and makes %d, want none", len(again.Delete), len(again.Deleted))
+	}
 	// The blobs went in the sweep only once old enough: these are new.
 	if rep.Blobs != 0 || rep.KeptYoung == 0 {
 		t.Errorf("swept %d blobs and kept %d young ones, want none swept (all younger than %s) and some kept", rep.Blobs, rep.KeptYoung, registry.SweepGrace)

@@ -55,7 +55,8 @@ type Facts struct {
 	// Builds, newest first.
 	Builds []Build
 	Uses   []Use
-	// Tags maps each tag of the app's repository to the digest it names.
+	// Tags maps each tag of the app's repository to the digest it names:
+	// the images the plan is about.
 	Tags map[string]string
 	// KeepBuilds is how many of the newest builds are kept (at least 1).
 	KeepBuilds int
@@ -135,15 +136,11 @@ func Make(f Facts) Plan {
 		}
 	}
 
+	// The plan covers the images in the registry: a build whose image
+	// is gone (collected before) has nothing left to keep or delete.
 	var p Plan
 	digests := map[string]bool{}
 	for d := range tagsOf {
-		digests[d] = true
-	}
-	for d := range commitOf {
-		digests[d] = true
-	}
-	for d := range reasons {
 		digests[d] = true
 	}
 	// Newest build first, then images the ledger has no build of.

@@ -36,12 +36,23 @@ func TestMake(t *testing.T) {
 		},
 		Tags: map[string]string{
 			"latest": d(9), "sha-" + c(9): d(9), c(9)[:7]: d(9),
-			"sha-" + c(4): d(4), "sha-" + c(7): d(7),
+			"sha-" + c(8): d(8), "sha-" + c(7): d(7), "sha-" + c(6): d(6), "sha-" + c(5): d(5),
+			"sha-" + c(4): d(4), "sha-" + c(3): d(3), "sha-" + c(2): d(2),
 			"keepme": d(2),
 			"other":  d(10), // no build
 		},
 	}
+	// Build 3's image was collected before: the registry no longer has
+	// it, and the plan has nothing to say about it.
+	delete(f.Tags, "sha-"+c(3))
 	p := Make(f)
+	for _, it := range append(p.Keep, p.Delete...) {
+		if it.Digest == d(3) {
+			t.Errorf("the plan names an image the registry does not have: %+v", it)
+		}
+	}
+	f.Tags["sha-"+c(3)] = d(3)
+	p = Make(f)
 	got := map[string][]string{}
 	for _, it := range p.Keep {
 		got["keep "+it.Digest[7:8]] = it.Reasons
