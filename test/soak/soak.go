@@ -211,9 +211,8 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		}
 	}()
 
-	prev := first
 	for c := 1; c <= o.Cycles; c++ {
-		if err := s.cycle(ctx, c, &prev); err != nil {
+		if err := s.cycle(ctx, c, first); err != nil {
 			return nil, fmt.Errorf("cycle %d: %w; see %s", c, err, s.log.Name())
 		}
 		s.res.Cycles = c
@@ -411,8 +410,8 @@ func (s *soak) commit(ctx context.Context, msg string, crash bool) (string, erro
 
 // cycle is one push → dev → release → rollback, with the extras of its
 // number. The rollback takes prod back to what it ran before the release,
-// prev, which every cycle's commit is a fast-forward of.
-func (s *soak) cycle(ctx context.Context, c int, prev *string) error {
+// prev (the first commit), which every cycle's commit is a fast-forward of.
+func (s *soak) cycle(ctx context.Context, c int, prev string) error {
 	if c%5 == 0 {
 		bad, err := s.commit(ctx, fmt.Sprintf("soak %d: replicas crash", c), true)
 		if err != nil {
@@ -446,7 +445,7 @@ func (s *soak) cycle(ctx context.Context, c int, prev *string) error {
 	if err := s.finish(ctx, d.ID, "rollback"); err != nil {
 		return err
 	}
-	if err := s.waitEnv(ctx, "prod", *prev); err != nil {
+	if err := s.waitEnv(ctx, "prod", prev); err != nil {
 		return err
 	}
 	s.res.Rollbacks++
