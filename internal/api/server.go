@@ -169,6 +169,7 @@ func NewServer(apps Apps, token string, logger *slog.Logger) *Server {
 	s.route("POST /environments/{env}/start", true, s.start)
 	s.routeDORA()
 	s.routeHolds()
+	s.routeGC()
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
 }

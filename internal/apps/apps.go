@@ -55,6 +55,9 @@ type Options struct {
 	// Notifier, when set, records every app's events for its
 	// notifications (notify.Outbox); nil: none are recorded.
 	Notifier pipeline.Notifier
+	// Embedded, when set, is the embedded registry that image garbage
+	// collection sweeps (gc.go).
+	Embedded *registry.Embedded
 }
 
 // Backend is a runtime with logs.
@@ -70,6 +73,9 @@ type Apps struct {
 	list  []*App
 	names map[string]*App
 	slots chan struct{}
+	// gc is what the apps' image collections share (gc.go).
+	gc     *collector
+	gcOnce sync.Once
 }
 
 // App is one app: its configuration, pipeline and runtime.
@@ -87,6 +93,8 @@ type App struct {
 	// firstCommits and ended keep what DORA read (dora.go).
 	firstCommits firstCommits
 	ended        endedDeployments
+	// collect is the controller's image collection (gc.go).
+	collect *collector
 }
 
 var (
@@ -194,7 +202,7 @@ func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
 		return nil, err
 	}
 	return &App{Config: cfg, Controller: ctl, Source: src, Backend: backend, Registry: reg, Repository: repository,
-		repo: repo, store: a.opts.Store, deps: deps, builder: builder}, nil
+		repo: repo, store: a.opts.Store, deps: deps, builder: builder, collect: a.collector()}, nil
 }
 
 // backend returns cfg's runtime.
@@ -266,6 +274,7 @@ func (a *Apps) Run(ctx context.Context) error {
 	}
 	for _, app := range a.list {
 		wg.Go(func() { app.watchImages(ctx) })
+		wg.Go(func() { app.collectEvery(ctx) })
 	}
 	wg.Go(func() { a.watchRefs(ctx) })
 	wg.Go(func() { a.keepDORAWarm(ctx) })

@@ -70,6 +70,7 @@ rolls back with one command. Configuration is one file, slipway.yaml
 		newUnlockCommand(),
 		newUnpinCommand(),
 		newLocksCommand(),
+		newGCCommand(),
 	)
 	usageArgs(root)
 	return root

@@ -125,6 +125,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	defer store.Close()
 
+	var embedded *registry.Embedded // swept by the image collection
 	for _, cfg := range set.Apps {
 		if !cfg.Registry.Embedded() {
 			continue
@@ -138,11 +139,12 @@ func runServe(ctx context.Context, o serveOptions) error {
 			defer cancel()
 			reg.Close(sctx)
 		}()
+		embedded = reg
 		break
 	}
 
 	outbox := notify.NewOutbox(store, notifyDestinations(set))
-	all, err := apps.Open(ctx, apps.Options{Set: set, DataDir: dataDir, RegistryAddr: o.registryAddr, Store: store, Logger: log, Notifier: outbox})
+	all, err := apps.Open(ctx, apps.Options{Set: set, DataDir: dataDir, RegistryAddr: o.registryAddr, Store: store, Logger: log, Notifier: outbox, Embedded: embedded})
 	if err != nil {
 		if errors.Is(err, apps.ErrConfig) {
 			return &UsageError{Err: fmt.Errorf("%s: %w", o.configPath, err)}

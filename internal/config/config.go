@@ -58,6 +58,8 @@ type Config struct {
 	// Freeze is the app's freeze windows (freeze.go): they hold every
 	// environment, or those a window names.
 	Freeze Freeze `yaml:"freeze,omitempty"`
+	// GC is the garbage collection of the app's images (gc.go).
+	GC GC `yaml:"gc,omitempty"`
 
 	file string         // the file Parse read, for error positions
 	pos  map[string]int // field path -> line in file; "": the app's first line in a file of several

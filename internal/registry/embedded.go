@@ -35,6 +35,9 @@ const StorageDir = "registry"
 // directory, and optionally the server serving it on a listener.
 type Embedded struct {
 	app *handlers.App
+	dir string
+	// gate holds requests that write while Sweep runs (gc.go).
+	gate sync.RWMutex
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -73,15 +76,22 @@ func NewEmbedded(ctx context.Context, dir string, logger *slog.Logger) (e *Embed
 			e, err = nil, fmt.Errorf("start embedded registry on %s: %v", dir, r)
 		}
 	}()
-	return &Embedded{app: handlers.NewApp(ctx, cfg)}, nil
+	return &Embedded{app: handlers.NewApp(ctx, cfg), dir: dir}, nil
 }
 
 // ServeHTTP serves the registry API (/v2/…).
-func (e *Embedded) ServeHTTP(w http.ResponseWriter, r *http.Request) { e.app.ServeHTTP(w, r) }
+// Requests that write wait while a sweep runs (Sweep).
+func (e *Embedded) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if writes(r) {
+		e.gate.RLock()
+		defer e.gate.RUnlock()
+	}
+	e.app.ServeHTTP(w, r)
+}
 
 // Serve serves the registry on l until Close. It returns nil after Close.
 func (e *Embedded) Serve(l net.Listener) error {
-	srv := &http.Server{Handler: e.app, ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 30 * time.Second}
 	e.mu.Lock()
 	if e.srv != nil {
 		e.mu.Unlock()

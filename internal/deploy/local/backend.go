@@ -75,6 +75,11 @@ type Backend struct {
 	noSandbox bool
 
 	locks keyedLocks // per environment
+
+	// imagesInUse counts the rollouts using each image digest; PruneImages
+	// (gc.go) leaves those, under imagesMu.
+	imagesMu    sync.Mutex
+	imagesInUse map[string]int
 }
 
 var (
@@ -240,6 +245,7 @@ func (b *Backend) rollOut(ctx context.Context, dir string, spec deploy.Spec) (se
 	if err != nil {
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)
 	}
+	defer b.useImage(spec.Image)()
 	img, err := b.images.unpack(ctx, spec.Image)
 	if err != nil {
 		return false, fmt.Errorf("deploy %s to %s: %w", spec.Version, spec.Environment, err)

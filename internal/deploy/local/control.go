@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ import (
 //
 //	GET  /status  deploy.Status
 //	GET  /spec    the deploy.Spec it serves (404 when none)
+//	GET  /debug/goroutines  {"goroutines": N}, for leak checks (Goroutines)
 //	POST /apply   applyRequest; 200, or 409 with a deploy.RolloutError
 //	POST /stop    stops every replica and the load balancer, then exits
 const socketName = "ctl.sock"
@@ -145,6 +147,9 @@ func runSupervisor(ctx context.Context, dir string, logger *slog.Logger) error {
 		default:
 			writeJSON(w, http.StatusOK, s.status())
 		}
+	})
+	mux.HandleFunc("GET /debug/goroutines", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]int{"goroutines": goruntime.NumGoroutine()})
 	})
 	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
 		s.shutdown()
