@@ -117,6 +117,7 @@ func (c *Config) validate(prefix string) error {
 	v.freezes(c)
 	v.chain(c.Environments, names)
 	v.notifications("notifications", c.Notifications, map[string]string{})
+	v.release(c)
 	return invalid(v.errs)
 }
 
