@@ -26,13 +26,20 @@ import (
 // is closed last. stopSignals restores default signal handling once shutdown
 // begins, so a second signal ends the process at once.
 func run(ctx context.Context, stopSignals func(), args []string, getenv func(string) string, logger *slog.Logger) error {
+	if len(args) > 0 && args[0] == "migrate" {
+		return migrate(ctx, args[1:], getenv, logger)
+	}
 	cfg, err := config.Parse(args, getenv, os.Stderr)
 	if err != nil {
 		return err
 	}
 	version := buildVersion()
 
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	open := store.Open
+	if !cfg.MigrateOnStart {
+		open = store.OpenWithoutMigrating
+	}
+	st, err := open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("%w (check -database-url or DATABASE_URL, and that the database is reachable and writable)", err)
 	}
@@ -94,6 +101,22 @@ func run(ctx context.Context, stopSignals func(), args []string, getenv func(str
 		return fmt.Errorf("close database: %w", err)
 	}
 	logger.Info("stopped")
+	return nil
+}
+
+// migrate applies the database's missing migrations and exits: the
+// release phase of a deployment, run once before any replica of the new
+// version starts (those start with MIGRATE_ON_START=false).
+func migrate(ctx context.Context, args []string, getenv func(string) string, logger *slog.Logger) error {
+	cfg, err := config.Parse(args, getenv, os.Stderr)
+	if err != nil {
+		return err
+	}
+	n, err := store.Migrate(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("%w (check -database-url or DATABASE_URL, and that the database is reachable and writable)", err)
+	}
+	logger.Info("database migrated", "database", store.Redact(cfg.DatabaseURL), "migrations", n, "commit", buildVersion().Commit)
 	return nil
 }
 

@@ -197,6 +197,8 @@ func (a *Apps) open(ctx context.Context, cfg *config.Config) (*App, error) {
 		OnChange: func() { a.opts.Changes.Publish(cfg.App) },
 		Notifier: a.opts.Notifier,
 		Holds:    deps.Holds(),
+		// The release phase runs through the same runtime as rollouts.
+		ReleasePhase: Runtime{Backend: backend, Config: cfg},
 	})
 	if err != nil {
 		return nil, err
@@ -242,6 +244,7 @@ func ControllerEnvs(cfg *config.Config) []pipeline.Env {
 			Replicas:        e.Replicas,
 			MinTimeVerified: e.MinTimeVerified,
 			Freeze:          cfg.FreezeSchedule(e.Name),
+			ReleasePhase:    cfg.ReleasePhase(e).Enabled(),
 		}
 		if !pe.Automatic {
 			pe.RequireVerifiedOn = e.RequireVerifiedOn

@@ -60,6 +60,9 @@ type Config struct {
 	Freeze Freeze `yaml:"freeze,omitempty"`
 	// GC is the garbage collection of the app's images (gc.go).
 	GC GC `yaml:"gc,omitempty"`
+	// Release is the app's release phase (release.go): a command run from
+	// the new image before each rollout to it.
+	Release ReleasePhase `yaml:"release,omitempty"`
 
 	file string         // the file Parse read, for error positions
 	pos  map[string]int // field path -> line in file; "": the app's first line in a file of several
@@ -245,6 +248,9 @@ type Environment struct {
 	// Freeze is the environment's own freeze windows (freeze.go), beside
 	// the app's.
 	Freeze Freeze `yaml:"freeze,omitempty"`
+	// Release overrides the app's release phase for this environment,
+	// field by field (release.go).
+	Release ReleasePhase `yaml:"release,omitempty"`
 }
 
 // Rollout is a Kubernetes-like rolling-update strategy.

@@ -194,6 +194,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(int64(dur))
+	case v.Type() == commandType:
+		d.decodeCommand(n, v, path)
 	case v.Kind() == reflect.String:
 		if d.scalar(n, path, "a string") {
 			v.SetString(n.Value)

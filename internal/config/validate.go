@@ -118,6 +118,7 @@ func (c *Config) validate(prefix string) error {
 	v.gc(c.GC)
 	v.chain(c.Environments, names)
 	v.notifications("notifications", c.Notifications, map[string]string{})
+	v.release(c)
 	return invalid(v.errs)
 }
 

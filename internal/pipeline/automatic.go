@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -236,7 +237,7 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 	log := c.log.With("env", e.Name, "commit", shortHash(commit), "deployment", d.ID)
 	log.Info(first)
 	var rolledOut bool
-	err = c.runSteps(ctx, ro, d, []step{
+	err = c.runSteps(ctx, ro, d, slices.Concat([]step{
 		{first, func(ctx context.Context) error {
 			img, err := c.imageFor(ctx, e, commit)
 			if err != nil {
@@ -245,6 +246,7 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 			d.Image, d.Digest, d.State = img.Ref, img.Digest, ledger.StateRolling
 			return nil
 		}},
+	}, c.releaseSteps(e, d, prev), []step{
 		{"deploy", func(ctx context.Context) error {
 			log.Info("deploy", "digest", d.Digest, "replicas", d.Replicas)
 			if err := c.deps.Deployer.Deploy(ctx, *d); err != nil {
@@ -262,7 +264,7 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 		}},
 		{"smoke", func(ctx context.Context) error { return c.deps.Smoker.Smoke(ctx, e.Name, commit, e.URL) }},
 		{"tags", func(ctx context.Context) error { return c.tagEnv(ctx, e, d.Digest) }},
-	})
+	}))
 	if ctx.Err() != nil {
 		c.finish(ctx, ro, log, d)
 		return false
@@ -316,6 +318,8 @@ func failReason(env, step string, err error) string {
 		return fmt.Sprintf("not healthy after the rollout: %v", err)
 	case "smoke":
 		return fmt.Sprintf("smoke test failed: %v", err)
+	case "release":
+		return releasePhaseReason(env, err)
 	}
 	return fmt.Sprintf("%s failed: %v", step, err)
 }

@@ -56,6 +56,9 @@ type Env struct {
 	// Freeze is when the environment takes no automatic deployment and no
 	// release without --force (holds.go).
 	Freeze freeze.Schedule
+	// ReleasePhase says the environment runs a release command from each
+	// new image before it rolls it out (Deps.ReleasePhase runs it).
+	ReleasePhase bool
 }
 
 // Config is the controller's configuration. config.Validate has checked
@@ -101,6 +104,9 @@ type Deps struct {
 	Notifier Notifier
 	// Holds keeps the app's locks and pins (in memory when nil).
 	Holds HoldStore
+	// ReleasePhase runs the release phase of environments that have one
+	// (Env.ReleasePhase); nil: none runs.
+	ReleasePhase ReleasePhaser
 }
 
 // Controller runs one app's pipeline. Create it with New, then Run it.

@@ -95,6 +95,11 @@ type Store interface {
 	UpdateStep(ctx context.Context, s *ledger.Step) error
 	FinishStep(ctx context.Context, s *ledger.Step) error
 	Steps(ctx context.Context, deploymentID int64) ([]ledger.Step, error)
+	// The release phase of a deployment, recorded before it runs and
+	// when it ends (releasephase.go).
+	StartReleasePhase(ctx context.Context, deploymentID int64, digest string) error
+	FinishReleasePhase(ctx context.Context, deploymentID int64, state string) error
+	LastReleasePhase(ctx context.Context, env string, after int64) (ledger.ReleasePhase, error)
 }
 
 var _ Store = (*ledger.Deployments)(nil)

@@ -332,6 +332,8 @@ type harness struct {
 	// not, records the notifications of locks and break-glass.
 	notifier Notifier
 	notes    *notes
+	// releaser, when set, is the controller's ReleasePhase.
+	releaser ReleasePhaser
 	c        *Controller
 	cancel   context.CancelFunc
 	done     chan error
@@ -377,7 +379,7 @@ func (h *harness) start(envs ...Env) {
 	c, err := New(Config{Envs: envs, PollInterval: time.Hour, HealthTimeout: time.Second, RetryFor: time.Second, RetryBackoff: 10 * time.Millisecond}, Deps{
 		Repo: repo, Builder: h.builder, Tagger: h.tagger, Deployer: h.deployer,
 		Smoker: h.smoker, Store: store, Now: h.clock.Now, Monotonic: h.clock.Monotonic, OnChange: h.onChange, Notifier: notifier,
-		Holds: h.store.Holds(),
+		Holds: h.store.Holds(), ReleasePhase: h.releaser,
 	})
 	if err != nil {
 		h.t.Fatal(err)

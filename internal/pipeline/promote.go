@@ -16,7 +16,7 @@ func (c *Controller) promote(ctx context.Context, ro *rollout, d *ledger.Deploym
 	e := c.envs[d.Env]
 	log := c.log.With("env", e.Name, "commit", shortHash(d.Commit), "release", d.ReleaseName, "deployment", d.ID)
 	var rolledOut bool
-	err := c.runSteps(ctx, ro, d, []step{
+	err := c.runSteps(ctx, ro, d, append(c.releaseSteps(e, d, prev), []step{
 		{"tags", func(ctx context.Context) error {
 			if d.Kind == ledger.KindRelease && d.ReleaseName != "" {
 				if err := c.deps.Tagger.Tag(ctx, d.Digest, d.ReleaseName); err != nil {
@@ -48,7 +48,7 @@ func (c *Controller) promote(ctx context.Context, ro *rollout, d *ledger.Deploym
 			return nil
 		}},
 		{"health", func(ctx context.Context) error { return c.waitHealthy(ctx, e.Name, d.Replicas) }},
-	})
+	}...))
 	if ctx.Err() != nil {
 		c.finish(ctx, ro, log, d)
 		return
@@ -59,6 +59,9 @@ func (c *Controller) promote(ctx context.Context, ro *rollout, d *ledger.Deploym
 		if restarted {
 			d.Note = joinNote(d.Note, "finished after restart")
 		}
+	case d.Step == "release":
+		// Nothing moved: no tag, no branch, no replica.
+		d.State, d.Reason = ledger.StateFailed, releasePhaseReason(e.Name, err)
 	case d.Step == "tags":
 		d.State, d.Reason = ledger.StateFailed, c.trackUndo(ctx, ro, d, prev, false, fmt.Sprintf("tagging failed: %v", err))
 	default:

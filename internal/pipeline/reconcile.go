@@ -35,7 +35,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		if d.Kind == ledger.KindDeploy {
 			d.State = ledger.StateFailed
 			d.Reason = fmt.Sprintf("interrupted by a restart at step %s; %s is checked again", d.Step, shortHash(d.Commit))
-			d.Note = "checked again after restart"
+			d.Note = noteCheckedAgain
 			if err := c.deps.Store.Update(ctx, d); err != nil {
 				return err
 			}

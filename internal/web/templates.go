@@ -25,6 +25,8 @@ func (h *Handler) parse() error {
 		"lower":       strings.ToLower,
 		"slug":        func(s string) string { return strings.ReplaceAll(strings.ToLower(s), " ", "-") },
 		"elapsed":     func(t time.Time) string { return duration(max(h.o.Now().Sub(t), 0)) },
+		// A message of several lines (a release command's output) keeps them.
+		"multiline": func(s string) bool { return strings.Contains(s, "\n") },
 	}
 	for _, name := range pageFiles {
 		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")

@@ -29,6 +29,8 @@ import (
 //	GET  /debug/goroutines  {"goroutines": N}, for leak checks (Goroutines)
 //	POST /apply   applyRequest; 200, or 409 with a deploy.RolloutError
 //	POST /stop    stops every replica and the load balancer, then exits
+//	POST /release releaseRequest; runs a release command, answers a
+//	              releaseResult once it has ended (release.go)
 const socketName = "ctl.sock"
 
 // maxSocketPath is the longest path a unix socket address holds (sun_path
@@ -151,6 +153,7 @@ func runSupervisor(ctx context.Context, dir string, logger *slog.Logger) error {
 	mux.HandleFunc("GET /debug/goroutines", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]int{"goroutines": goruntime.NumGoroutine()})
 	})
+	mux.HandleFunc("POST /release", s.handleRelease)
 	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
 		s.shutdown()
 		// No new requests from here on: a caller that asks next finds no

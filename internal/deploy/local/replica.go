@@ -53,6 +53,10 @@ type replica struct {
 	// it is draining, its requests in flight, its connections.
 	backend *backend
 
+	// argv, when set, runs instead of the image's entrypoint and command:
+	// a release command, run once by a replica that takes no traffic.
+	argv []string
+
 	// launch and cgroup are its sandbox's (nil without one), used by its
 	// own supervision only.
 	launch *sandboxLaunch

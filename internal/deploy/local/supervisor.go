@@ -385,6 +385,9 @@ func (s *supervisor) retireAll(match func(*replica) bool) {
 func (s *supervisor) command(r *replica, out io.Writer) (*exec.Cmd, error) {
 	img := r.rev.image
 	argv := append(slices.Clone(img.Entrypoint), img.Cmd...)
+	if r.argv != nil {
+		argv = slices.Clone(r.argv)
+	}
 	dataDir := hostDataDir(s.dir)
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
@@ -452,7 +455,9 @@ func (s *supervisor) replicaEnv(r *replica) []string {
 	for _, k := range slices.Sorted(maps.Keys(r.rev.secrets)) {
 		set(k, r.rev.secrets[k])
 	}
-	set("PORT", strconv.Itoa(r.port))
+	if r.port != 0 { // a release command listens nowhere
+		set("PORT", strconv.Itoa(r.port))
+	}
 	set("DATA_DIR", replicaDataDir(s.dir, s.isolation))
 	set("SLIPWAY_ENVIRONMENT", spec.Environment)
 	set("SLIPWAY_REPLICA", r.name)

@@ -28,15 +28,21 @@ type Config struct {
 	ShutdownDelay time.Duration
 	// ShutdownGrace bounds the wait for in-flight requests after that.
 	ShutdownGrace time.Duration
+	// MigrateOnStart applies the database's missing migrations when the
+	// service starts. With false, `birthday-app migrate` (a release phase)
+	// applies them, and the service refuses to start on a database that
+	// lacks any.
+	MigrateOnStart bool
 }
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		Port:          8080,
-		DatabaseURL:   "sqlite:birthday.db",
-		TimeZone:      "UTC",
-		ShutdownGrace: 10 * time.Second,
+		Port:           8080,
+		DatabaseURL:    "sqlite:birthday.db",
+		TimeZone:       "UTC",
+		ShutdownGrace:  10 * time.Second,
+		MigrateOnStart: true,
 	}
 }
 
@@ -58,11 +64,12 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		{"time-zone", "TIME_ZONE", "IANA time zone in which birthdays are counted, e.g. Europe/Berlin", (*stringValue)(&c.TimeZone)},
 		{"shutdown-delay", "SHUTDOWN_DELAY", "after SIGTERM, how long to keep accepting requests while /readyz answers 503", (*durationValue)(&c.ShutdownDelay)},
 		{"shutdown-grace", "SHUTDOWN_GRACE", "after that, how long to wait for in-flight requests to finish", (*durationValue)(&c.ShutdownGrace)},
+		{"migrate-on-start", "MIGRATE_ON_START", "apply missing database migrations at start; false when `birthday-app migrate` runs as a release phase", (*boolValue)(&c.MigrateOnStart)},
 	}
 	fs := flag.NewFlagSet("birthday-app", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: birthday-app [flags]\n\nEach flag can also be set by the environment variable named in brackets; a flag wins.\n\n")
+		fmt.Fprintf(out, "Usage: birthday-app [flags]\n       birthday-app migrate [flags]   apply the database's missing migrations, then exit\n\nEach flag can also be set by the environment variable named in brackets; a flag wins.\n\n")
 		fs.PrintDefaults()
 	}
 	for _, s := range settings {
@@ -144,3 +151,16 @@ func (v *durationValue) Set(s string) error {
 	return nil
 }
 func (v *durationValue) String() string { return time.Duration(*v).String() }
+
+type boolValue bool
+
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", s)
+	}
+	*v = boolValue(b)
+	return nil
+}
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }

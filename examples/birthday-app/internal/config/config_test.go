@@ -20,14 +20,26 @@ func TestParse(t *testing.T) {
 		{
 			name: "environment",
 			env:  map[string]string{"PORT": "9000", "DATABASE_URL": "postgres://u:p@db/x", "TIME_ZONE": "Europe/Berlin", "SHUTDOWN_GRACE": "30s", "SHUTDOWN_DELAY": "5s", "HOST": "127.0.0.1"},
-			want: Config{Host: "127.0.0.1", Port: 9000, DatabaseURL: "postgres://u:p@db/x", TimeZone: "Europe/Berlin", ShutdownGrace: 30 * time.Second, ShutdownDelay: 5 * time.Second},
+			want: Config{Host: "127.0.0.1", Port: 9000, DatabaseURL: "postgres://u:p@db/x", TimeZone: "Europe/Berlin", ShutdownGrace: 30 * time.Second, ShutdownDelay: 5 * time.Second, MigrateOnStart: true},
 		},
 		{
 			name: "flags win over environment",
 			env:  map[string]string{"PORT": "9000"},
 			args: []string{"-port", "0", "-database-url", "sqlite:/tmp/x.db", "-shutdown-grace=1m"},
-			want: Config{Port: 0, DatabaseURL: "sqlite:/tmp/x.db", TimeZone: "UTC", ShutdownGrace: time.Minute},
+			want: Config{Port: 0, DatabaseURL: "sqlite:/tmp/x.db", TimeZone: "UTC", ShutdownGrace: time.Minute, MigrateOnStart: true},
 		},
+		{
+			name: "migrations by a release phase",
+			env:  map[string]string{"MIGRATE_ON_START": "false"},
+			want: Config{Port: 8080, DatabaseURL: "sqlite:birthday.db", TimeZone: "UTC", ShutdownGrace: 10 * time.Second},
+		},
+		{
+			name: "migrate-on-start flag wins",
+			env:  map[string]string{"MIGRATE_ON_START": "false"},
+			args: []string{"-migrate-on-start"},
+			want: Default(),
+		},
+		{name: "bad migrate-on-start", env: map[string]string{"MIGRATE_ON_START": "sometimes"}, wantErr: `environment variable MIGRATE_ON_START="sometimes": "sometimes" is not true or false`},
 		{name: "bad port in environment", env: map[string]string{"PORT": "http"}, wantErr: `environment variable PORT="http": "http" is not a whole number`},
 		{name: "port out of range", args: []string{"-port", "70000"}, wantErr: "port 70000 is out of range: use 0 to 65535 (-port or PORT)"},
 		{name: "unknown zone", args: []string{"-time-zone", "Mars/Olympus"}, wantErr: `time zone "Mars/Olympus" is unknown: use an IANA name such as UTC or Europe/Berlin (-time-zone or TIME_ZONE)`},

@@ -82,6 +82,12 @@ func (s *Store) setup(ctx context.Context) error {
 	if err := s.dialect.migrate(ctx, s, ms); err != nil {
 		return fmt.Errorf("migrate %s database %s: %w", s.backend, s.dialect.redacted, err)
 	}
+	return s.prepare(ctx)
+}
+
+// prepare prepares the statements the service uses.
+func (s *Store) prepare(ctx context.Context) error {
+	var err error
 	if s.get, err = s.read.PrepareContext(ctx, s.dialect.getSQL); err != nil {
 		return fmt.Errorf("prepare query on %s: %w", s.dialect.redacted, err)
 	}
