@@ -25,6 +25,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"slipway.dev/slipway/internal/config"
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/gitsource"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/registry"
@@ -193,6 +194,7 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 		if err := b.Source.Fetch(ctx); err != nil {
 			return v1.Hash{}, false, err
 		}
+		crashpoint.Hit("build.fetch")
 	}
 	commit, err := b.Source.Resolve(ctx, req.Rev)
 	if req.NoFetch && errors.Is(err, gitsource.ErrUnknownRevision) {
@@ -274,7 +276,7 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	}
 	st := steps.start(StepTesting, b.Test.Command)
 	fmt.Fprintf(logFile, "$ %s\n", b.Test.Command)
-	err = runLogged(ctx, checkout, logFile, b.Test.Timeout, b.testEnv(), "/bin/sh", "-c", b.Test.Command)
+	err = runLoggedAt(ctx, "build.test", checkout, logFile, b.Test.Timeout, b.testEnv(), "/bin/sh", "-c", b.Test.Command)
 	if err != nil {
 		row.TestDuration = st.fail()
 		return v1.Hash{}, false, b.stepError(ErrTestsFailed, "tests", b.Test.Timeout, "test.timeout", logPath, err)
@@ -302,7 +304,7 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	st = steps.start(StepBuilding, b.Build.Main)
 	fmt.Fprintf(logFile, "$ CGO_ENABLED=0 GOOS=linux GOARCH=%s go %s\n", runtime.GOARCH, strings.Join(args, " "))
 	env := append(b.goEnv(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-	if err := runLogged(ctx, checkout, logFile, b.Build.Timeout, env, b.goCommand(), args...); err != nil {
+	if err := runLoggedAt(ctx, "build.compile", checkout, logFile, b.Build.Timeout, env, b.goCommand(), args...); err != nil {
 		st.fail()
 		row.BuildDuration = time.Since(start)
 		return v1.Hash{}, false, b.stepError(ErrCompile, "go build", b.Build.Timeout, "build.timeout", logPath, err)
@@ -328,6 +330,7 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	st.end("image made", "", " ("+digest.String()+")", "digest", digest.String())
 	row.BuildDuration = time.Since(start)
 	row.Digest = digest.String()
+	crashpoint.Hit("build.image")
 
 	// Push by digest, then the tags; sha-<commit> last, since its presence
 	// means "built" (see above).
@@ -339,9 +342,11 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	st.end("pushed", row.Reference(), fmt.Sprintf(" (tags %s, latest, %s)", short, shaTag), "image", row.Reference())
 	row.State = ledger.BuildPushed
 	row.Reason = ""
+	crashpoint.Hit("build.record")
 	if err := b.Ledger.UpdateBuild(ctx, row); err != nil {
 		return v1.Hash{}, false, err
 	}
+	crashpoint.Hit("build.recorded")
 	b.addEvent(ctx, *row, ledger.OutcomeSucceeded, "pushed "+row.Reference())
 	return digest, false, nil
 }
@@ -470,7 +475,7 @@ func (b *Builder) fetchModules(ctx context.Context, steps *steps, checkout strin
 	}
 	st := steps.start(StepModules, "go mod download")
 	fmt.Fprintf(logFile, "$ go mod download\n")
-	if err := runLogged(ctx, checkout, logFile, b.Build.Timeout, b.goEnv(), b.goCommand(), "mod", "download"); err != nil {
+	if err := runLoggedAt(ctx, "build.modules", checkout, logFile, b.Build.Timeout, b.goEnv(), b.goCommand(), "mod", "download"); err != nil {
 		st.fail()
 		return b.stepError(ErrModules, "go mod download", b.Build.Timeout, "build.timeout", logPath, err)
 	}
@@ -498,6 +503,12 @@ func (b *Builder) stepError(kind error, step string, timeout time.Duration, fiel
 // once the command is done (at most killGrace later).
 // A timeout returns an error wrapping ErrTimeout.
 func runLogged(ctx context.Context, dir string, log *os.File, timeout time.Duration, env []string, name string, args ...string) error {
+	return runLoggedAt(ctx, "", dir, log, timeout, env, name, args...)
+}
+
+// runLoggedAt is runLogged with the crash point reached once the command
+// has started (package crashpoint).
+func runLoggedAt(ctx context.Context, point, dir string, log *os.File, timeout time.Duration, env []string, name string, args ...string) error {
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, name, args...)
@@ -507,7 +518,11 @@ func runLogged(ctx context.Context, dir string, log *os.File, timeout time.Durat
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = killGrace // then the shell is killed, and the group below
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		crashpoint.Hit(point)
+		err = cmd.Wait()
+	}
 	if cmd.Process != nil {
 		// Whatever the command left running in its group goes too.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
