@@ -194,7 +194,6 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 		if err := b.Source.Fetch(ctx); err != nil {
 			return v1.Hash{}, false, err
 		}
-		crashpoint.Hit("build.fetch")
 	}
 	commit, err := b.Source.Resolve(ctx, req.Rev)
 	if req.NoFetch && errors.Is(err, gitsource.ErrUnknownRevision) {
@@ -276,7 +275,7 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	}
 	st := steps.start(StepTesting, b.Test.Command)
 	fmt.Fprintf(logFile, "$ %s\n", b.Test.Command)
-	err = runLoggedAt(ctx, "build.test", checkout, logFile, b.Test.Timeout, b.testEnv(), "/bin/sh", "-c", b.Test.Command)
+	err = runLoggedAt(ctx, "build.test", procsDir(b.DataDir), checkout, logFile, b.Test.Timeout, b.testEnv(), "/bin/sh", "-c", b.Test.Command)
 	if err != nil {
 		row.TestDuration = st.fail()
 		return v1.Hash{}, false, b.stepError(ErrTestsFailed, "tests", b.Test.Timeout, "test.timeout", logPath, err)
@@ -304,7 +303,7 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	st = steps.start(StepBuilding, b.Build.Main)
 	fmt.Fprintf(logFile, "$ CGO_ENABLED=0 GOOS=linux GOARCH=%s go %s\n", runtime.GOARCH, strings.Join(args, " "))
 	env := append(b.goEnv(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-	if err := runLoggedAt(ctx, "build.compile", checkout, logFile, b.Build.Timeout, env, b.goCommand(), args...); err != nil {
+	if err := runLoggedAt(ctx, "build.compile", procsDir(b.DataDir), checkout, logFile, b.Build.Timeout, env, b.goCommand(), args...); err != nil {
 		st.fail()
 		row.BuildDuration = time.Since(start)
 		return v1.Hash{}, false, b.stepError(ErrCompile, "go build", b.Build.Timeout, "build.timeout", logPath, err)
@@ -378,6 +377,13 @@ func (b *Builder) checkoutDir(work string) (string, func()) {
 // touched: each app's builder reconciles its own. Call it once at
 // start-up, before any build of this app runs.
 func (b *Builder) Reconcile(ctx context.Context) ([]ledger.Build, error) {
+	// What a killed slipway left running or half made goes first.
+	if killed := killLeftGroups(procsDir(b.DataDir), b.workRoot(), filepath.Join(b.DataDir, "smoke")); len(killed) > 0 {
+		b.logger().Warn("killed the processes of builds and smoke tests a stopped slipway left running", "groups", killed)
+	}
+	if removed := removeLeftWork(b.workRoot()); len(removed) > 0 {
+		b.logger().Info("removed the work directories of interrupted builds", "dirs", removed)
+	}
 	rows, err := b.Ledger.UnfinishedBuilds(ctx, b.App)
 	if err != nil {
 		return nil, err
@@ -475,7 +481,7 @@ func (b *Builder) fetchModules(ctx context.Context, steps *steps, checkout strin
 	}
 	st := steps.start(StepModules, "go mod download")
 	fmt.Fprintf(logFile, "$ go mod download\n")
-	if err := runLoggedAt(ctx, "build.modules", checkout, logFile, b.Build.Timeout, b.goEnv(), b.goCommand(), "mod", "download"); err != nil {
+	if err := runLoggedAt(ctx, "build.modules", procsDir(b.DataDir), checkout, logFile, b.Build.Timeout, b.goEnv(), b.goCommand(), "mod", "download"); err != nil {
 		st.fail()
 		return b.stepError(ErrModules, "go mod download", b.Build.Timeout, "build.timeout", logPath, err)
 	}
@@ -503,12 +509,13 @@ func (b *Builder) stepError(kind error, step string, timeout time.Duration, fiel
 // once the command is done (at most killGrace later).
 // A timeout returns an error wrapping ErrTimeout.
 func runLogged(ctx context.Context, dir string, log *os.File, timeout time.Duration, env []string, name string, args ...string) error {
-	return runLoggedAt(ctx, "", dir, log, timeout, env, name, args...)
+	return runLoggedAt(ctx, "", "", dir, log, timeout, env, name, args...)
 }
 
-// runLoggedAt is runLogged with the crash point reached once the command
+// runLoggedAt is runLogged with the command's process group recorded in
+// procs while it runs (trackGroup), and the crash point reached once it
 // has started (package crashpoint).
-func runLoggedAt(ctx context.Context, point, dir string, log *os.File, timeout time.Duration, env []string, name string, args ...string) error {
+func runLoggedAt(ctx context.Context, point, procs, dir string, log *os.File, timeout time.Duration, env []string, name string, args ...string) error {
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, name, args...)
@@ -520,6 +527,8 @@ func runLoggedAt(ctx context.Context, point, dir string, log *os.File, timeout t
 	cmd.WaitDelay = killGrace // then the shell is killed, and the group below
 	err := cmd.Start()
 	if err == nil {
+		forget := trackGroup(procs, cmd.Process.Pid)
+		defer forget()
 		crashpoint.Hit(point)
 		err = cmd.Wait()
 	}
