@@ -145,3 +145,17 @@ func TestPointsAreInTheCode(t *testing.T) {
 		t.Errorf("crashpoint.Points (-) and the points the code reaches (+) differ:\n%s", diff)
 	}
 }
+
+// TestPointsAreDocumented checks that docs/reliability.md names every
+// crash point.
+func TestPointsAreDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "reliability.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range Points {
+		if !strings.Contains(string(doc), "`"+p.Name+"`") {
+			t.Errorf("docs/reliability.md does not name the crash point `%s` (%s)", p.Name, p.Where)
+		}
+	}
+}

@@ -13,7 +13,7 @@ type Point struct {
 // release, then a rollback reach them. TestPointsAreInTheCode checks it
 // against the calls of Hit.
 var Points = []Point{
-	{"build.fetch", "serve: build, the repository fetched, nothing resolved"},
+	{"fetch.head", "serve: a poll fetched the repository and found a new head of a branch, not yet queued"},
 	{"build.modules", "serve: build, `go mod download` running"},
 	{"build.test", "serve: build, the app's tests running"},
 	{"build.compile", "serve: build, `go build` running"},

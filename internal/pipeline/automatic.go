@@ -105,6 +105,7 @@ func (c *Controller) considerHead(ctx context.Context, e *Env, head string) {
 	}
 	c.mu.Unlock()
 	if moved && !pinned {
+		crashpoint.Hit("fetch.head")
 		c.considerCommit(ctx, e, head)
 	}
 }

@@ -182,6 +182,31 @@ func (w *world) checkLedger(p *problems) {
 // either; the build work directory holds only the app's stable checkout;
 // no image is half unpacked; no registry upload is left open.
 func (w *world) checkLeftovers(p *problems) {
+	w.checkProcesses(p)
+	work, _ := os.ReadDir(filepath.Join(w.ws.DataDir, "work"))
+	for _, e := range work {
+		if n := e.Name(); n != demo.AppName+".src" && n != demo.AppName+".src.lock" && n != "procs" {
+			p.add("left in the build work directory: %s", n)
+		}
+	}
+	records, _ := os.ReadDir(filepath.Join(w.ws.DataDir, "work", "procs"))
+	for _, r := range records {
+		p.add("a process group still recorded as running: %s", r.Name())
+	}
+	half, _ := filepath.Glob(filepath.Join(w.ws.DataDir, "run", demo.AppName, "images", ".unpack-*"))
+	for _, h := range half {
+		p.add("a half-unpacked image: %s", h)
+	}
+	uploads, _ := filepath.Glob(filepath.Join(w.ws.DataDir, registry.StorageDir, "docker", "registry", "v2", "repositories", "*", "_uploads", "*"))
+	for _, u := range uploads {
+		p.add("a registry upload left open: %s", u)
+	}
+}
+
+// checkProcesses reports the processes working below the scenario's
+// directory that are neither serve, a supervisor its pid file names, nor
+// a descendant of either.
+func (w *world) checkProcesses(p *problems) {
 	owners := map[int]string{os.Getpid(): "the test"}
 	if w.serve != nil {
 		owners[w.serve.Process.Pid] = "serve"
@@ -214,20 +239,6 @@ func (w *world) checkLeftovers(p *problems) {
 		if !owned {
 			p.add("orphan process %d (parent %d): %s (in %s)", pid, pr.ppid, pr.cmdline, pr.cwd)
 		}
-	}
-	work, _ := os.ReadDir(filepath.Join(w.ws.DataDir, "work"))
-	for _, e := range work {
-		if n := e.Name(); n != demo.AppName+".src" && n != demo.AppName+".src.lock" {
-			p.add("left in the build work directory: %s", n)
-		}
-	}
-	half, _ := filepath.Glob(filepath.Join(w.ws.DataDir, "run", demo.AppName, "images", ".unpack-*"))
-	for _, h := range half {
-		p.add("a half-unpacked image: %s", h)
-	}
-	uploads, _ := filepath.Glob(filepath.Join(w.ws.DataDir, registry.StorageDir, "docker", "registry", "v2", "repositories", "*", "_uploads", "*"))
-	for _, u := range uploads {
-		p.add("a registry upload left open: %s", u)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -45,26 +46,34 @@ type crashCase struct {
 	flow string
 }
 
+// slow names the cases whose push adds a test that takes slowTest: the
+// crash comes while it runs, and a test process that outlived serve is
+// still there when serve starts again.
+var slow = map[string]bool{"build.test": true}
+
+const slowTest = 20 * time.Second
+
 // scenarios: each runs its cases one after another on a slipway of its
 // own (one baseline, then a crash per case); scenarios run in parallel.
 var scenarios = []struct {
 	name  string
+	smoke bool // dev runs the sample app's smoke test (25 s of a busy machine per push)
 	cases []crashCase
 }{
-	{"build", []crashCase{
-		{"build.fetch", push}, {"build.modules", push}, {"build.test", push}, {"build.compile", push},
+	{"build", false, []crashCase{
+		{"fetch.head", push}, {"build.modules", push}, {"build.test", push}, {"build.compile", push},
 		{"build.image", push}, {"registry.pushed", push}, {"registry.pushed.tag#1", push},
 	}},
-	{"push", []crashCase{
+	{"push", false, []crashCase{
 		{"registry.pushed.tag#2", push}, {"registry.pushed.tag#3", push}, {"build.record", push},
 		{"build.recorded", push}, {"deploy.recorded", push}, {"deploy.image", push}, {"deploy.rollout", push},
 	}},
-	{"verify", []crashCase{
+	{"verify", true, []crashCase{
 		{"deploy.rolledout", push}, {"deploy.healthy", push}, {"deploy.smoke", push}, {"deploy.tags", push},
 		{"tag.env", push}, {"pipeline.final", push}, {"pipeline.finished", push}, {"chain.image", push},
 		{"notify.delivered", push},
 	}},
-	{"release", []crashCase{
+	{"release", false, []crashCase{
 		{"release.recorded", release}, {"rollback.recorded", rollback},
 		{"promote.tags", release}, {"branch.move", rollback},
 		{"promote.tag.release", release}, {"promote.rolledout", rollback},
@@ -72,7 +81,7 @@ var scenarios = []struct {
 		{"promote.branch", release}, {"promote.rollout", rollback},
 		{"tag.env", release}, {"change.recorded", scaleUp}, {"change.rollout", scaleDn},
 	}},
-	{"supervisor", []crashCase{
+	{"supervisor", false, []crashCase{
 		{"prod/supervisor.replica.start", release}, {"prod/supervisor.replica.ready", rollback},
 		{"prod/supervisor.replica.drain", release}, {"prod/supervisor.replica.stopped", rollback},
 		{"prod/supervisor.serving", release}, {"dev/supervisor.replica.ready", push},
@@ -87,7 +96,7 @@ func TestCrashPoints(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			started := time.Now()
-			w := newWorld(t)
+			w := newWorld(t, sc.smoke)
 			w.startServe()
 			c0 := gitOut(w.ws.Bare, "rev-parse", "master")
 			w.waitFor("c0 on dev, staging and prod", func() bool {
@@ -166,6 +175,12 @@ func (s *scenario) run(c crashCase) {
 	var done func(pipeline.Status) bool
 	switch c.flow {
 	case push:
+		if slow[c.at] {
+			test := fmt.Sprintf("package main\n\nimport (\n\t\"testing\"\n\t\"time\"\n)\n\nfunc TestSlow(t *testing.T) { time.Sleep(%d * time.Second) }\n", int(slowTest.Seconds()))
+			if err := os.WriteFile(filepath.Join(w.ws.Clone, "zz_slow_test.go"), []byte(test), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 		commit := w.push("crash at " + c.at)
 		done = func(st pipeline.Status) bool {
 			return runs(st, "dev", commit) && runs(st, "staging", commit) && runs(st, "prod", prod)
@@ -210,6 +225,14 @@ func (s *scenario) run(c crashCase) {
 		}
 		w.serve = nil
 		w.startServe()
+		// What the killed serve had started must be gone now, not only
+		// once the flow is done (a build's test, say, outliving it).
+		time.Sleep(2 * time.Second)
+		var p problems
+		w.checkProcesses(&p)
+		for _, msg := range p {
+			t.Errorf("%s (%s), after the restart: %s", c.at, c.flow, msg)
+		}
 	}
 
 	// Convergence.

@@ -87,7 +87,7 @@ type world struct {
 
 var envs = []string{"dev", "staging", "prod"}
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T, smoke bool) *world {
 	t.Helper()
 	testenv.LookPath(t, "git")
 	testenv.LookPath(t, "go")
@@ -109,7 +109,7 @@ func newWorld(t *testing.T) *world {
 	}
 	w.ws = ws
 	w.hooks = startReceiver(t)
-	w.writeConfig(addr)
+	w.writeConfig(addr, smoke)
 	w.crashAt, w.record = filepath.Join(root, "crash-at"), filepath.Join(root, "crash-record")
 	if err := os.WriteFile(w.crashAt, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -140,10 +140,10 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-// writeConfig writes dev (1 replica, smoke-tested) → staging (from dev,
+// writeConfig writes dev (1 replica, smoke-tested if asked) → staging (from dev,
 // 1 replica) → prod (2 replicas, released from commits verified on
 // staging), short polls and grace periods, notifications to the receiver.
-func (w *world) writeConfig(addr map[string]string) {
+func (w *world) writeConfig(addr map[string]string, smoke bool) {
 	c := demo.Config(addr["dev"], addr["prod"])
 	c.Repo.Poll = 300 * time.Millisecond
 	var out []config.Environment
@@ -153,6 +153,9 @@ func (w *world) writeConfig(addr map[string]string) {
 		switch e.Name {
 		case "dev":
 			e.Replicas, e.Rollout.MaxSurge = 1, 1
+			if !smoke {
+				e.Smoke.Command = ""
+			}
 			out = append(out, e)
 			s := config.DefaultEnvironment("staging")
 			s.From = "dev"
