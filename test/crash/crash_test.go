@@ -10,6 +10,7 @@ package crash
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,6 +27,11 @@ import (
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/pipeline"
 )
+
+// only limits the cases to those whose SLIPWAY_CRASH_AT it names
+// (comma-separated), to look at one point: go test -tags integration
+// -run TestCrashPoints/release ./test/crash -args -only=promote.tags
+var only = flag.String("only", "", "run only the cases of these crash points (comma-separated)")
 
 func TestMain(m *testing.M) {
 	local.SupervisorMain()
@@ -110,6 +116,9 @@ func TestCrashPoints(t *testing.T) {
 				w.waitFor("c1 on staging", func() bool { st, ok := w.status(); return ok && runs(st, "staging", c1) })
 			}
 			for _, c := range sc.cases {
+				if *only != "" && !slices.Contains(strings.Split(*only, ","), c.at) {
+					continue
+				}
 				s.run(c)
 				if t.Failed() {
 					return
@@ -194,6 +203,9 @@ func (s *scenario) run(c crashCase) {
 		s.apiErr(c, err)
 		done = func(st pipeline.Status) bool { return runs(st, "prod", want) }
 	case rollback:
+		if len(s.prodHist) < 2 {
+			t.Fatalf("%s: prod has run nothing before %s to roll back to", c.at, prod[:7])
+		}
 		want := s.prodHist[len(s.prodHist)-2]
 		_, err := w.client().Rollback(ctx, "", api.RollbackRequest{})
 		s.apiErr(c, err)
