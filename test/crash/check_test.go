@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"slipway.dev/slipway/internal/demo"
 	"slipway.dev/slipway/internal/ledger"
@@ -188,6 +189,15 @@ func (w *world) checkLeftovers(p *problems) {
 		if n := e.Name(); n != demo.AppName+".src" && n != demo.AppName+".src.lock" && n != "procs" {
 			p.add("left in the build work directory: %s", n)
 		}
+	}
+	// The build's checkout lock is free once no build runs.
+	if f, err := os.OpenFile(filepath.Join(w.ws.DataDir, "work", demo.AppName+".src.lock"), os.O_RDWR, 0); err == nil {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			p.add("the build checkout's lock is held with no build running: %v", err)
+		} else {
+			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		}
+		f.Close()
 	}
 	records, _ := os.ReadDir(filepath.Join(w.ws.DataDir, "work", "procs"))
 	for _, r := range records {
