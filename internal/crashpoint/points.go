@@ -41,7 +41,7 @@ var Points = []Point{
 	{"promote.branch", "serve: release or rollback, branch moved, nothing rolled out"},
 	{"promote.rollout", "serve: release or rollback, about to hand the spec to the runtime"},
 	{"promote.rolledout", "serve: release or rollback, rolled out, health not checked"},
-	{"undo.rollout", "serve: a failed release or rollback, about to put the previous version back"},
+	{"undo", "serve: a failed release or rollback, about to put the previous version back (its replicas when the rollout went ahead, tags, branch)"},
 	{"rollback.recorded", "serve: rollback, its row written, nothing done"},
 	{"change.recorded", "serve: scale, stop or start, its row written"},
 	{"change.rollout", "serve: scale, stop or start, about to hand the spec to the runtime"},

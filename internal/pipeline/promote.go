@@ -126,8 +126,8 @@ func (c *Controller) undo(ctx context.Context, e *Env, prev ledger.Deployment, r
 			problems = append(problems, fmt.Sprintf("%s: %v", what, err))
 		}
 	}
+	crashpoint.Hit("undo")
 	if redeploy {
-		crashpoint.Hit("undo.rollout")
 		try("redeploy", func(ctx context.Context) error { return c.deps.Deployer.Deploy(ctx, prev) })
 	}
 	try("move the tags back", func(ctx context.Context) error { return c.tagEnv(ctx, e, prev.Digest) })

@@ -99,7 +99,7 @@ var scenarios = []struct {
 		{"promote.git.tag", release}, {"pipeline.final", rollback},
 		{"promote.branch", release}, {"promote.rollout", rollback},
 		{"tag.env", release}, {"change.recorded", scaleUp}, {"change.rollout", scaleDn},
-		{"undo.rollout", badRelease},
+		{"undo", badRelease},
 	}},
 }
 
