@@ -319,7 +319,9 @@ func (r Runtime) Deploy(ctx context.Context, d ledger.Deployment) error {
 	if err != nil {
 		return err
 	}
-	return r.Backend.Apply(ctx, spec)
+	// A runtime that stopped answering (a supervisor that died) is tried
+	// again: the next try starts a new one.
+	return transientIf(r.Backend.Apply(ctx, spec), deploy.ErrUnavailable)
 }
 
 // Status is the runtime's report of env.

@@ -25,6 +25,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"slipway.dev/slipway/internal/config"
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/gitsource"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/registry"
@@ -274,7 +275,7 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	}
 	st := steps.start(StepTesting, b.Test.Command)
 	fmt.Fprintf(logFile, "$ %s\n", b.Test.Command)
-	err = runLogged(ctx, checkout, logFile, b.Test.Timeout, b.testEnv(), "/bin/sh", "-c", b.Test.Command)
+	err = runLoggedAt(ctx, "build.test", procsDir(b.DataDir), checkout, logFile, b.Test.Timeout, b.testEnv(), "/bin/sh", "-c", b.Test.Command)
 	if err != nil {
 		row.TestDuration = st.fail()
 		return v1.Hash{}, false, b.stepError(ErrTestsFailed, "tests", b.Test.Timeout, "test.timeout", logPath, err)
@@ -302,7 +303,7 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	st = steps.start(StepBuilding, b.Build.Main)
 	fmt.Fprintf(logFile, "$ CGO_ENABLED=0 GOOS=linux GOARCH=%s go %s\n", runtime.GOARCH, strings.Join(args, " "))
 	env := append(b.goEnv(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-	if err := runLogged(ctx, checkout, logFile, b.Build.Timeout, env, b.goCommand(), args...); err != nil {
+	if err := runLoggedAt(ctx, "build.compile", procsDir(b.DataDir), checkout, logFile, b.Build.Timeout, env, b.goCommand(), args...); err != nil {
 		st.fail()
 		row.BuildDuration = time.Since(start)
 		return v1.Hash{}, false, b.stepError(ErrCompile, "go build", b.Build.Timeout, "build.timeout", logPath, err)
@@ -328,6 +329,7 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	st.end("image made", "", " ("+digest.String()+")", "digest", digest.String())
 	row.BuildDuration = time.Since(start)
 	row.Digest = digest.String()
+	crashpoint.Hit("build.image")
 
 	// Push by digest, then the tags; sha-<commit> last, since its presence
 	// means "built" (see above).
@@ -339,9 +341,11 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	st.end("pushed", row.Reference(), fmt.Sprintf(" (tags %s, latest, %s)", short, shaTag), "image", row.Reference())
 	row.State = ledger.BuildPushed
 	row.Reason = ""
+	crashpoint.Hit("build.record")
 	if err := b.Ledger.UpdateBuild(ctx, row); err != nil {
 		return v1.Hash{}, false, err
 	}
+	crashpoint.Hit("build.recorded")
 	b.addEvent(ctx, *row, ledger.OutcomeSucceeded, "pushed "+row.Reference())
 	return digest, false, nil
 }
@@ -373,6 +377,13 @@ func (b *Builder) checkoutDir(work string) (string, func()) {
 // touched: each app's builder reconciles its own. Call it once at
 // start-up, before any build of this app runs.
 func (b *Builder) Reconcile(ctx context.Context) ([]ledger.Build, error) {
+	// What a killed slipway left running or half made goes first.
+	if killed := killLeftGroups(procsDir(b.DataDir), b.workRoot(), filepath.Join(b.DataDir, "smoke")); len(killed) > 0 {
+		b.logger().Warn("killed the processes of builds and smoke tests a stopped slipway left running", "groups", killed)
+	}
+	if removed := removeLeftWork(b.workRoot()); len(removed) > 0 {
+		b.logger().Info("removed the work directories of interrupted builds", "dirs", removed)
+	}
 	rows, err := b.Ledger.UnfinishedBuilds(ctx, b.App)
 	if err != nil {
 		return nil, err
@@ -470,7 +481,7 @@ func (b *Builder) fetchModules(ctx context.Context, steps *steps, checkout strin
 	}
 	st := steps.start(StepModules, "go mod download")
 	fmt.Fprintf(logFile, "$ go mod download\n")
-	if err := runLogged(ctx, checkout, logFile, b.Build.Timeout, b.goEnv(), b.goCommand(), "mod", "download"); err != nil {
+	if err := runLoggedAt(ctx, "build.modules", procsDir(b.DataDir), checkout, logFile, b.Build.Timeout, b.goEnv(), b.goCommand(), "mod", "download"); err != nil {
 		st.fail()
 		return b.stepError(ErrModules, "go mod download", b.Build.Timeout, "build.timeout", logPath, err)
 	}
@@ -498,6 +509,13 @@ func (b *Builder) stepError(kind error, step string, timeout time.Duration, fiel
 // once the command is done (at most killGrace later).
 // A timeout returns an error wrapping ErrTimeout.
 func runLogged(ctx context.Context, dir string, log *os.File, timeout time.Duration, env []string, name string, args ...string) error {
+	return runLoggedAt(ctx, "", "", dir, log, timeout, env, name, args...)
+}
+
+// runLoggedAt is runLogged with the command's process group recorded in
+// procs while it runs (trackGroup), and the crash point reached once it
+// has started (package crashpoint).
+func runLoggedAt(ctx context.Context, point, procs, dir string, log *os.File, timeout time.Duration, env []string, name string, args ...string) error {
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, name, args...)
@@ -507,7 +525,13 @@ func runLogged(ctx context.Context, dir string, log *os.File, timeout time.Durat
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = killGrace // then the shell is killed, and the group below
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		forget := trackGroup(procs, cmd.Process.Pid)
+		defer forget()
+		crashpoint.Hit(point)
+		err = cmd.Wait()
+	}
 	if cmd.Process != nil {
 		// Whatever the command left running in its group goes too.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)

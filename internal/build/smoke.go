@@ -65,7 +65,12 @@ func (s Smoker) Smoke(ctx context.Context, env, commit, url string) error {
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		forget := trackGroup(procsDir(s.Dir), cmd.Process.Pid)
+		err = cmd.Wait()
+		forget()
+	}
 	_ = os.WriteFile(logPath, out.Bytes(), 0o644)
 	if err != nil {
 		if cctx.Err() == context.DeadlineExceeded {

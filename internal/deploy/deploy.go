@@ -47,6 +47,11 @@ var ErrNotDeployed = errors.New("environment is not deployed")
 // wrapping error names the field and the fix.
 var ErrInvalidSpec = errors.New("invalid deployment spec")
 
+// ErrUnavailable means the runtime stopped answering in the middle of a
+// request (the local supervisor died, say): nothing says the spec was
+// wrong, and the same request may succeed when tried again.
+var ErrUnavailable = errors.New("the runtime stopped answering")
+
 // Isolation says how a backend confines replicas.
 type Isolation string
 

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/ledger"
 )
 
@@ -290,6 +291,9 @@ func (d *Deliverer) attempt(ctx context.Context, n ledger.Notification) {
 	err := d.post(ctx, n)
 	if ctx.Err() != nil {
 		return
+	}
+	if err == nil {
+		crashpoint.Hit("notify.delivered")
 	}
 	now := d.opt.Now()
 	d.outcome(&n, err, now)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/notify"
 )
@@ -105,6 +106,7 @@ func (c *Controller) considerHead(ctx context.Context, e *Env, head string) {
 	}
 	c.mu.Unlock()
 	if moved && !pinned {
+		crashpoint.Hit("fetch.head")
 		c.considerCommit(ctx, e, head)
 	}
 }
@@ -234,6 +236,7 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 	if err := c.create(ctx, ro, d); err != nil {
 		return false
 	}
+	crashpoint.Hit("deploy.recorded")
 	log := c.log.With("env", e.Name, "commit", shortHash(commit), "deployment", d.ID)
 	log.Info(first)
 	var rolledOut bool
@@ -244,14 +247,17 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 				return err
 			}
 			d.Image, d.Digest, d.State = img.Ref, img.Digest, ledger.StateRolling
+			crashpoint.Hit("deploy.image")
 			return nil
 		}},
 	}, c.releaseSteps(e, d, prev), []step{
 		{"deploy", func(ctx context.Context) error {
 			log.Info("deploy", "digest", d.Digest, "replicas", d.Replicas)
+			crashpoint.Hit("deploy.rollout")
 			if err := c.deps.Deployer.Deploy(ctx, *d); err != nil {
 				return err
 			}
+			crashpoint.Hit("deploy.rolledout")
 			rolledOut = true
 			return nil
 		}},
@@ -260,10 +266,17 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 				return err
 			}
 			c.Notify(ctx, deploymentEvent(notify.Deployed, d))
+			crashpoint.Hit("deploy.healthy")
 			return nil
 		}},
-		{"smoke", func(ctx context.Context) error { return c.deps.Smoker.Smoke(ctx, e.Name, commit, e.URL) }},
-		{"tags", func(ctx context.Context) error { return c.tagEnv(ctx, e, d.Digest) }},
+		{"smoke", func(ctx context.Context) error {
+			crashpoint.Hit("deploy.smoke")
+			return c.deps.Smoker.Smoke(ctx, e.Name, commit, e.URL)
+		}},
+		{"tags", func(ctx context.Context) error {
+			crashpoint.Hit("deploy.tags")
+			return c.tagEnv(ctx, e, d.Digest)
+		}},
 	}))
 	if ctx.Err() != nil {
 		c.finish(ctx, ro, log, d)
@@ -291,6 +304,7 @@ func (c *Controller) imageFor(ctx context.Context, e *Env, commit string) (Image
 	if err != nil {
 		return Image{}, err
 	}
+	crashpoint.Hit("chain.image")
 	return Image{Ref: up.Image, Digest: up.Digest}, nil
 }
 
@@ -300,6 +314,7 @@ func (c *Controller) tagEnv(ctx context.Context, e *Env, digest string) error {
 	if err := c.deps.Tagger.Tag(ctx, digest, EnvTag(e.Name)); err != nil {
 		return err
 	}
+	crashpoint.Hit("tag.env")
 	if e == c.final {
 		return c.deps.Tagger.Tag(ctx, digest, LiveTag)
 	}

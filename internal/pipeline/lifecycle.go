@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/ledger"
 )
 
@@ -86,6 +87,7 @@ func (c *Controller) change(ctx context.Context, what, env string, kind ledger.D
 		ro.end()
 		return ledger.Deployment{}, err
 	}
+	crashpoint.Hit("change.recorded")
 	ro.set(*d)
 	out := *d
 	c.goRun(ro, func(ctx context.Context) { c.rollOutSame(ctx, ro, d, false) })
@@ -96,7 +98,10 @@ func (c *Controller) change(ctx context.Context, what, env string, kind ledger.D
 func (c *Controller) rollOutSame(ctx context.Context, ro *rollout, d *ledger.Deployment, restarted bool) {
 	log := c.log.With("env", d.Env, "commit", shortHash(d.Commit), "deployment", d.ID, "kind", d.Kind)
 	d.State = ledger.StateRolling
-	steps := []step{{"deploy", func(ctx context.Context) error { return c.deps.Deployer.Deploy(ctx, *d) }}}
+	steps := []step{{"deploy", func(ctx context.Context) error {
+		crashpoint.Hit("change.rollout")
+		return c.deps.Deployer.Deploy(ctx, *d)
+	}}}
 	if d.Replicas > 0 {
 		steps = append(steps, step{"health", func(ctx context.Context) error { return c.waitHealthy(ctx, d.Env, d.Replicas) }})
 	}

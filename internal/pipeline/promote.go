@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/ledger"
 )
@@ -19,9 +20,11 @@ func (c *Controller) promote(ctx context.Context, ro *rollout, d *ledger.Deploym
 	err := c.runSteps(ctx, ro, d, append(c.releaseSteps(e, d, prev), []step{
 		{"tags", func(ctx context.Context) error {
 			if d.Kind == ledger.KindRelease && d.ReleaseName != "" {
+				crashpoint.Hit("promote.tags")
 				if err := c.deps.Tagger.Tag(ctx, d.Digest, d.ReleaseName); err != nil {
 					return err
 				}
+				crashpoint.Hit("promote.tag.release")
 				msg := fmt.Sprintf("%s: release of %s to %s", d.ReleaseName, shortHash(d.Commit), e.Name)
 				if d.Forced {
 					msg += " (forced: " + d.ForceReason + ")"
@@ -29,6 +32,7 @@ func (c *Controller) promote(ctx context.Context, ro *rollout, d *ledger.Deploym
 				if err := c.deps.Repo.TagRelease(ctx, d.ReleaseName, d.Commit, msg); err != nil {
 					return err
 				}
+				crashpoint.Hit("promote.git.tag")
 			}
 			if err := c.tagEnv(ctx, e, d.Digest); err != nil {
 				return err
@@ -36,14 +40,17 @@ func (c *Controller) promote(ctx context.Context, ro *rollout, d *ledger.Deploym
 			if err := c.pointBranch(ctx, e, d.Commit); err != nil {
 				return err
 			}
+			crashpoint.Hit("promote.branch")
 			d.State = ledger.StateRolling
 			return nil
 		}},
 		{"deploy", func(ctx context.Context) error {
 			log.Info("roll out", "digest", d.Digest, "replicas", d.Replicas)
+			crashpoint.Hit("promote.rollout")
 			if err := c.deps.Deployer.Deploy(ctx, *d); err != nil {
 				return err
 			}
+			crashpoint.Hit("promote.rolledout")
 			rolledOut = true
 			return nil
 		}},
@@ -90,6 +97,7 @@ func (c *Controller) pointBranch(ctx context.Context, e *Env, commit string) err
 	if head == commit {
 		return nil
 	}
+	crashpoint.Hit("branch.move")
 	return c.deps.Repo.MoveBranch(ctx, e.Branch, head, commit)
 }
 
@@ -121,6 +129,7 @@ func (c *Controller) undo(ctx context.Context, e *Env, prev ledger.Deployment, r
 			problems = append(problems, fmt.Sprintf("%s: %v", what, err))
 		}
 	}
+	crashpoint.Hit("undo")
 	if redeploy {
 		try("redeploy", func(ctx context.Context) error { return c.deps.Deployer.Deploy(ctx, prev) })
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/ledger"
 )
 
@@ -277,6 +278,7 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 	if err := c.deps.Store.Create(ctx, d); err != nil {
 		return nil, err
 	}
+	crashpoint.Hit("release.recorded")
 	if force && hold != nil {
 		c.breakGlass(ctx, d, hold)
 	}

@@ -226,9 +226,11 @@ func TestReleasePhaseOnceAcrossRestart(t *testing.T) {
 		return len(steps) == 4 && steps[3].Name == "deploy"
 	})
 	h.repo.setBranch("master", c2)
+	var interrupted ledger.Deployment
 	h.waitFor("dev's deploy step of c2", func() bool {
-		dd, err := h.store.LatestForCommit(context.Background(), "dev", ledger.KindDeploy, c2)
-		return err == nil && dd.Step == "deploy"
+		var err error
+		interrupted, err = h.store.LatestForCommit(context.Background(), "dev", ledger.KindDeploy, c2)
+		return err == nil && interrupted.Step == "deploy"
 	})
 	h.stop()
 	h.deployer.gate = nil
@@ -236,7 +238,14 @@ func TestReleasePhaseOnceAcrossRestart(t *testing.T) {
 	if got := h.waitFinal(d.ID); got.State != ledger.StateSucceeded {
 		t.Fatalf("release after restart: %s (%s)", got.State, got.Reason)
 	}
-	dev := h.pushMaster(c2)
+	// The interrupted deployment of c2 ends as failed at the start; the
+	// one made again for c2 is the one to wait for.
+	var dev ledger.Deployment
+	h.waitFor("dev's new deployment of c2 to end", func() bool {
+		var err error
+		dev, err = h.store.LatestForCommit(context.Background(), "dev", ledger.KindDeploy, c2)
+		return err == nil && dev.ID > interrupted.ID && dev.State.Final()
+	})
 	if dev.State != ledger.StateSucceeded {
 		t.Fatalf("dev's deployment of c2 after restart: %s (%s)", dev.State, dev.Reason)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/ledger"
 )
 
@@ -46,6 +47,7 @@ func (c *Controller) Rollback(ctx context.Context, req RollbackRequest) (ledger.
 		ro.end()
 		return ledger.Deployment{}, err
 	}
+	crashpoint.Hit("rollback.recorded")
 	ro.set(*d)
 	out := *d
 	c.goRun(ro, func(ctx context.Context) {

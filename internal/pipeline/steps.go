@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/ledger"
 )
@@ -287,10 +288,12 @@ func (c *Controller) finish(ctx context.Context, ro *rollout, log *slog.Logger, 
 		return
 	}
 	c.notifyFinal(ctx, d)
+	crashpoint.Hit("pipeline.final")
 	if err := c.save(ctx, ro, d); err != nil {
 		return
 	}
 	c.sight(d.FinishedAt)
+	crashpoint.Hit("pipeline.finished")
 	switch d.State {
 	case ledger.StateSucceeded:
 		log.Info("done", "kind", d.Kind, "step", d.Step, "digest", d.Digest)

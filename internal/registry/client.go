@@ -15,6 +15,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"slipway.dev/slipway/internal/crashpoint"
 )
 
 // ErrNotFound is returned when a tag, digest or repository does not exist
@@ -305,6 +307,7 @@ func (c *Client) Push(ctx context.Context, repo string, img v1.Image, tags ...st
 	if err := c.retry(ctx, func() error { return remote.Write(ref, img, c.options(ctx)...) }); err != nil {
 		return v1.Hash{}, fmt.Errorf("push %s: %w", ref, err)
 	}
+	crashpoint.Hit("registry.pushed")
 	for _, tag := range tags {
 		t, err := reference(r, tag)
 		if err != nil {
@@ -313,6 +316,7 @@ func (c *Client) Push(ctx context.Context, repo string, img v1.Image, tags ...st
 		if err := c.retry(ctx, func() error { return remote.Tag(t.(name.Tag), img, c.options(ctx)...) }); err != nil {
 			return v1.Hash{}, fmt.Errorf("tag %s as %s: %w", ref, tag, err)
 		}
+		crashpoint.Hit("registry.pushed.tag")
 	}
 	return digest, nil
 }

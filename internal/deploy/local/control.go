@@ -276,7 +276,7 @@ func (c *control) do(ctx context.Context, method, path string, in, out any) erro
 		if errors.As(err, &op) && op.Op == "dial" {
 			return fmt.Errorf("%w (%s)", errNoSupervisor, c.sock)
 		}
-		return fmt.Errorf("supervisor %s %s: %w", method, path, err)
+		return fmt.Errorf("supervisor %s %s: %w: %w", method, path, deploy.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
+
+	"slipway.dev/slipway/internal/crashpoint"
 )
 
 // The local backend runs parts of itself as processes of their own, by
@@ -57,6 +60,7 @@ func SupervisorMain() {
 		return
 	}
 	os.Unsetenv(envSupervisor)
+	crashpoint.SetScope(filepath.Base(dir)) // the environment
 	if os.Getenv("GOGC") == "" {
 		// The load balancer allocates per request and the heap is small:
 		// collect less often, for throughput and tail latency.

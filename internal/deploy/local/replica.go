@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"slipway.dev/slipway/internal/crashpoint"
 )
 
 // Replica supervision: restart delays grow from minBackoff to maxBackoff
@@ -141,6 +143,7 @@ func (r *replica) run(ctx context.Context) {
 				r.pid, r.state, r.since, r.message = cmd.Process.Pid, "starting", h.clock.Now(), ""
 				return true
 			})
+			crashpoint.Hit("supervisor.replica.start")
 			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
 			checkCtx, stopChecks := context.WithCancel(ctx)
@@ -263,6 +266,9 @@ func (r *replica) check(ctx context.Context, proc *os.Process) {
 			}
 			return false
 		})
+		if err == nil && !wasReady {
+			crashpoint.Hit("supervisor.replica.ready")
+		}
 		if err == nil {
 			wasReady = true
 		}

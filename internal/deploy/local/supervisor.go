@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/deploy"
 )
 
@@ -230,6 +231,7 @@ func (s *supervisor) apply(spec deploy.Spec, img imageFiles, secrets map[string]
 		if !stopped(spec) {
 			s.lb.setStopped("")
 		}
+		crashpoint.Hit("supervisor.serving")
 		return s.saveSpec(spec)
 	}
 	s.logger.Warn("rollout failed", "version", spec.Version, "reason", rerr.Reason)
@@ -355,12 +357,14 @@ func (s *supervisor) retire(r *replica) {
 	r.state = "draining"
 	r.since = s.clock.Now()
 	s.notify()
+	crashpoint.Hit("supervisor.replica.drain")
 	s.retiring.Add(1)
 	go func() {
 		defer s.retiring.Done()
 		s.lb.waitDrained(r.backend, r.rev.spec.Strategy.TerminationGracePeriod)
 		r.stop()
 		<-r.done
+		crashpoint.Hit("supervisor.replica.stopped")
 		s.mu.Lock()
 		s.replicas = slices.DeleteFunc(s.replicas, func(x *replica) bool { return x == r })
 		s.notify()
