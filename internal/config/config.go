@@ -58,6 +58,10 @@ type Config struct {
 	// Freeze is the app's freeze windows (freeze.go): they hold every
 	// environment, or those a window names.
 	Freeze Freeze `yaml:"freeze,omitempty"`
+	// Schema is where the app's database migrations are (schema.go): each
+	// image then records its schema version, and releases that would
+	// strand a rollback are refused.
+	Schema Schema `yaml:"schema,omitempty"`
 
 	file string         // the file Parse read, for error positions
 	pos  map[string]int // field path -> line in file; "": the app's first line in a file of several

@@ -115,6 +115,7 @@ func (c *Config) validate(prefix string) error {
 	}
 	v.traffic(c.Environments)
 	v.freezes(c)
+	v.schema(c)
 	v.chain(c.Environments, names)
 	v.notifications("notifications", c.Notifications, map[string]string{})
 	return invalid(v.errs)
