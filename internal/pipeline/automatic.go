@@ -242,6 +242,8 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 				return err
 			}
 			d.Image, d.Digest, d.State = img.Ref, img.Digest, ledger.StateRolling
+			d.Schema = img.Schema
+			d.Note = joinNote(d.Note, strandedNote(e.Name, prev, *d))
 			return nil
 		}},
 		{"deploy", func(ctx context.Context) error {
@@ -288,7 +290,7 @@ func (c *Controller) imageFor(ctx context.Context, e *Env, commit string) (Image
 	if err != nil {
 		return Image{}, err
 	}
-	return Image{Ref: up.Image, Digest: up.Digest}, nil
+	return Image{Ref: up.Image, Digest: up.Digest, Schema: up.Schema}, nil
 }
 
 // tagEnv points e's registry tag (and live, for the final environment) at
