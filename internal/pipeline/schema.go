@@ -118,3 +118,18 @@ func (c *Controller) schemaOverridden(ctx context.Context, d *ledger.Deployment,
 		"reason": d.ForceReason,
 	})
 }
+
+// schemaStatus fills in what the version cur declares about the schema,
+// and what the environment's database has been migrated to.
+func (c *Controller) schemaStatus(ctx context.Context, cur ledger.Deployment, es *EnvStatus) error {
+	if !cur.Schema.Known {
+		return nil
+	}
+	m, err := c.deps.Store.Migrated(ctx, cur.Env)
+	if err != nil {
+		return err
+	}
+	s := cur.Schema
+	es.Schema, es.Migrated = &s, &m
+	return nil
+}

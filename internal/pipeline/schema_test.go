@@ -155,6 +155,14 @@ func TestSchemaGuardsRollbacks(t *testing.T) {
 	}
 	rc2 := h.release(c2)
 	h.clock.Add(time.Minute)
+	// A scale keeps what the live version declares.
+	if _, err := h.c.Scale(ctx, "prod", 3); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("scale", func() bool { return !h.c.busy("prod") })
+	if cur, _ := h.store.Current(ctx, "prod"); cur.Kind != ledger.KindScale || cur.Schema != h.builder.schema[c2] {
+		t.Errorf("after the scale, prod's current row is %s with schema %+v", cur.Kind, cur.Schema)
+	}
 
 	// With c2 live, the contract goes out.
 	rc3 := h.release(c3)
@@ -165,6 +173,9 @@ func TestSchemaGuardsRollbacks(t *testing.T) {
 	m, err := h.store.Migrated(ctx, "prod")
 	if err != nil || m.Version != 3 || m.Floor != 2 || m.FloorRelease != rc3.ReleaseName {
 		t.Errorf("prod migrated = %+v, %v", m, err)
+	}
+	if es := h.envStatus("prod"); es.Schema == nil || *es.Schema != h.builder.schema[c3] || es.Migrated == nil || *es.Migrated != m {
+		t.Errorf("status of prod: schema %v, migrated %v", es.Schema, es.Migrated)
 	}
 	// c1 can no longer run: its rollback is refused and recorded; c2 can.
 	_, err = h.c.Rollback(ctx, RollbackRequest{Target: rc1.ReleaseName})
