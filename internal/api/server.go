@@ -356,7 +356,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, h handler) {
 
 // Error codes in error answers; the CLI maps them to exit codes.
 const (
-	CodeRefused      = "refused"      // the preflight refused a release
+	CodeRefused      = "refused"      // the preflight refused a release, or the schema check a rollback
 	CodeConflict     = "conflict"     // busy, already live, nothing released
 	CodeNotFound     = "not_found"    // unknown environment, commit, release, deployment
 	CodeInvalid      = "invalid"      // a request that can never succeed as written
