@@ -17,27 +17,29 @@ import (
 	"slipway.dev/slipway/internal/testenv"
 )
 
-// TestSchemaLabels builds the sample app's three schema steps for real:
-// its own schema 1, an expand (0002) and a contract (0003). Each image
-// carries its schema as labels, the ledger row records it, and the store
-// tests of each step run on SQLite (and on MariaDB and PostgreSQL when
-// BIRTHDAY_TEST_MYSQL_URL and BIRTHDAY_TEST_POSTGRES_URL name them, as
-// scripts/test does). Dialects that disagree fail the build before any
-// test runs.
+// TestSchemaLabels builds the sample app's schema steps for real: its own
+// schema 1, a column read (0002), an expand (0003) and a contract (0004).
+// Each image carries its schema as labels, the ledger row records it, and
+// the store tests of each step run on SQLite (and on MariaDB and
+// PostgreSQL when BIRTHDAY_TEST_MYSQL_URL and BIRTHDAY_TEST_POSTGRES_URL
+// name them, as scripts/test does). Dialects that disagree fail the build
+// before any test runs.
 func TestSchemaLabels(t *testing.T) {
 	ctx := context.Background()
-	repo, v1 := testenv.SampleAppRepo(t)
+	repo, v0 := testenv.SampleAppRepo(t)
 	e := newEnv(t, repo, startRegistry(t), "go test ./internal/store")
 	e.b.Schema.Migrations = []string{"internal/store/migrations/*"}
+	v1 := testenv.SampleAppNickname(t, repo)
 	v2 := testenv.SampleAppExpand(t, repo)
 	v3 := testenv.SampleAppContract(t, repo)
 	for _, tt := range []struct {
 		commit string
 		want   ledger.Schema
 	}{
-		{v1, ledger.Schema{Known: true, Version: 1}},
-		{v2, ledger.Schema{Known: true, Version: 2}},
-		{v3, ledger.Schema{Known: true, Version: 3, Floor: 2, FloorBy: "0003_drop_date_of_birth"}},
+		{v0, ledger.Schema{Known: true, Version: 1}},
+		{v1, ledger.Schema{Known: true, Version: 2}},
+		{v2, ledger.Schema{Known: true, Version: 3}},
+		{v3, ledger.Schema{Known: true, Version: 4, Floor: 3, FloorBy: "0004_drop_nickname"}},
 	} {
 		res, err := e.b.Run(ctx, Request{Rev: tt.commit, Trigger: "test"})
 		if err != nil {
@@ -68,22 +70,22 @@ func TestSchemaLabels(t *testing.T) {
 		}
 	}
 
-	// PostgreSQL's 0003 declares nothing: the build fails, saying which
+	// PostgreSQL's 0004 declares nothing: the build fails, saying which
 	// files disagree, before anything is tested.
-	p := filepath.Join(repo, "internal", "store", "migrations", "postgres", "0003_drop_date_of_birth.sql")
+	p := filepath.Join(repo, "internal", "store", "migrations", "postgres", "0004_drop_nickname.sql")
 	body, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(p, []byte(strings.Replace(string(body), "-- slipway: contract 2\n", "", 1)), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte(strings.Replace(string(body), "-- slipway: contract 3\n", "", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Git(t, repo, "commit", "-qam", "postgres: 0003 loses its declaration")
+	testenv.Git(t, repo, "commit", "-qam", "postgres: 0004 loses its declaration")
 	res, err := e.b.Run(ctx, Request{Trigger: "test"})
 	if !errors.Is(err, ErrSchema) {
 		t.Fatalf("build with dialects that disagree: %v, want ErrSchema", err)
 	}
-	want := "migration 3 declares contract 2 in internal/store/migrations/mysql/0003_drop_date_of_birth.sql but nothing in internal/store/migrations/postgres/0003_drop_date_of_birth.sql: declare it the same in every dialect"
+	want := "migration 4 declares contract 3 in internal/store/migrations/mysql/0004_drop_nickname.sql but nothing in internal/store/migrations/postgres/0004_drop_nickname.sql: declare it the same in every dialect"
 	if !strings.Contains(err.Error(), want) || res.Build.State != ledger.BuildFailed || res.Build.TestDuration != 0 {
 		t.Errorf("build = %s (tests %s): %v\nwant it failed before the tests, saying %q", res.Build.State, res.Build.TestDuration, err, want)
 	}

@@ -7,66 +7,70 @@ import (
 	"testing"
 )
 
-// The sample service's schema in three steps, for tests of migrations
-// (docs/migrations.md): its own schema 1 (users.date_of_birth), then
-// SampleAppExpand, then SampleAppContract.
+// The sample service's schema in steps, for tests of migrations
+// (docs/migrations.md). The service itself is at schema 1 (the users
+// table). SampleAppNickname, SampleAppExpand and SampleAppContract follow
+// one another.
 
 type storeEdit struct {
-	dialect, file, old, new string
+	file, old, new string
 }
 
-// SampleAppExpand adds migration 0002 to the sample service in dir (a
-// nullable column birth_date, declared expand) with code that writes both
-// columns and reads birth_date first, commits it and returns the commit.
-// The version before it still runs on the new schema.
+// getSQL are the sample service's queries of a user, by dialect file.
+var getSQL = map[string]string{
+	"sqlite.go":   `"SELECT date_of_birth FROM users WHERE username = ?"`,
+	"mysql.go":    `"SELECT DATE_FORMAT(date_of_birth, '%Y-%m-%d') FROM users WHERE username = ?"`,
+	"postgres.go": `"SELECT to_char(date_of_birth, 'YYYY-MM-DD') FROM users WHERE username = $1"`,
+}
+
+// withNickname is a query of getSQL that also reads the column nickname:
+// it cannot be prepared without it.
+func withNickname(q string) string {
+	return strings.TrimSuffix(q, `"`) + ` AND (nickname IS NULL OR nickname <> '')"`
+}
+
+// SampleAppNickname adds migration 0002 to the sample service in dir (a
+// nullable column nickname, declared expand) with code that reads it,
+// commits it and returns the commit: schema 2.
+func SampleAppNickname(t testing.TB, dir string) string {
+	t.Helper()
+	var edits []storeEdit
+	for file, q := range getSQL {
+		edits = append(edits, storeEdit{file, q, withNickname(q)})
+	}
+	return schemaStep(t, dir, "0002_add_nickname.sql", "-- slipway: expand\n", map[string]string{
+		"sqlite":   "ALTER TABLE users ADD COLUMN nickname TEXT;\n",
+		"mysql":    "ALTER TABLE users ADD COLUMN nickname VARCHAR(64) NULL;\n",
+		"postgres": "ALTER TABLE users ADD COLUMN nickname TEXT;\n",
+	}, edits, "store: read nickname")
+}
+
+// SampleAppExpand adds migration 0003 after SampleAppNickname (a nullable
+// column greeting, declared expand) with code that no longer reads
+// nickname, commits it and returns the commit: schema 3. The version
+// before it still runs on its schema.
 func SampleAppExpand(t testing.TB, dir string) string {
 	t.Helper()
-	migration := map[string]string{
-		"sqlite":   "ALTER TABLE users ADD COLUMN birth_date TEXT;\n",
-		"mysql":    "ALTER TABLE users ADD COLUMN birth_date DATE NULL;\n",
-		"postgres": "ALTER TABLE users ADD COLUMN birth_date DATE;\n",
+	var edits []storeEdit
+	for file, q := range getSQL {
+		edits = append(edits, storeEdit{file, withNickname(q), q})
 	}
-	edits := []storeEdit{
-		{"sqlite", "sqlite.go", `"SELECT date_of_birth FROM users WHERE username = ?"`,
-			`"SELECT COALESCE(birth_date, date_of_birth) FROM users WHERE username = ?"`},
-		{"sqlite", "sqlite.go", `"INSERT INTO users (username, date_of_birth) VALUES (?, ?) ON CONFLICT (username) DO UPDATE SET date_of_birth = excluded.date_of_birth"`,
-			`"INSERT INTO users (username, date_of_birth, birth_date) VALUES (?1, ?2, ?2) ON CONFLICT (username) DO UPDATE SET date_of_birth = excluded.date_of_birth, birth_date = excluded.birth_date"`},
-		{"mysql", "mysql.go", `"SELECT DATE_FORMAT(date_of_birth, '%Y-%m-%d') FROM users WHERE username = ?"`,
-			`"SELECT DATE_FORMAT(COALESCE(birth_date, date_of_birth), '%Y-%m-%d') FROM users WHERE username = ?"`},
-		{"mysql", "mysql.go", `"INSERT INTO users (username, date_of_birth) VALUES (?, ?) ON DUPLICATE KEY UPDATE date_of_birth = VALUES(date_of_birth)"`,
-			`"INSERT INTO users (username, date_of_birth, birth_date) VALUES (?, ?, date_of_birth) ON DUPLICATE KEY UPDATE date_of_birth = VALUES(date_of_birth), birth_date = VALUES(date_of_birth)"`},
-		{"postgres", "postgres.go", `"SELECT to_char(date_of_birth, 'YYYY-MM-DD') FROM users WHERE username = $1"`,
-			`"SELECT to_char(COALESCE(birth_date, date_of_birth), 'YYYY-MM-DD') FROM users WHERE username = $1"`},
-		{"postgres", "postgres.go", `"INSERT INTO users (username, date_of_birth) VALUES ($1, $2::date) ON CONFLICT (username) DO UPDATE SET date_of_birth = excluded.date_of_birth"`,
-			`"INSERT INTO users (username, date_of_birth, birth_date) VALUES ($1, $2::date, $2::date) ON CONFLICT (username) DO UPDATE SET date_of_birth = excluded.date_of_birth, birth_date = excluded.birth_date"`},
-	}
-	return schemaStep(t, dir, "0002_add_birth_date.sql", "-- slipway: expand\n", migration, edits, "store: birth_date beside date_of_birth (expand)")
+	return schemaStep(t, dir, "0003_add_greeting.sql", "-- slipway: expand\n", map[string]string{
+		"sqlite":   "ALTER TABLE users ADD COLUMN greeting TEXT;\n",
+		"mysql":    "ALTER TABLE users ADD COLUMN greeting VARCHAR(64) NULL;\n",
+		"postgres": "ALTER TABLE users ADD COLUMN greeting TEXT;\n",
+	}, edits, "store: greeting; nickname no longer read (expand)")
 }
 
-// SampleAppContract adds migration 0003 to the sample service in dir after
-// SampleAppExpand: it copies date_of_birth into birth_date and drops
-// date_of_birth, which the version before SampleAppExpand reads (declared
-// contract 2), with code that reads birth_date only; it commits and
-// returns the commit.
+// SampleAppContract adds migration 0004 after SampleAppExpand: it drops
+// nickname, which SampleAppNickname's version reads, declared contract 3
+// (code built for schema 3, SampleAppExpand's, no longer needs it); it
+// commits it and returns the commit: schema 4.
 func SampleAppContract(t testing.TB, dir string) string {
 	t.Helper()
-	body := "UPDATE users SET birth_date = date_of_birth WHERE birth_date IS NULL;\nALTER TABLE users DROP COLUMN date_of_birth;\n"
-	migration := map[string]string{"sqlite": body, "mysql": body, "postgres": body}
-	edits := []storeEdit{
-		{"sqlite", "sqlite.go", `"SELECT COALESCE(birth_date, date_of_birth) FROM users WHERE username = ?"`,
-			`"SELECT birth_date FROM users WHERE username = ?"`},
-		{"sqlite", "sqlite.go", `"INSERT INTO users (username, date_of_birth, birth_date) VALUES (?1, ?2, ?2) ON CONFLICT (username) DO UPDATE SET date_of_birth = excluded.date_of_birth, birth_date = excluded.birth_date"`,
-			`"INSERT INTO users (username, birth_date) VALUES (?, ?) ON CONFLICT (username) DO UPDATE SET birth_date = excluded.birth_date"`},
-		{"mysql", "mysql.go", `"SELECT DATE_FORMAT(COALESCE(birth_date, date_of_birth), '%Y-%m-%d') FROM users WHERE username = ?"`,
-			`"SELECT DATE_FORMAT(birth_date, '%Y-%m-%d') FROM users WHERE username = ?"`},
-		{"mysql", "mysql.go", `"INSERT INTO users (username, date_of_birth, birth_date) VALUES (?, ?, date_of_birth) ON DUPLICATE KEY UPDATE date_of_birth = VALUES(date_of_birth), birth_date = VALUES(date_of_birth)"`,
-			`"INSERT INTO users (username, birth_date) VALUES (?, ?) ON DUPLICATE KEY UPDATE birth_date = VALUES(birth_date)"`},
-		{"postgres", "postgres.go", `"SELECT to_char(COALESCE(birth_date, date_of_birth), 'YYYY-MM-DD') FROM users WHERE username = $1"`,
-			`"SELECT to_char(birth_date, 'YYYY-MM-DD') FROM users WHERE username = $1"`},
-		{"postgres", "postgres.go", `"INSERT INTO users (username, date_of_birth, birth_date) VALUES ($1, $2::date, $2::date) ON CONFLICT (username) DO UPDATE SET date_of_birth = excluded.date_of_birth, birth_date = excluded.birth_date"`,
-			`"INSERT INTO users (username, birth_date) VALUES ($1, $2::date) ON CONFLICT (username) DO UPDATE SET birth_date = excluded.birth_date"`},
-	}
-	return schemaStep(t, dir, "0003_drop_date_of_birth.sql", "-- slipway: contract 2\n", migration, edits, "store: drop date_of_birth (contract 2)")
+	body := "ALTER TABLE users DROP COLUMN nickname;\n"
+	return schemaStep(t, dir, "0004_drop_nickname.sql", "-- slipway: contract 3\n",
+		map[string]string{"sqlite": body, "mysql": body, "postgres": body}, nil, "store: drop nickname (contract 3)")
 }
 
 // schemaStep writes migration name (declaration, then each dialect's body)
