@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -25,6 +26,21 @@ type Schema struct {
 
 // IsZero reports whether s declares nothing (JSON omits it then).
 func (s Schema) IsZero() bool { return !s.Known }
+
+// UnmarshalJSON reads s from its JSON form: present means known.
+func (s *Schema) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	type plain Schema
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*s = Schema(p)
+	s.Known = true
+	return nil
+}
 
 // columns returns s as the schema_version, schema_floor and
 // schema_floor_by columns.
@@ -64,6 +80,21 @@ type Migrated struct {
 
 // IsZero reports whether nothing is known (JSON omits it then).
 func (m Migrated) IsZero() bool { return !m.Known }
+
+// UnmarshalJSON reads m from its JSON form: present means known.
+func (m *Migrated) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	type plain Migrated
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*m = Migrated(p)
+	m.Known = true
+	return nil
+}
 
 // Migrated returns what env's database has been migrated to: the highest
 // schema version and the highest floor of its deployments that were not

@@ -56,6 +56,13 @@ func TestSchemaRecorded(t *testing.T) {
 		if has := strings.Contains(string(j), `"schema":`); has != d.Schema.Known {
 			t.Errorf("JSON of %+v has a schema: %v, want %v: %s", d.Schema, has, d.Schema.Known, j)
 		}
+		var decoded Deployment
+		if err := json.Unmarshal(j, &decoded); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(d.Schema, decoded.Schema); diff != "" {
+			t.Errorf("schema through JSON (-want +got):\n%s", diff)
+		}
 	}
 	d := &Deployment{Env: "prod", Kind: KindRelease, Commit: "c2", State: StatePending}
 	if err := l.Create(ctx, d); err != nil {
@@ -113,5 +120,17 @@ func TestMigrated(t *testing.T) {
 	add(l, "prod", "c4", StateSucceeded, Schema{Known: true, Version: 4, Floor: 2, FloorBy: "0003_drop"})
 	// A rollback to an older version leaves the database as it was.
 	add(l, "prod", "c2", StateSucceeded, Schema{Known: true, Version: 2})
-	check("prod", Migrated{Known: true, Version: 4, Floor: 2, FloorBy: "0003_drop", FloorCommit: "c3", FloorDeployment: id, FloorRelease: "RC_c3"})
+	want := Migrated{Known: true, Version: 4, Floor: 2, FloorBy: "0003_drop", FloorCommit: "c3", FloorDeployment: id, FloorRelease: "RC_c3"}
+	check("prod", want)
+	j, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decoded Migrated
+	if err := json.Unmarshal(j, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, decoded); diff != "" {
+		t.Errorf("migrated through JSON (-want +got):\n%s", diff)
+	}
 }
