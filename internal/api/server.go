@@ -357,7 +357,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, h handler) {
 
 // Error codes in error answers; the CLI maps them to exit codes.
 const (
-	CodeRefused      = "refused"      // the preflight refused a release
+	CodeRefused      = "refused"      // the preflight refused a release, or the schema check a rollback
 	CodeConflict     = "conflict"     // busy, already live, nothing released
 	CodeNotFound     = "not_found"    // unknown environment, commit, release, deployment
 	CodeInvalid      = "invalid"      // a request that can never succeed as written
@@ -688,6 +688,12 @@ type RollbackRequest struct {
 	// Env is the controlled environment; empty: the final environment.
 	Env    string `json:"env,omitempty"`
 	Target string `json:"target"`
+	// Force rolls back to a version the schema check says can no longer
+	// run on the environment's database; Reason is then required.
+	Force  bool   `json:"force,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// By names who forces a rollback (recorded in its trigger).
+	By string `json:"by,omitempty"`
 }
 
 func (s *Server) rollback(w http.ResponseWriter, r *http.Request, a App) error {
@@ -695,7 +701,11 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request, a App) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	d, err := a.Rollback(r.Context(), pipeline.RollbackRequest{Env: req.Env, Target: req.Target, Trigger: "rollback command"})
+	trigger := "rollback command"
+	if req.Force {
+		trigger = caller(req.By, trigger)
+	}
+	d, err := a.Rollback(r.Context(), pipeline.RollbackRequest{Env: req.Env, Target: req.Target, Trigger: trigger, Force: req.Force, Reason: req.Reason})
 	if err != nil {
 		return err
 	}

@@ -208,7 +208,7 @@ func (b ImageBuilder) Build(ctx context.Context, commit string, check func(conte
 	if err != nil {
 		return pipeline.Image{}, transientIf(err, build.ErrPush)
 	}
-	return pipeline.Image{Ref: res.Reference(), Digest: res.Digest.String()}, nil
+	return pipeline.Image{Ref: res.Reference(), Digest: res.Digest.String(), Schema: res.Build.Schema}, nil
 }
 
 // RegistryTagger tags images of one repository; a registry that does not

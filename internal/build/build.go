@@ -76,6 +76,9 @@ type Builder struct {
 
 	arrived arrivals // images imported from CI
 
+	// Schema names the app's migrations, whose declarations go into image
+	// labels (docs/migrations.md).
+	Schema config.Schema
 	// Buildah is the buildah command of Dockerfile builds; "buildah" when
 	// empty.
 	Buildah string
@@ -97,6 +100,7 @@ func New(cfg *config.Config, src *gitsource.Source, reg *registry.Client, reposi
 		Repository: repository,
 		Ledger:     store,
 		DataDir:    dataDir,
+		Schema:     cfg.Schema,
 
 		InsecureRegistry: cfg.Registry.Insecure || cfg.Registry.Embedded(),
 	}
@@ -224,6 +228,9 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 		if b.Build.ImagesFromCI() {
 			row.Reason = "image from CI: " + b.Repository + ":" + shaTag
 		}
+		if row.Schema, err = b.imageSchema(ctx, d); err != nil {
+			return v1.Hash{}, false, err
+		}
 		if err := b.Ledger.UpdateBuild(ctx, row); err != nil {
 			return v1.Hash{}, false, err
 		}
@@ -268,6 +275,10 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	}
 	b.progress("%s: checking out", short)
 	if err := b.Source.Checkout(ctx, commit, checkout); err != nil {
+		return v1.Hash{}, false, err
+	}
+	schemaLabels, err := b.readSchema(commit, checkout, row)
+	if err != nil {
 		return v1.Hash{}, false, err
 	}
 	if err := b.fetchModules(ctx, steps, checkout, logFile, logPath); err != nil {
@@ -316,6 +327,7 @@ func (b *Builder) run(ctx context.Context, row *ledger.Build, req Request) (v1.H
 	st = steps.start(StepImage, "")
 	img, err := buildImage(binary, imageSpec{
 		App: b.App, Commit: commit, CommitTime: when, Source: b.Source.URL(), Port: b.Build.Port, Arch: runtime.GOARCH,
+		Labels: schemaLabels,
 	})
 	if err != nil {
 		st.fail()

@@ -88,6 +88,10 @@ func (b *Builder) dockerfile(ctx context.Context, row *ledger.Build, commit, che
 	if err := b.Source.Checkout(ctx, commit, checkout); err != nil {
 		return v1.Hash{}, err
 	}
+	schemaLabels, err := b.readSchema(commit, checkout, row)
+	if err != nil {
+		return v1.Hash{}, err
+	}
 	start := time.Now()
 	id, err := b.buildDockerfile(ctx, h, commit, checkout, work, steps, logFile, logPath)
 	row.BuildDuration = time.Since(start)
@@ -97,7 +101,7 @@ func (b *Builder) dockerfile(ctx context.Context, row *ledger.Build, commit, che
 	if err := b.testInImage(ctx, h, row, id, checkout, steps, logFile, logPath); err != nil {
 		return v1.Hash{}, err
 	}
-	digest, err := b.pushDockerfileImage(ctx, h, row, id, commit, work, steps, logFile)
+	digest, err := b.pushDockerfileImage(ctx, h, row, id, commit, work, schemaLabels, steps, logFile)
 	if err != nil {
 		return v1.Hash{}, err
 	}
@@ -250,7 +254,7 @@ func (b *Builder) testInImage(ctx context.Context, h *Buildah, row *ledger.Build
 // "built"), as a Go build's is. The build's tag is removed. Labels set
 // this way leave buildah's cache alone: with --label, each would be a
 // build step of its own, made again for every commit.
-func (b *Builder) pushDockerfileImage(ctx context.Context, h *Buildah, row *ledger.Build, id, commit, work string, steps *steps, logFile *os.File) (v1.Hash, error) {
+func (b *Builder) pushDockerfileImage(ctx context.Context, h *Buildah, row *ledger.Build, id, commit, work string, extra map[string]string, steps *steps, logFile *os.File) (v1.Hash, error) {
 	short, shaTag := commit[:7], "sha-"+commit
 	if row.State != ledger.BuildBuilding {
 		if err := b.setState(ctx, row, ledger.BuildBuilding); err != nil {
@@ -269,7 +273,7 @@ func (b *Builder) pushDockerfileImage(ctx context.Context, h *Buildah, row *ledg
 		st.fail()
 		return v1.Hash{}, err
 	}
-	img, err := b.labelled(ctx, pushed, imageLabels(b.App, commit, b.Source.URL(), when))
+	img, err := b.labelled(ctx, pushed, withLabels(imageLabels(b.App, commit, b.Source.URL(), when), extra))
 	if err != nil {
 		st.fail()
 		return v1.Hash{}, err

@@ -16,6 +16,7 @@ import (
 	"slipway.dev/slipway/internal/gitsource"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/registry"
+	"slipway.dev/slipway/internal/schema"
 )
 
 // This file is the build of an app whose images are made elsewhere
@@ -175,6 +176,9 @@ func (b *Builder) checkImage(ctx context.Context, img v1.Image, req ImportReques
 	case req.Commit != "" && label != req.Commit:
 		return "", fmt.Errorf("%w: %s was built from %s (its %s label), not %s", ErrRefused, req.Image, label, LabelRevision, req.Commit)
 	}
+	if _, _, err := schema.FromLabels(cf.Config.Labels); err != nil {
+		return "", fmt.Errorf("%w: %s: %w", ErrRefused, req.Image, err)
+	}
 	commit, err := b.resolveCommit(ctx, label)
 	if err != nil {
 		return "", fmt.Errorf("%w: %s names commit %s: %w", ErrRefused, req.Image, label, err)
@@ -243,6 +247,10 @@ func (b *Builder) awaitImage(ctx context.Context, row *ledger.Build, commit stri
 		case err == nil:
 			st.end("image from CI", b.Repository+"@"+d.String(), "")
 			row.State, row.Digest, row.Reason = ledger.BuildPushed, d.String(), "image from CI"
+			if row.Schema, err = b.imageSchema(ctx, d); err != nil {
+				st.fail()
+				return v1.Hash{}, err
+			}
 			if err := b.Ledger.UpdateBuild(ctx, row); err != nil {
 				return v1.Hash{}, err
 			}

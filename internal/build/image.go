@@ -252,6 +252,8 @@ type imageSpec struct {
 	Source     string
 	Port       int
 	Arch       string
+	// Labels are more labels, such as the schema's.
+	Labels map[string]string
 }
 
 // buildImage assembles the OCI image: base layer, app layer, and a config
@@ -297,13 +299,13 @@ func buildImage(binary string, s imageSpec) (v1.Image, error) {
 		ExposedPorts: map[string]struct{}{port + "/tcp": {}},
 		User:         fmt.Sprintf("%d:%d", UID, UID),
 		WorkingDir:   HomeDir,
-		Labels: map[string]string{
+		Labels: withLabels(map[string]string{
 			LabelRevision: s.Commit,
 			LabelSource:   s.Source,
 			LabelCreated:  s.CommitTime.UTC().Format(time.RFC3339),
 			LabelTitle:    s.App,
 			LabelVersion:  short,
-		},
+		}, s.Labels),
 	}
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {

@@ -119,6 +119,8 @@ type rollbackOptions struct {
 	target string
 	env    string
 	noWait bool
+	force  bool
+	reason string
 }
 
 func newRollbackCommand() *cobra.Command {
@@ -136,11 +138,16 @@ what runs; --no-wait returns once the rollback is recorded.
 Locks and freeze windows never stop a rollback. An automatic environment (dev)
 can be rolled back too, to a commit it ran before (default: the version before
 the current one); it is then pinned: it takes nothing new until its branch (or
-the environment it is fed from) moves to another commit, or slipway unpin ENV.`,
+the environment it is fed from) moves to another commit, or slipway unpin ENV.
+
+Only the schema check refuses a rollback: a version built for a schema older than
+the floor the environment's database was migrated past can no longer run there
+(docs/migrations.md). --force --reason TEXT rolls back anyway (recorded).`,
 		Example: `  slipway rollback
   slipway rollback RC20261127_0930
   slipway rollback 1a2b3c4 --app web --env prod
-  slipway rollback --env dev`,
+  slipway rollback --env dev
+  slipway rollback RC20261127_0930 --force --reason "its code reads the new view"`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.complete(cmd, args)
@@ -154,6 +161,8 @@ the environment it is fed from) moves to another commit, or slipway unpin ENV.`,
 	o.output.register(cmd)
 	cmd.Flags().StringVar(&o.env, "env", "", "the environment to roll back (default: the last one)")
 	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "return once the rollback is recorded")
+	cmd.Flags().BoolVar(&o.force, "force", false, "roll back although the schema check says the version can no longer run (needs --reason)")
+	cmd.Flags().StringVar(&o.reason, "reason", "", "why the schema check is overridden (recorded)")
 	return cmd
 }
 
@@ -169,7 +178,17 @@ func (o *rollbackOptions) run(cmd *cobra.Command) error {
 	if err := o.resolveApp(ctx, "slipway rollback --app APP"); err != nil {
 		return err
 	}
-	d, err := o.client.Rollback(ctx, o.app, api.RollbackRequest{Env: o.env, Target: o.target})
+	if o.force && strings.TrimSpace(o.reason) == "" {
+		return usageErrorf("--force needs --reason: say why the schema check is overridden")
+	}
+	if !o.force && o.reason != "" {
+		return usageErrorf("--reason is only used with --force")
+	}
+	req := api.RollbackRequest{Env: o.env, Target: o.target, Force: o.force, Reason: o.reason}
+	if o.force {
+		req.By = whoAmI() // a forced rollback records who forced it
+	}
+	d, err := o.client.Rollback(ctx, o.app, req)
 	if err != nil {
 		return err
 	}
@@ -496,7 +515,7 @@ func renderHistory(w io.Writer, h api.History, limit int) error {
 			out += " [" + d.Note + "]"
 		}
 		rows = append(rows, row{d.CreatedAt, []string{strconv.FormatInt(d.ID, 10), d.CreatedAt.UTC().Format("2006-01-02 15:04:05"),
-			d.Env, string(d.Kind), short(d.Commit), rel, orDash(shortDigest(d.Digest)), d.Trigger, out}})
+			d.Env, string(d.Kind), short(d.Commit), rel, orDash(shortDigest(d.Digest)), schemaCell(d.Schema), d.Trigger, out}})
 	}
 	for _, b := range h.Builds {
 		out := string(b.State)
@@ -504,14 +523,14 @@ func renderHistory(w io.Writer, h api.History, limit int) error {
 			out += ": " + firstLineOf(b.Reason)
 		}
 		rows = append(rows, row{b.Created, []string{"b" + strconv.FormatInt(b.ID, 10), b.Created.UTC().Format("2006-01-02 15:04:05"),
-			"-", "build", short(b.Commit), "-", orDash(shortDigest(b.Digest)), orDash(b.Trigger), out}})
+			"-", "build", short(b.Commit), "-", orDash(shortDigest(b.Digest)), schemaCell(b.Schema), orDash(b.Trigger), out}})
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].at.After(rows[j].at) })
 	if limit > 0 && len(rows) > limit {
 		rows = rows[:limit]
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tENV\tKIND\tCOMMIT\tRELEASE\tDIGEST\tTRIGGER\tOUTCOME")
+	fmt.Fprintln(tw, "ID\tTIME\tENV\tKIND\tCOMMIT\tRELEASE\tDIGEST\tSCHEMA\tTRIGGER\tOUTCOME")
 	for _, r := range rows {
 		fmt.Fprintln(tw, strings.Join(r.cells, "\t"))
 	}

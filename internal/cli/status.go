@@ -176,6 +176,9 @@ func envNotes(st pipeline.Status, prefix string) []string {
 			notes = append(notes, fmt.Sprintf("%s: stopped; %s starts it again", name, start))
 		}
 		notes = append(notes, holdNotes(e, name, st.App, prefix != "")...)
+		if line := schemaNote(e); line != "" {
+			notes = append(notes, name+": "+line)
+		}
 		if e.LastFailure != nil {
 			notes = append(notes, fmt.Sprintf("%s: last failure: %s", name, firstLineOf(*e.LastFailure)))
 		}

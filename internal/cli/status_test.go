@@ -105,9 +105,11 @@ func TestRenderHistory(t *testing.T) {
 		Deployments: []ledger.Deployment{
 			{ID: 4, Env: "prod", Kind: ledger.KindRelease, Trigger: "release command", Commit: c2, Digest: d2, ReleaseName: "RC20261127_0930",
 				State: ledger.StateRolledBack, Reason: "prod did not become healthy: replica 1 exited\nmore; rolled back to RC20261127_0900", CreatedAt: t0.Add(30 * time.Minute)},
-			{ID: 3, Env: "dev", Kind: ledger.KindDeploy, Trigger: "push to master", Commit: c2, Digest: d2, State: ledger.StateSucceeded, CreatedAt: t0.Add(20 * time.Minute)},
+			{ID: 3, Env: "dev", Kind: ledger.KindDeploy, Trigger: "push to master", Commit: c2, Digest: d2, State: ledger.StateSucceeded, CreatedAt: t0.Add(20 * time.Minute),
+				Schema: ledger.Schema{Known: true, Version: 3, Floor: 2, FloorBy: "0003_drop_date_of_birth"}},
 			{ID: 2, Env: "prod", Kind: ledger.KindRelease, Trigger: "release command", Commit: c1, Digest: d1, ReleaseName: "RC20261127_0900",
-				State: ledger.StateSucceeded, Forced: true, ForceReason: "hotfix", Note: "finished after restart", CreatedAt: t0},
+				State: ledger.StateSucceeded, Forced: true, ForceReason: "hotfix", Note: "finished after restart", CreatedAt: t0,
+				Schema: ledger.Schema{Known: true, Version: 2}},
 		},
 		Builds: []ledger.Build{
 			{ID: 2, Commit: c2, State: ledger.BuildPushed, Digest: d2, Trigger: "controller", Created: t0.Add(19 * time.Minute)},

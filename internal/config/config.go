@@ -63,6 +63,10 @@ type Config struct {
 	// Release is the app's release phase (release.go): a command run from
 	// the new image before each rollout to it.
 	Release ReleasePhase `yaml:"release,omitempty"`
+	// Schema is where the app's database migrations are (schema.go): each
+	// image then records its schema version, and releases that would
+	// strand a rollback are refused.
+	Schema Schema `yaml:"schema,omitempty"`
 
 	file string         // the file Parse read, for error positions
 	pos  map[string]int // field path -> line in file; "": the app's first line in a file of several

@@ -123,7 +123,7 @@ func TestErrors(t *testing.T) {
 	const head = "app: demo\nrepo:\n  url: ./app.git\n"
 	tests := []parseErrorCase{
 		{"unknown top-level field", head + "bulid:\n  port: 80\n",
-			[]string{`f.yaml:4: bulid: unknown field "bulid"; did you mean "build"? Known fields: app, repo, test, build, registry, runtime, kubernetes, environments, notifications, freeze, gc, release`}},
+			[]string{`f.yaml:4: bulid: unknown field "bulid"; did you mean "build"? Known fields: app, repo, test, build, registry, runtime, kubernetes, environments, notifications, freeze, gc, release, schema`}},
 		{"unknown nested field", head + "build:\n  prot: 80\n",
 			[]string{`f.yaml:5: build.prot: unknown field "prot" in build; did you mean "port"? Known fields: main, port, timeout, ldflags, tags, concurrency, kind, dockerfile, context, target, args, image`}},
 		{"wrong type int", head + "build:\n  port: eighty\n",

@@ -123,7 +123,7 @@ func TestSetErrors(t *testing.T) {
 		{"apps twice", "apps:\n" + web + "apps:\n" + api,
 			[]string{`f.yaml:4: apps: defined twice; keep one`}},
 		{"unknown key in an app", "apps:\n" + web + "    bulid: {}\n",
-			[]string{`f.yaml:4: apps[0].bulid: unknown field "bulid" in apps[0]; did you mean "build"? Known fields: app, repo, test, build, registry, runtime, kubernetes, environments, notifications, freeze, gc, release`}},
+			[]string{`f.yaml:4: apps[0].bulid: unknown field "bulid" in apps[0]; did you mean "build"? Known fields: app, repo, test, build, registry, runtime, kubernetes, environments, notifications, freeze, gc, release, schema`}},
 		{"wrong type in an app", "apps:\n" + web + webEnvs + api + "    environments:\n      - name: dev\n        listen: 127.0.0.1:9003\n        replicas: two\n      - name: prod\n        listen: :9004\n",
 			[]string{`f.yaml:14: apps[1].environments[0].replicas: want a whole number such as 3, got "two"`}},
 		{"invalid field in an app", "apps:\n" + web + webEnvs + api + "    environments:\n      - name: dev\n        listen: nowhere\n      - name: prod\n        listen: :9004\n",

@@ -116,6 +116,7 @@ func (c *Config) validate(prefix string) error {
 	v.traffic(c.Environments)
 	v.freezes(c)
 	v.gc(c.GC)
+	v.schema(c)
 	v.chain(c.Environments, names)
 	v.notifications("notifications", c.Notifications, map[string]string{})
 	v.release(c)

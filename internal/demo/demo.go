@@ -121,6 +121,10 @@ func Prepare(ctx context.Context, o Options) (Workspace, error) {
 	return ws, nil
 }
 
+// SchemaMigrations are the sample service's migration directories, one
+// per SQL dialect.
+const SchemaMigrations = "internal/store/migrations/*"
+
 // Config is the demo's configuration: the sample service from app.git,
 // dev (2 replicas, smoke-tested) and prod (4 replicas).
 func Config(devAddr, prodAddr string) *config.Config {
@@ -131,6 +135,8 @@ func Config(devAddr, prodAddr string) *config.Config {
 	// Go among them: on two busy cores that alone can take more than the
 	// default 10 minutes, and a demo that times out shows nothing.
 	c.Test.Timeout = FirstTestTimeout
+	// Each image records its schema (docs/migrations.md).
+	c.Schema.Migrations = []string{SchemaMigrations}
 	for i := range c.Environments {
 		e := &c.Environments[i]
 		switch e.Name {

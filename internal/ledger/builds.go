@@ -42,6 +42,9 @@ type Build struct {
 	Created       time.Time     `json:"created"`
 	Updated       time.Time     `json:"updated"`
 	Finished      time.Time     `json:"finished,omitzero"`
+	// Schema is what the image declares about the database schema, once
+	// pushed (docs/migrations.md).
+	Schema Schema `json:"schema,omitzero"`
 }
 
 // Reference is the image's digest reference (REPOSITORY@sha256:…), or ""
@@ -53,7 +56,8 @@ func (b Build) Reference() string {
 	return b.Image + "@" + b.Digest
 }
 
-const buildColumns = `id, app, commit_sha, state, image, digest, reason, test_ms, build_ms, log_path, triggered_by, created_at, updated_at, finished_at`
+const buildColumns = `id, app, commit_sha, state, image, digest, reason, test_ms, build_ms, log_path, triggered_by, created_at, updated_at, finished_at,
+	schema_version, schema_floor, schema_floor_by`
 
 // CreateBuild records a new build (state queued unless b.State is set) and
 // returns it with its id and times.
@@ -66,11 +70,13 @@ func (s *Store) CreateBuild(ctx context.Context, b Build) (Build, error) {
 	if b.State.Final() {
 		b.Finished = now
 	}
+	sv, sf, sby := b.Schema.columns()
 	err := s.db.QueryRowContext(ctx, `INSERT INTO builds
-		(app, commit_sha, state, image, digest, reason, test_ms, build_ms, log_path, triggered_by, created_at, updated_at, finished_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		(app, commit_sha, state, image, digest, reason, test_ms, build_ms, log_path, triggered_by, created_at, updated_at, finished_at,
+		schema_version, schema_floor, schema_floor_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		b.App, b.Commit, string(b.State), b.Image, b.Digest, b.Reason, b.TestDuration.Milliseconds(), b.BuildDuration.Milliseconds(),
-		b.LogPath, b.Trigger, formatTime(b.Created), formatTime(b.Updated), formatTime(b.Finished)).Scan(&b.ID)
+		b.LogPath, b.Trigger, formatTime(b.Created), formatTime(b.Updated), formatTime(b.Finished), sv, sf, sby).Scan(&b.ID)
 	if err != nil {
 		return Build{}, fmt.Errorf("record build of %s: %w", b.Commit, err)
 	}
@@ -87,10 +93,11 @@ func (s *Store) UpdateBuild(ctx context.Context, b *Build) error {
 	if b.State.Final() && b.Finished.IsZero() {
 		b.Finished = now
 	}
+	sv, sf, sby := b.Schema.columns()
 	res, err := s.db.ExecContext(ctx, `UPDATE builds SET commit_sha = ?, state = ?, image = ?, digest = ?, reason = ?, test_ms = ?, build_ms = ?,
-		log_path = ?, updated_at = ?, finished_at = ? WHERE id = ?`,
+		log_path = ?, updated_at = ?, finished_at = ?, schema_version = ?, schema_floor = ?, schema_floor_by = ? WHERE id = ?`,
 		b.Commit, string(b.State), b.Image, b.Digest, b.Reason, b.TestDuration.Milliseconds(), b.BuildDuration.Milliseconds(),
-		b.LogPath, formatTime(b.Updated), formatTime(b.Finished), b.ID)
+		b.LogPath, formatTime(b.Updated), formatTime(b.Finished), sv, sf, sby, b.ID)
 	if err != nil {
 		return fmt.Errorf("record build %d as %s: %w", b.ID, b.State, err)
 	}
@@ -211,7 +218,10 @@ func scanBuild(r rowScanner) (Build, error) {
 	var b Build
 	var state, created, updated, finished string
 	var testMS, buildMS int64
-	err := r.Scan(&b.ID, &b.App, &b.Commit, &state, &b.Image, &b.Digest, &b.Reason, &testMS, &buildMS, &b.LogPath, &b.Trigger, &created, &updated, &finished)
+	var sv, sf int
+	var sby string
+	err := r.Scan(&b.ID, &b.App, &b.Commit, &state, &b.Image, &b.Digest, &b.Reason, &testMS, &buildMS, &b.LogPath, &b.Trigger, &created, &updated, &finished,
+		&sv, &sf, &sby)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Build{}, ErrNotFound
 	}
@@ -219,6 +229,7 @@ func scanBuild(r rowScanner) (Build, error) {
 		return Build{}, err
 	}
 	b.State = BuildState(state)
+	b.Schema = schemaOf(sv, sf, sby)
 	b.TestDuration = time.Duration(testMS) * time.Millisecond
 	b.BuildDuration = time.Duration(buildMS) * time.Millisecond
 	if b.Created, err = parseTime(created); err != nil {

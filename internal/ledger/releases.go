@@ -65,6 +65,9 @@ type Deployment struct {
 	CreatedAt   time.Time       `json:"createdAt"`
 	UpdatedAt   time.Time       `json:"updatedAt"`
 	FinishedAt  time.Time       `json:"finishedAt"`
+	// Schema is what the deployed image declares about the database
+	// schema (docs/migrations.md); omitted when it declares nothing.
+	Schema Schema `json:"schema,omitzero"`
 }
 
 // ErrNoDeployment is returned when no deployment matches; it is also an
@@ -119,7 +122,8 @@ func NewDeployments(db *sql.DB, now func() time.Time) *Deployments {
 }
 
 const deploymentColumns = `id, app, env, kind, trigger, commit_sha, image, digest, release_name, replicas,
-	previous_id, state, step, reason, forced, force_reason, note, created_at, updated_at, finished_at`
+	previous_id, state, step, reason, forced, force_reason, note, created_at, updated_at, finished_at,
+	schema_version, schema_floor, schema_floor_by`
 
 // Create writes a new deployment and sets its ID and timestamps; a value
 // returned by ForApp sets its app too.
@@ -132,12 +136,14 @@ func (l *Deployments) Create(ctx context.Context, d *Deployment) error {
 	if d.State.Final() {
 		d.FinishedAt = now
 	}
+	sv, sf, sby := d.Schema.columns()
 	err := l.db.QueryRowContext(ctx, `INSERT INTO deployments (app, env, kind, trigger, commit_sha, image, digest,
 		release_name, replicas, previous_id, state, step, reason, forced, force_reason, note,
-		created_at, updated_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id`,
+		created_at, updated_at, finished_at, schema_version, schema_floor, schema_floor_by)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id`,
 		d.App, d.Env, string(d.Kind), d.Trigger, d.Commit, d.Image, d.Digest, d.ReleaseName, d.Replicas, d.PreviousID,
 		string(d.State), d.Step, d.Reason, d.Forced, d.ForceReason, d.Note,
-		formatTime(d.CreatedAt), formatTime(d.UpdatedAt), formatTime(d.FinishedAt)).Scan(&d.ID)
+		formatTime(d.CreatedAt), formatTime(d.UpdatedAt), formatTime(d.FinishedAt), sv, sf, sby).Scan(&d.ID)
 	if err != nil {
 		return fmt.Errorf("record %s of %s on %s: %w", d.Kind, deployShort(d.Commit), d.Env, err)
 	}
@@ -152,10 +158,12 @@ func (l *Deployments) Update(ctx context.Context, d *Deployment) error {
 		d.FinishedAt = now
 	}
 	where, args := l.where("id = ?", d.ID)
+	sv, sf, sby := d.Schema.columns()
 	res, err := l.db.ExecContext(ctx, `UPDATE deployments SET image=?, digest=?, release_name=?, replicas=?,
-		previous_id=?, state=?, step=?, reason=?, forced=?, force_reason=?, note=?, updated_at=?, finished_at=? `+where,
+		previous_id=?, state=?, step=?, reason=?, forced=?, force_reason=?, note=?, updated_at=?, finished_at=?,
+		schema_version=?, schema_floor=?, schema_floor_by=? `+where,
 		append([]any{d.Image, d.Digest, d.ReleaseName, d.Replicas, d.PreviousID, string(d.State), d.Step, d.Reason,
-			d.Forced, d.ForceReason, d.Note, formatTime(d.UpdatedAt), formatTime(d.FinishedAt)}, args...)...)
+			d.Forced, d.ForceReason, d.Note, formatTime(d.UpdatedAt), formatTime(d.FinishedAt), sv, sf, sby}, args...)...)
 	if err != nil {
 		return fmt.Errorf("update deployment %d (%s on %s): %w", d.ID, deployShort(d.Commit), d.Env, err)
 	}
@@ -259,13 +267,16 @@ func scanDeployment(s rowScanner) (Deployment, error) {
 	var d Deployment
 	var kind, state string
 	var created, updated, finished string
+	var sv, sf int
+	var sby string
 	err := s.Scan(&d.ID, &d.App, &d.Env, &kind, &d.Trigger, &d.Commit, &d.Image, &d.Digest, &d.ReleaseName,
 		&d.Replicas, &d.PreviousID, &state, &d.Step, &d.Reason, &d.Forced, &d.ForceReason, &d.Note,
-		&created, &updated, &finished)
+		&created, &updated, &finished, &sv, &sf, &sby)
 	if err != nil {
 		return Deployment{}, err
 	}
 	d.Kind, d.State = DeploymentKind(kind), DeploymentState(state)
+	d.Schema = schemaOf(sv, sf, sby)
 	for _, f := range []struct {
 		s string
 		t *time.Time

@@ -247,6 +247,8 @@ func (c *Controller) deployAutomatic(ctx context.Context, e *Env, commit string)
 				return err
 			}
 			d.Image, d.Digest, d.State = img.Ref, img.Digest, ledger.StateRolling
+			d.Schema = img.Schema
+			d.Note = joinNote(d.Note, strandedNote(e.Name, prev, *d))
 			crashpoint.Hit("deploy.image")
 			return nil
 		}},
@@ -305,7 +307,7 @@ func (c *Controller) imageFor(ctx context.Context, e *Env, commit string) (Image
 		return Image{}, err
 	}
 	crashpoint.Hit("chain.image")
-	return Image{Ref: up.Image, Digest: up.Digest}, nil
+	return Image{Ref: up.Image, Digest: up.Digest, Schema: up.Schema}, nil
 }
 
 // tagEnv points e's registry tag (and live, for the final environment) at

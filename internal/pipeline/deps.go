@@ -44,6 +44,9 @@ type Commit struct {
 type Image struct {
 	Ref    string // REGISTRY/REPO@sha256:…
 	Digest string // sha256:…
+	// Schema is what the image declares about the database schema (its
+	// labels, docs/migrations.md).
+	Schema ledger.Schema
 }
 
 // Builder tests and builds a commit into an image; a commit built before is
@@ -90,6 +93,8 @@ type Store interface {
 	ReleaseByName(ctx context.Context, env, name string) (ledger.Deployment, error)
 	ReleaseByCommit(ctx context.Context, env, commit string) (ledger.Deployment, error)
 	ReleaseNames(ctx context.Context, prefix string) ([]string, error)
+	// Migrated is what env's database has been migrated to (schema.go).
+	Migrated(ctx context.Context, env string) (ledger.Migrated, error)
 	// The steps of a deployment, each recorded as it starts and ends.
 	StartStep(ctx context.Context, deploymentID int64, name string) (ledger.Step, error)
 	UpdateStep(ctx context.Context, s *ledger.Step) error

@@ -71,15 +71,21 @@ func IsTransient(err error) bool {
 	return errors.As(err, &t)
 }
 
-// RefusedError is a release that failed its preflight. Prod is untouched.
+// RefusedError is a release that failed its preflight, or a rollback the
+// schema check refused (Rollback set). Prod is untouched.
 type RefusedError struct {
 	Env    string
 	Commit string
 	Reason string
 	Err    error // one of the sentinels above
+	// Rollback names the version a refused rollback went back to.
+	Rollback string
 }
 
 func (e *RefusedError) Error() string {
+	if e.Rollback != "" {
+		return fmt.Sprintf("rollback of %s to %s refused: %s", e.Env, e.Rollback, e.Reason)
+	}
 	return fmt.Sprintf("release of %s to %s refused: %s", shortHash(e.Commit), e.Env, e.Reason)
 }
 

@@ -162,7 +162,8 @@ type fakeBuilder struct {
 	fail      map[string]bool
 	transient map[string]int // commit → failures (transient) before it builds
 	builds    []string
-	gate      chan struct{} // when set, each build waits for a receive
+	gate      chan struct{}            // when set, each build waits for a receive
+	schema    map[string]ledger.Schema // commit → what its image declares
 }
 
 func digestOf(commit string) string { return "sha256:" + commit + commit[:24] }
@@ -190,7 +191,7 @@ func (b *fakeBuilder) Build(ctx context.Context, commit string, check func(conte
 	if b.fail[commit] {
 		return Image{}, errors.New("go test: FAIL")
 	}
-	return Image{Ref: "127.0.0.1:5000/app@" + digestOf(commit), Digest: digestOf(commit)}, nil
+	return Image{Ref: "127.0.0.1:5000/app@" + digestOf(commit), Digest: digestOf(commit), Schema: b.schema[commit]}, nil
 }
 
 type fakeTagger struct {

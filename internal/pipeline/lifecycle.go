@@ -81,7 +81,7 @@ func (c *Controller) change(ctx context.Context, what, env string, kind ledger.D
 	d := &ledger.Deployment{
 		Env: env, Kind: kind, Trigger: what + " command", Commit: cur.Commit,
 		Image: cur.Image, Digest: cur.Digest, ReleaseName: cur.ReleaseName, Replicas: n,
-		PreviousID: cur.ID, State: ledger.StatePending, Step: "deploy",
+		PreviousID: cur.ID, State: ledger.StatePending, Step: "deploy", Schema: cur.Schema,
 	}
 	if err := c.deps.Store.Create(ctx, d); err != nil {
 		ro.end()

@@ -257,7 +257,7 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 			d.Note = joinNote("break-glass: "+hold.Reason, d.Note)
 		}
 	}
-	img := Image{Ref: verified.Image, Digest: verified.Digest}
+	img := Image{Ref: verified.Image, Digest: verified.Digest, Schema: verified.Schema}
 	if img.Digest == "" {
 		// Only a forced release of a commit never verified gets here: the
 		// builder returns the commit's image, building it if there is none.
@@ -267,7 +267,17 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 		}
 		img = built
 	}
-	d.Image, d.Digest = img.Ref, img.Digest
+	d.Image, d.Digest, d.Schema = img.Ref, img.Digest, img.Schema
+	problem, err := c.releaseSchema(ctx, e, cur, *d)
+	if err != nil {
+		return nil, err
+	}
+	if problem != "" && !force {
+		return nil, c.refuse(ctx, d, began, &RefusedError{Env: e.Name, Commit: commit, Reason: problem, Err: ErrSchema})
+	}
+	if problem != "" {
+		d.Note = joinNote(d.Note, "schema check overridden: "+problem)
+	}
 	if e == c.final {
 		name, err := c.nextReleaseName(ctx)
 		if err != nil {
@@ -281,6 +291,9 @@ func (c *Controller) prepareRelease(ctx context.Context, ro *rollout, e *Env, cu
 	crashpoint.Hit("release.recorded")
 	if force && hold != nil {
 		c.breakGlass(ctx, d, hold)
+	}
+	if problem != "" {
+		c.schemaOverridden(ctx, d, problem)
 	}
 	switch {
 	case perr != nil:

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/ledger"
+	"slipway.dev/slipway/internal/notify"
 )
 
 // RollbackRequest asks to put an environment back on an earlier version.
@@ -19,6 +21,10 @@ type RollbackRequest struct {
 	// one.
 	Target  string
 	Trigger string
+	// Force rolls back to a version the schema check says can no longer
+	// run (docs/migrations.md); Reason is then required and recorded.
+	Force  bool
+	Reason string
 }
 
 // Rollback points an environment back at an earlier version and starts its
@@ -37,6 +43,9 @@ func (c *Controller) Rollback(ctx context.Context, req RollbackRequest) (ledger.
 	}
 	if req.Trigger == "" {
 		req.Trigger = "rollback command"
+	}
+	if req.Force && strings.TrimSpace(req.Reason) == "" {
+		return ledger.Deployment{}, fmt.Errorf("rollback --force: say why with --reason: %w", ErrReasonRequired)
 	}
 	ro, err := c.rollouts.claim(ctx, ledger.Deployment{Env: e.Name, Kind: ledger.KindRollback, State: ledger.StatePending, Step: "tags"})
 	if err != nil {
@@ -94,11 +103,27 @@ func (c *Controller) prepareRollback(ctx context.Context, e *Env, req RollbackRe
 	d := &ledger.Deployment{
 		Env: e.Name, Kind: ledger.KindRollback, Trigger: req.Trigger, Commit: to.Commit,
 		Image: to.Image, Digest: to.Digest, ReleaseName: to.ReleaseName, Replicas: cur.Replicas,
-		PreviousID: cur.ID, State: ledger.StatePending, Step: "tags",
+		PreviousID: cur.ID, State: ledger.StatePending, Step: "tags", Schema: to.Schema,
 		Note: c.movedTagNote(ctx, e, req.Target, to),
+	}
+	began := c.now()
+	problem, err := c.rollbackSchema(ctx, e, to)
+	if err != nil {
+		return nil, cur, err
+	}
+	if problem != "" && !req.Force {
+		return nil, cur, c.refuseRollback(ctx, d, began, to, problem)
+	}
+	if problem != "" {
+		d.Forced, d.ForceReason = true, strings.TrimSpace(req.Reason)
+		d.Note = joinNote(d.Note, "schema check overridden: "+problem)
 	}
 	if err := c.deps.Store.Create(ctx, d); err != nil {
 		return nil, cur, err
+	}
+	if problem != "" {
+		c.recordDone(ctx, d, "schema", began, ledger.StepSkipped, "overridden by --force: "+problem)
+		c.schemaOverridden(ctx, d, problem)
 	}
 	if e.Automatic {
 		if err := c.pin(ctx, e, d, cur, req.Trigger); err != nil {
@@ -197,4 +222,20 @@ func (c *Controller) releaseOf(ctx context.Context, e *Env, r ledger.Deployment)
 		return r
 	}
 	return orig
+}
+
+// refuseRollback records the rollback d to target as refused by the
+// schema check and returns the refusal.
+func (c *Controller) refuseRollback(ctx context.Context, d *ledger.Deployment, began time.Time, target ledger.Deployment, problem string) error {
+	d.State, d.Reason = ledger.StateRefused, problem
+	if err := c.deps.Store.Create(ctx, d); err != nil {
+		return err
+	}
+	c.recordDone(ctx, d, "schema", began, ledger.StepFailed, problem)
+	re := &RefusedError{Env: d.Env, Commit: d.Commit, Reason: problem, Err: ErrSchema, Rollback: named(target)}
+	c.log.Warn("rollback refused", "env", d.Env, "to", named(target), "deployment", d.ID, "problem", problem)
+	ev := deploymentEvent(notify.Refused, d)
+	ev.Message = fmt.Sprintf("%s: the rollback of %s to %s was refused: %s", c.cfg.App, d.Env, named(target), problem)
+	c.Notify(ctx, ev)
+	return re
 }

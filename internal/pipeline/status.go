@@ -65,6 +65,11 @@ type EnvStatus struct {
 	// Waiting is the commit an automatic environment holds back while it
 	// is locked or frozen, and why; null when none waits.
 	Waiting *Waiting `json:"waiting"`
+	// Schema is what the running image declares about the database
+	// schema, and Migrated what the environment's database has been
+	// migrated to (docs/migrations.md); omitted when nothing is known.
+	Schema   *ledger.Schema   `json:"schema,omitempty"`
+	Migrated *ledger.Migrated `json:"migrated,omitempty"`
 }
 
 // Replicas counts an environment's replicas.
@@ -148,6 +153,9 @@ func (c *Controller) envStatus(ctx context.Context, e Env) (EnvStatus, error) {
 		es.Since = &since
 		es.Replicas.Desired = cur.Replicas
 		es.Stopped = cur.Kind == ledger.KindStop
+		if err := c.schemaStatus(ctx, cur, &es); err != nil {
+			return EnvStatus{}, err
+		}
 	}
 	failed, err := c.deps.Store.LastFailure(ctx, e.Name, cur.ID)
 	switch {

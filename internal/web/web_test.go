@@ -318,6 +318,7 @@ func TestSignInGoesOnlyToLocalPages(t *testing.T) {
 func TestDeploymentStepsAndBuildLog(t *testing.T) {
 	app := sampleApp("web")
 	app.hist[0].State, app.hist[0].Step, app.hist[0].FinishedAt = ledger.StateRolling, "health", time.Time{}
+	app.hist[0].Schema = ledger.Schema{Known: true, Version: 3, Floor: 2, FloorBy: "0003_drop_date_of_birth"}
 	steps := func(ctx context.Context, a apiApp, id int64) (any, error) {
 		if id != 3 {
 			return nil, errors.New("wrong deployment")
@@ -329,7 +330,8 @@ func TestDeploymentStepsAndBuildLog(t *testing.T) {
 	}
 	h := newTestHandler(t, Options{Apps: &fakeApps{apps: []*fakeApp{app}}, Steps: steps})
 	body := do(h, "GET", "/apps/web/deployments/3", local, nil, nil).Body.String()
-	for _, s := range []string{"deploy", "30s", "40s so far", "&lt;i&gt;2 of 4 ready", "?follow=1", "data-elapsed-from"} {
+	for _, s := range []string{"deploy", "30s", "40s so far", "&lt;i&gt;2 of 4 ready", "?follow=1", "data-elapsed-from",
+		"built for schema 3; its migrations need code built for schema 2 or later (0003_drop_date_of_birth)"} {
 		if !strings.Contains(body, s) {
 			t.Errorf("deployment page: no %q in\n%s", s, body)
 		}
