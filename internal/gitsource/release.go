@@ -119,19 +119,37 @@ func (s *Source) MoveBranch(ctx context.Context, branch, from, to string) error 
 // it to the repository. A tag of that name already on that commit is left
 // as it is; on another commit it is an error.
 func (s *Source) TagRelease(ctx context.Context, name, commit, message string) error {
+	// A poll's fetch prunes the mirror's refs to the remote's: it can
+	// remove the tag made here before it is pushed. The tag is then made
+	// again and pushed again.
+	var err error
+	for range 3 {
+		if err = s.makeTag(ctx, name, commit, message); err != nil {
+			return err
+		}
+		_, err = s.Git(ctx, "push", "--quiet", "origin", "refs/tags/"+name+":refs/tags/"+name)
+		if err == nil || !strings.Contains(err.Error(), "does not match any") {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("push tag %s: %w", name, err)
+	}
+	return nil
+}
+
+// makeTag makes the annotated tag name on commit unless it is there.
+func (s *Source) makeTag(ctx context.Context, name, commit, message string) error {
 	existing, err := s.Git(ctx, "rev-parse", "--verify", "--quiet", "refs/tags/"+name+"^{commit}")
 	switch {
 	case err == nil && strings.TrimSpace(existing) == commit:
+		return nil
 	case err == nil:
 		return fmt.Errorf("tag %s: it already exists on %s, not on %s", name, short(strings.TrimSpace(existing)), short(commit))
-	default:
-		if _, err := s.Git(ctx, "-c", "user.name=slipway", "-c", "user.email=slipway@localhost",
-			"tag", "-a", "-m", message, name, commit); err != nil {
-			return fmt.Errorf("tag %s on %s: %w", name, short(commit), err)
-		}
 	}
-	if _, err := s.Git(ctx, "push", "--quiet", "origin", "refs/tags/"+name+":refs/tags/"+name); err != nil {
-		return fmt.Errorf("push tag %s: %w", name, err)
+	if _, err := s.Git(ctx, "-c", "user.name=slipway", "-c", "user.email=slipway@localhost",
+		"tag", "-a", "-m", message, name, commit); err != nil {
+		return fmt.Errorf("tag %s on %s: %w", name, short(commit), err)
 	}
 	return nil
 }
