@@ -15,7 +15,6 @@ import (
 	"slipway.dev/slipway/internal/config"
 	"slipway.dev/slipway/internal/demo"
 	"slipway.dev/slipway/internal/ledger"
-	"slipway.dev/slipway/internal/testenv"
 )
 
 // TestReleasePhaseEndToEnd runs the sample service with its migrations as
@@ -27,53 +26,26 @@ import (
 // serving the version before it, and the failing command's output is in
 // the deployment's steps.
 func TestReleasePhaseEndToEnd(t *testing.T) {
-	testenv.LookPath(t, "git")
-	testenv.LookPath(t, "go")
-	short, err := os.MkdirTemp("", "sw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(short) })
-	e := &env{t: t, logPath: filepath.Join(short, "serve.log")}
-	devAddr, prodAddr, apiAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
-	e.devURL, e.prodURL, e.apiURL = "http://"+devAddr, "http://"+prodAddr, "http://"+apiAddr
-	e.regAddr = testenv.FreeAddr(t)
-	ws, err := demo.Prepare(context.Background(), demo.Options{Dir: filepath.Join(short, "demo"), DevAddr: devAddr, ProdAddr: prodAddr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.ws = ws
-	cfg, err := config.Load(ws.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Release.Command = config.Command{"/app/" + demo.AppName, "migrate"}
-	for i := range cfg.Environments {
-		cfg.Environments[i].Env = map[string]string{"MIGRATE_ON_START": "false"}
-	}
-	f, err := os.Create(ws.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := config.Write(f, cfg); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	e.bin = buildSlipway(t, short)
-	e.args = []string{"serve", "--config", ws.Config, "--data-dir", ws.DataDir, "--api-addr", apiAddr, "--registry-addr", e.regAddr}
-	t.Cleanup(func() {
-		if e.stop != nil {
-			e.stop()
+	e, token := startDemo(t, true, func(e *env, _ string) {
+		cfg, err := config.Load(e.ws.Config)
+		if err != nil {
+			t.Fatal(err)
 		}
-		stopEnvironments(t, ws.DataDir, demo.AppName, "dev", "prod")
+		cfg.Release.Command = config.Command{"/app/" + demo.AppName, "migrate"}
+		for i := range cfg.Environments {
+			cfg.Environments[i].Env = map[string]string{"MIGRATE_ON_START": "false"}
+		}
+		f, err := os.Create(e.ws.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := config.Write(f, cfg); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
 	})
-	e.startServe()
-	tok, err := os.ReadFile(filepath.Join(ws.DataDir, api.TokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SLIPWAY_TOKEN", strings.TrimSpace(string(tok)))
-	client := api.NewClient(e.apiURL, strings.TrimSpace(string(tok)))
+	ws := e.ws
+	client := api.NewClient(e.apiURL, token)
 
 	c0 := strings.TrimSpace(git(t, ws.Clone, "rev-parse", "HEAD"))
 	e.waitFor("c0 on dev", func() bool {

@@ -4,16 +4,11 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"slipway.dev/slipway/internal/api"
-	"slipway.dev/slipway/internal/demo"
 	"slipway.dev/slipway/internal/testenv"
 )
 
@@ -24,36 +19,8 @@ import (
 // past the contract is then refused, one to the expand is not and runs;
 // a user saved before the changes is still there after them.
 func TestMigrationsEndToEnd(t *testing.T) {
-	testenv.LookPath(t, "git")
-	testenv.LookPath(t, "go")
-	short, err := os.MkdirTemp("", "sw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(short) })
-	e := &env{t: t}
-	devAddr, prodAddr, apiAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
-	e.devURL, e.prodURL, e.apiURL = "http://"+devAddr, "http://"+prodAddr, "http://"+apiAddr
-	e.regAddr = testenv.FreeAddr(t)
-	ws, err := demo.Prepare(context.Background(), demo.Options{Dir: filepath.Join(short, "demo"), DevAddr: devAddr, ProdAddr: prodAddr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.ws = ws
-	e.bin = buildSlipway(t, short)
-	e.args = []string{"serve", "--config", ws.Config, "--data-dir", ws.DataDir, "--api-addr", apiAddr, "--registry-addr", e.regAddr}
-	t.Cleanup(func() {
-		if e.stop != nil {
-			e.stop()
-		}
-		stopEnvironments(t, ws.DataDir, demo.AppName, "dev", "prod")
-	})
-	e.startServe()
-	tok, err := os.ReadFile(filepath.Join(ws.DataDir, api.TokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SLIPWAY_TOKEN", strings.TrimSpace(string(tok)))
+	e, _ := startDemo(t, false, nil)
+	ws := e.ws
 
 	v0 := git(t, ws.Bare, "rev-parse", "master")
 	e.waitFor("v0 on prod", func() bool {
