@@ -238,6 +238,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // errNoSupervisor means the environment's supervisor does not answer.
 var errNoSupervisor = errors.New("supervisor not running")
 
+// errUnknownRequest is what a supervisor answers to a request it has no
+// handler for: one that an older slipway started, before the request
+// existed.
+var errUnknownRequest = errors.New("the supervisor does not know this request")
+
 // control is the controller's end of a supervisor's socket.
 type control struct {
 	sock string
@@ -282,6 +287,11 @@ func (c *control) do(ctx context.Context, method, path string, in, out any) erro
 	if resp.StatusCode != http.StatusOK {
 		var ce controlError
 		if err := json.NewDecoder(resp.Body).Decode(&ce); err != nil {
+			if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
+				// Every handler answers JSON; the mux's plain text
+				// means no handler has this route.
+				return fmt.Errorf("supervisor %s %s: %s: %w", method, path, resp.Status, errUnknownRequest)
+			}
 			return fmt.Errorf("supervisor %s %s: %s", method, path, resp.Status)
 		}
 		if ce.Rollout != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -96,6 +97,13 @@ func (b *Backend) RunRelease(ctx context.Context, spec deploy.Spec, job deploy.R
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
+		}
+		if errors.Is(err, errUnknownRequest) {
+			return &deploy.ReleaseError{Environment: spec.Environment, Reason: fmt.Sprintf(
+				"could not run: the supervisor of %s was started by an older slipway, which has no release phase; "+
+					"it keeps serving the running version. To run the phase, stop that supervisor (kill the pid in %s) and release again: "+
+					"the release starts one of this slipway, and %s answers nothing until the new replicas are ready. Or remove release.command for %s",
+				spec.Environment, filepath.Join(dir, "supervisor.pid"), spec.Environment, spec.Environment)}
 		}
 		return &deploy.ReleaseError{Environment: spec.Environment, Reason: "could not run: " + err.Error()}
 	}
