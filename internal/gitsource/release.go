@@ -119,20 +119,18 @@ func (s *Source) MoveBranch(ctx context.Context, branch, from, to string) error 
 // it to the repository. A tag of that name already on that commit is left
 // as it is; on another commit it is an error.
 func (s *Source) TagRelease(ctx context.Context, name, commit, message string) error {
-	// A poll's fetch prunes the mirror's refs to the remote's: it can
-	// remove the tag made here before it is pushed. The tag is then made
-	// again and pushed again.
-	var err error
-	for range 3 {
-		if err = s.makeTag(ctx, name, commit, message); err != nil {
-			return err
-		}
-		_, err = s.Git(ctx, "push", "--quiet", "origin", "refs/tags/"+name+":refs/tags/"+name)
-		if err == nil || !strings.Contains(err.Error(), "does not match any") {
-			break
-		}
-	}
+	// A poll's fetch prunes the mirror's tags to the remote's: one running
+	// between the tag's making and its push would remove it. Fetches take
+	// the mirror's lock, so the tag is made and pushed under it.
+	unlock, err := lockFile(ctx, s.dir+".lock")
 	if err != nil {
+		return fmt.Errorf("tag %s: %w", name, err)
+	}
+	defer unlock()
+	if err := s.makeTag(ctx, name, commit, message); err != nil {
+		return err
+	}
+	if _, err := s.Git(ctx, "push", "--quiet", "origin", "refs/tags/"+name+":refs/tags/"+name); err != nil {
 		return fmt.Errorf("push tag %s: %w", name, err)
 	}
 	return nil

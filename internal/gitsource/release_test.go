@@ -3,8 +3,10 @@ package gitsource
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -98,5 +100,51 @@ func TestReleaseOperations(t *testing.T) {
 	}
 	if got, err := s.Resolve(ctx, "RC20261127_0930"); err != nil || got != c1 {
 		t.Errorf("after fetch: tag resolves to %s, %v", got, err)
+	}
+}
+
+// TestTagReleaseWhilePolling makes release tags while another process's
+// polls fetch into the same mirror, pruning its tags to the repository's:
+// every tag reaches the repository.
+func TestTagReleaseWhilePolling(t *testing.T) {
+	ctx := t.Context()
+	work, c1 := newRepo(t)
+	bare := filepath.Join(t.TempDir(), "app.git")
+	gitIn(t, work, "clone", "-q", "--bare", work, bare)
+	mirror := filepath.Join(t.TempDir(), MirrorDir)
+	s := New(bare, mirror)
+	if err := s.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	poller := New(bare, mirror) // as a second slipway process would
+	done := make(chan struct{})
+	polled := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-done:
+				polled <- nil
+				return
+			default:
+			}
+			if err := poller.Fetch(ctx); err != nil {
+				polled <- err
+				return
+			}
+		}
+	}()
+	for i := range 10 {
+		name := fmt.Sprintf("RC20261202_%04d", i)
+		if err := s.TagRelease(ctx, name, c1, name); err != nil {
+			t.Errorf("tag %s while polling: %v", name, err)
+		}
+	}
+	close(done)
+	if err := <-polled; err != nil {
+		t.Fatal(err)
+	}
+	tags := gitIn(t, bare, "tag", "--list", "RC20261202_*")
+	if n := len(strings.Fields(tags)); n != 10 {
+		t.Errorf("the repository has %d of the 10 tags: %s", n, tags)
 	}
 }
