@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"slipway.dev/slipway/internal/api"
+	"slipway.dev/slipway/internal/deploy/kube"
 	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/registry"
 	"slipway.dev/slipway/internal/testenv"
@@ -79,6 +81,8 @@ build:
   timeout: 20m
   args:
     BASE: %s/pybase:bookworm
+release:
+  command: [python3, /app/app.py, migrate]
 environments:
   - name: dev
     replicas: 1
@@ -139,6 +143,31 @@ environments:
 		}
 	}
 
+	// releaseJobs returns how many release-phase Jobs env's namespace has
+	// for commit's image, and checks that each runs the image's own
+	// python3 with the configured command.
+	releaseJobs := func(env, commit string) int {
+		t.Helper()
+		ns := k.prefix + "-" + env
+		jobs, err := k.cs.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelReleasePhase})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := e.regAddr + "/pyapp@" + e.digest("pyapp", "sha-"+commit)
+		n := 0
+		for _, j := range jobs.Items {
+			c := j.Spec.Template.Spec.Containers[0]
+			if c.Image != want {
+				continue
+			}
+			n++
+			if cmd := []string{"python3", "/app/app.py", "migrate"}; !slices.Equal(c.Command, cmd) || j.Status.Succeeded != 1 {
+				t.Errorf("%s: Job %s runs %q (%d succeeded); want %q, succeeded", ns, j.Name, c.Command, j.Status.Succeeded, cmd)
+			}
+		}
+		return n
+	}
+
 	// The first commit is built from the Dockerfile, runs on dev, and the
 	// release branch (at the same commit) takes it to prod.
 	e.waitLong("c0 on prod", func() bool { return settled("prod", c0) })
@@ -172,6 +201,12 @@ environments:
 	}
 	onCluster("prod", c1)
 	e.checkImage("pyapp", c1, *prod.Digest, rc1)
+	for _, env := range []string{"dev", "prod"} {
+		if n := releaseJobs(env, c1); n != 1 {
+			t.Errorf("%s: %d release-phase Jobs of c1; want 1, before its rollout", env, n)
+		}
+	}
+	prodJobs := releaseJobs("prod", c0)
 	if got := git(t, e.ws.Bare, "rev-parse", rc1+"^{commit}"); got != c1 {
 		t.Errorf("git: tag %s on %s, want %s", rc1, got, c1)
 	}
@@ -189,6 +224,9 @@ environments:
 	}
 	onCluster("prod", c0)
 	e.checkImage("pyapp", c0, *prod.Digest, rc0)
+	if n := releaseJobs("prod", c0); n != prodJobs {
+		t.Errorf("prod: %d release-phase Jobs of c0 after the rollback, %d before; a rollback runs none", n, prodJobs)
+	}
 	if got := git(t, e.ws.Bare, "rev-parse", "release"); got != c0 {
 		t.Errorf("git: release at %s after the rollback, want %s", got, c0)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"slipway.dev/slipway/internal/api"
 	"slipway.dev/slipway/internal/deploy"
+	"slipway.dev/slipway/internal/ledger"
 	"slipway.dev/slipway/internal/registry"
 	"slipway.dev/slipway/internal/testenv"
 )
@@ -75,11 +76,15 @@ build:
   timeout: 20m
   args:
     BASE: %s/pybase:bookworm
+release:
+  command: [python3, /app/app.py, migrate]
 environments:
   - name: dev
     listen: %s
     replicas: 1
     rollout: {readyTimeout: 60s, gracePeriod: 5s}
+    smoke:
+      command: curl -fsS "$SLIPWAY_URL/version" | grep -q '"commit"'
   - name: prod
     listen: %s
     replicas: 2
@@ -129,6 +134,8 @@ environments:
 	})
 	t.Logf("measured: push → c1 (Dockerfile build, dependencies cached) serving on dev: %s", time.Since(pushed).Round(time.Second))
 	e.checkPython(e.devURL, c1, "Hi from pyapp")
+	client := api.NewClient(e.apiURL, strings.TrimSpace(string(tok)))
+	e.checkSteps(client, "dev", c1, "release", "smoke")
 
 	// slipway release takes it to prod, the same image.
 	out, errOut, code := e.slipway("release", "--app", "pyapp")
@@ -139,6 +146,7 @@ environments:
 	rc1 := *prod.Release
 	e.checkPython(e.prodURL, c1, "Hi from pyapp")
 	e.checkImage("pyapp", c1, *prod.Digest, rc1)
+	e.checkSteps(client, "prod", c1, "release")
 
 	// slipway rollback brings c0 back.
 	out, errOut, code = e.slipway("rollback", "--app", "pyapp")
@@ -153,6 +161,45 @@ environments:
 	e.checkImage("pyapp", c0, *prod.Digest, rc0)
 	if got := git(t, e.ws.Bare, "rev-parse", "release"); got != c0 {
 		t.Errorf("git: release at %s after the rollback, want %s", got, c0)
+	}
+}
+
+// checkSteps checks that env's last deployment, of commit, ran each of
+// steps and that they passed; a release step ran the Python app's own
+// migrate command from its image, before the rollout.
+func (e *env) checkSteps(client *api.Client, env, commit string, steps ...string) {
+	e.t.Helper()
+	ctx := context.Background()
+	h, err := client.History(ctx, "pyapp", env, 1)
+	if err != nil || len(h.Deployments) == 0 {
+		e.t.Fatalf("history of %s: %v, %d rows", env, err, len(h.Deployments))
+	}
+	d, err := client.DeploymentDetail(ctx, "pyapp", h.Deployments[0].ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if d.Commit != commit {
+		e.t.Fatalf("%s's last deployment is of %s, want %s", env, d.Commit, commit)
+	}
+	byName := map[string]ledger.Step{}
+	var names []string
+	for _, s := range d.Steps {
+		byName[s.Name] = s
+		names = append(names, s.Name)
+	}
+	for _, name := range steps {
+		s, ok := byName[name]
+		if !ok || s.State != ledger.StepSucceeded {
+			e.t.Errorf("%s's deployment %d of %s: step %s %s (steps %v)", env, d.ID, commit[:7], name, s.State, names)
+		}
+	}
+	if rel, ok := byName["release"]; ok {
+		if !strings.Contains(rel.Message, `"msg": "data ready", "commit": "`+commit+`"`) {
+			e.t.Errorf("%s's release step: %q; want the output of the image's migrate command", env, rel.Message)
+		}
+		if dep := byName["deploy"]; dep.Started.Before(rel.Finished) {
+			e.t.Errorf("%s: the rollout started at %s, before the release phase ended at %s", env, dep.Started, rel.Finished)
+		}
 	}
 }
 

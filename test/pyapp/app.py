@@ -6,6 +6,9 @@ GET /readyz      200 once it serves
 GET /version     the commit and version, as JSON
 
 It listens on 127.0.0.1 (HOST) and PORT (default 8080), and stops on SIGTERM.
+
+`python3 app.py migrate` is its release-phase command: it records in DATA_DIR
+that the data is ready for this commit, and exits.
 """
 
 import json
@@ -47,7 +50,18 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write(json.dumps({"msg": fmt % args, "commit": COMMIT}) + "\n")
 
 
+def migrate():
+    """Prepares the data for this commit: run once per deployment, before its replicas start."""
+    data = os.environ.get("DATA_DIR", ".")
+    with open(os.path.join(data, "migrated-" + COMMIT), "w") as f:
+        f.write(VERSION + "\n")
+    print(json.dumps({"msg": "data ready", "commit": COMMIT, "dataDir": data}), flush=True)
+
+
 def main():
+    if sys.argv[1:] == ["migrate"]:
+        migrate()
+        return
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8080"))
     server = ThreadingHTTPServer((host, port), Handler)
