@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/deploy"
 	"slipway.dev/slipway/internal/ledger"
 )
@@ -74,13 +75,21 @@ func (c *Controller) releasePhase(ctx context.Context, e *Env, d *ledger.Deploym
 	}
 	rec := c.deps.Store
 	write := func(fn func(context.Context) error) error { return c.ledgerWrite(ctx, nil, d, fn) }
+	run, err := c.releasePhaseRun(ctx, e, d, prev)
+	if err != nil {
+		return Transient(err)
+	}
 	if err := write(func(ctx context.Context) error { return rec.StartReleasePhase(ctx, d.ID, d.Digest) }); err != nil {
 		return err
 	}
+	crashpoint.Hit("release.phase")
 	deploy.ReportProgress(ctx, "running the release command from "+shortHash(d.Commit))
 	out := &deploy.TailBuffer{}
 	began := time.Now()
-	err := c.deps.ReleasePhase.ReleasePhase(ctx, *d, out)
+	err = c.deps.ReleasePhase.ReleasePhase(ctx, run, out)
+	if err == nil {
+		crashpoint.Hit("release.phased")
+	}
 	if ctx.Err() != nil {
 		// Stopped with slipway: left running in the ledger, it runs
 		// again when the deployment is taken up.
@@ -128,6 +137,36 @@ func (c *Controller) releasePhaseDone(ctx context.Context, e *Env, d *ledger.Dep
 		return ran.ID, nil
 	}
 	return 0, nil
+}
+
+// releasePhaseRun is the run of d's release phase to hand the runtime: d,
+// or, when a restart interrupted the automatic deployment of the same
+// image that d repeats while its release phase ran, d under that
+// deployment's number, so that a runtime that names its runs after it
+// (the Kubernetes runtime's Job) takes up the run it left rather than
+// starting the command a second time.
+func (c *Controller) releasePhaseRun(ctx context.Context, e *Env, d *ledger.Deployment, prev ledger.Deployment) (ledger.Deployment, error) {
+	run := *d
+	if d.Kind != ledger.KindDeploy {
+		return run, nil // a release taken up keeps its own number
+	}
+	last, err := c.deps.Store.LastReleasePhase(ctx, e.Name, prev.ID)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return run, nil
+	case err != nil:
+		return run, err
+	case last.State != ledger.StepRunning || last.Digest != d.Digest || last.DeploymentID == d.ID:
+		return run, nil
+	}
+	ran, err := c.deps.Store.Get(ctx, last.DeploymentID)
+	if err != nil {
+		return run, err
+	}
+	if ran.Kind == ledger.KindDeploy && ran.Commit == d.Commit && strings.Contains(ran.Note, noteCheckedAgain) {
+		run.ID = ran.ID
+	}
+	return run, nil
 }
 
 // releasePhaseReason is the reason recorded for a deployment whose release

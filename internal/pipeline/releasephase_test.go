@@ -24,9 +24,13 @@ type fakeReleaser struct {
 	mu   sync.Mutex
 	fail map[string]bool // digests whose release command fails
 	seen []releaseSeen
+	// gate, when set, holds each run until it is closed or the run's
+	// context ends.
+	gate chan struct{}
 }
 
 type releaseSeen struct {
+	id               int64 // the deployment number the run was handed under
 	env, commit      string
 	serving, envTag  string // digests the environment ran and its tag pointed at
 	releaseBranchWas string
@@ -45,10 +49,17 @@ func (r *fakeReleaser) ReleasePhase(ctx context.Context, d ledger.Deployment, ou
 	serving := f.envs[d.Env].digest
 	f.mu.Unlock()
 	r.mu.Lock()
-	r.seen = append(r.seen, releaseSeen{env: d.Env, commit: d.Commit, serving: serving,
+	r.seen = append(r.seen, releaseSeen{id: d.ID, env: d.Env, commit: d.Commit, serving: serving,
 		envTag: r.h.tagger.get(EnvTag(d.Env)), releaseBranchWas: r.h.repo.branch("release")})
-	fail := r.fail[d.Digest]
+	fail, gate := r.fail[d.Digest], r.gate
 	r.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	fmt.Fprintf(out, "migrating %s for %s\n", d.Env, shortHash(d.Commit))
 	if fail {
 		fmt.Fprintln(out, "ERROR: column users.birthday already exists")
@@ -264,5 +275,46 @@ func TestReleasePhaseOnceAcrossRestart(t *testing.T) {
 		if i < 0 {
 			t.Errorf("deployment %d after the restart: no release step saying it was not run again: %+v", id, s)
 		}
+	}
+}
+
+// A release phase that a restart interrupted while it ran is handed to the
+// runtime again under the number of the automatic deployment that started
+// it, so that a runtime naming its runs after it (the Kubernetes runtime's
+// Job) takes up that run instead of starting the command a second time.
+func TestReleasePhaseInterruptedIsTakenUp(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	r := newFakeReleaser(h)
+	c1 := h.repo.commit("c1")
+	r.gate = make(chan struct{}) // release phases hang
+	h.start(releaseEnvs()...)
+	h.repo.setBranch("master", c1)
+	h.waitFor("dev's release phase of c1", func() bool { return len(r.runs()) == 1 })
+	interrupted, err := h.store.LatestForCommit(ctx, "dev", ledger.KindDeploy, c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.stop()
+	r.mu.Lock()
+	r.gate = nil
+	r.mu.Unlock()
+	h.start(releaseEnvs()...)
+	var dev ledger.Deployment
+	h.waitFor("dev's new deployment of c1 to end", func() bool {
+		var err error
+		dev, err = h.store.LatestForCommit(ctx, "dev", ledger.KindDeploy, c1)
+		return err == nil && dev.ID > interrupted.ID && dev.State.Final()
+	})
+	if dev.State != ledger.StateSucceeded {
+		t.Fatalf("dev's deployment of c1 after restart: %s (%s)", dev.State, dev.Reason)
+	}
+	var ran []string
+	for _, s := range r.runs() {
+		ran = append(ran, fmt.Sprintf("%s=%s #%d", s.env, shortHash(s.commit), s.id))
+	}
+	want := fmt.Sprintf("dev=%s #%d", shortHash(c1), interrupted.ID)
+	if diff := cmp.Diff([]string{want, want}, ran); diff != "" {
+		t.Errorf("release phases handed to the runtime (-want +got):\n%s", diff)
 	}
 }

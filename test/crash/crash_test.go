@@ -106,6 +106,7 @@ var scenarios = []struct {
 // TestCrashPoints runs every scenario. Together they reach every point
 // of crashpoint.Points (TestEveryPointIsCovered).
 func TestCrashPoints(t *testing.T) {
+	t.Parallel() // beside TestKubernetesCrashPoints
 	slipwayBinary(t)
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
@@ -138,12 +139,19 @@ func TestCrashPoints(t *testing.T) {
 	}
 }
 
-// TestEveryPointIsCovered checks that the scenarios reach every crash
-// point, so that a point added to the code is added here too.
+// TestEveryPointIsCovered checks that the scenarios (local and
+// Kubernetes) reach every crash point, so that a point added to the code is added here too.
 func TestEveryPointIsCovered(t *testing.T) {
 	covered := map[string]bool{}
+	var all [][]crashCase
 	for _, sc := range scenarios {
-		for _, c := range sc.cases {
+		all = append(all, sc.cases)
+	}
+	for _, sc := range kubeScenarios {
+		all = append(all, sc.cases)
+	}
+	for _, cases := range all {
+		for _, c := range cases {
 			name := c.at
 			if _, n, ok := strings.Cut(name, "/"); ok {
 				name = n

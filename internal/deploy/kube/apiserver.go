@@ -1,10 +1,15 @@
 package kube
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync/atomic"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 
 	"slipway.dev/slipway/internal/deploy"
@@ -43,4 +48,38 @@ func (a *apiServerWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 		deploy.ReportProgress(ctx, "Kubernetes API server "+a.server+" answers again")
 	}
 	return resp, err
+}
+
+// unreachable reports whether err is a request the API server did not
+// answer (refused, cut, timed out), not one it answered with an error.
+func unreachable(err error) bool {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return false
+	}
+	var ue *url.Error
+	return errors.As(err, &ue)
+}
+
+// unreachableBackoff bounds the wait between two tries of a request the
+// API server did not answer.
+const unreachableBackoff = 10 * time.Second
+
+// whileUnreachable runs fn until it returns anything but an unreachable
+// API server, or ctx ends (then fn's last error). apiServerWatch says in
+// the log and the rollout's progress that the server is waited for.
+func whileUnreachable(ctx context.Context, fn func() error) error {
+	backoff := 500 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || ctx.Err() != nil || !unreachable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, unreachableBackoff)
+	}
 }

@@ -139,7 +139,14 @@ func (b *Backend) Apply(ctx context.Context, spec deploy.Spec) error {
 	if err != nil {
 		return err
 	}
-	prev, prevSpec, err := b.current(ctx, s.Namespace, spec.App)
+	var (
+		prev     *appsv1.Deployment
+		prevSpec *deploy.Spec
+	)
+	err = whileUnreachable(ctx, func() (err error) {
+		prev, prevSpec, err = b.current(ctx, s.Namespace, spec.App)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -318,13 +325,22 @@ func (b *Backend) apply(ctx context.Context, o Object) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apply %s %s: %w", o.Kind, o.Name, err)
 	}
-	req := t.c.Patch(types.ApplyPatchType).Resource(t.resource).Name(o.Name).
-		Param("fieldManager", FieldManager).Param("force", "true").Body(body)
-	if t.namespaced {
-		req = req.Namespace(o.Namespace)
-	}
-	res := req.Do(ctx)
-	raw, err := res.Raw()
+	var (
+		res rest.Result
+		raw []byte
+	)
+	// An API server that does not answer is waited for: the apply is sent
+	// again (it changes nothing the second time) once it answers.
+	err = whileUnreachable(ctx, func() error {
+		req := t.c.Patch(types.ApplyPatchType).Resource(t.resource).Name(o.Name).
+			Param("fieldManager", FieldManager).Param("force", "true").Body(body)
+		if t.namespaced {
+			req = req.Namespace(o.Namespace)
+		}
+		res = req.Do(ctx)
+		raw, err = res.Raw()
+		return err
+	})
 	if err != nil {
 		// Raw's error does not read the API server's Status (it says
 		// "unknown"); Error's does: "… is forbidden: …".

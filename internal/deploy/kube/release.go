@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"slipway.dev/slipway/internal/crashpoint"
 	"slipway.dev/slipway/internal/deploy"
 )
 
@@ -82,13 +83,18 @@ func (b *Backend) RunRelease(ctx context.Context, spec deploy.Spec, job deploy.R
 		return err
 	}
 	jobs := b.cs.BatchV1().Jobs(s.Namespace)
-	j, err := jobs.Create(ctx, want, metav1.CreateOptions{FieldManager: FieldManager})
+	var j *batchv1.Job
+	err = whileUnreachable(ctx, func() (err error) {
+		j, err = jobs.Create(ctx, want, metav1.CreateOptions{FieldManager: FieldManager})
+		return err
+	})
 	if apierrors.IsAlreadyExists(err) {
 		j, err = b.takeUpJob(ctx, want)
 	}
 	if err != nil {
 		return fail("could not start: create Job %s/%s: %v", want.Namespace, want.Name, err)
 	}
+	crashpoint.Hit("release.job")
 	deploy.ReportProgress(ctx, fmt.Sprintf("Job %s/%s started", j.Namespace, j.Name))
 	wait, cancel := context.WithTimeout(ctx, job.Timeout+time.Minute)
 	defer cancel()
@@ -184,8 +190,12 @@ func (b *Backend) waitJob(ctx context.Context, j *batchv1.Job) (*batchv1.Job, er
 			return nil, ctx.Err()
 		case <-time.After(releasePoll):
 		}
-		var err error
-		if j, err = jobs.Get(ctx, j.Name, metav1.GetOptions{}); err != nil {
+		name := j.Name
+		err := whileUnreachable(ctx, func() (err error) {
+			j, err = jobs.Get(ctx, name, metav1.GetOptions{})
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
