@@ -29,9 +29,8 @@ import (
 // commit, without its Dockerfile or slipway's builder: the files of a
 // checkout of the commit in /app (one layer, to go on base, the Debian
 // base with python3), and the configuration: python3 running app.py as an
-// unprivileged user, with the revision label. The image exposes 8000, not
-// the Dockerfile's 8080, so that the port slipway gives the app is seen to
-// come from the image.
+// unprivileged user, with the revision label, exposing 8000 (the local
+// runtime gives each replica a port of its own through PORT).
 func ciPythonImage(t *testing.T, bare, commit string, base v1.Image) ([]ciFile, v1.Config) {
 	t.Helper()
 	src := ciCheckout(t, bare, commit)
