@@ -3,6 +3,7 @@ package testenv
 import (
 	"archive/tar"
 	"context"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -18,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -77,6 +79,7 @@ func DebianPythonLayer(t testing.TB) string {
 	if _, err := os.Stat(filepath.Join(rootfs, "usr", "bin", "python3")); err != nil {
 		debootstrap(t, rootfs)
 	}
+	os.Remove(filepath.Join(dir, "layer.digests")) // of an earlier layer
 	if err := writeLayer(rootfs, layer); err != nil {
 		t.Fatalf("make the Debian base layer: %v", err)
 	}
@@ -220,7 +223,7 @@ func addToTar(tw *tar.Writer, rootfs, p string, d fs.DirEntry, err error) error 
 // an image whose command is python3, and returns its digest.
 func PushDebianPython(t testing.TB, ctx context.Context, ref string) v1.Hash {
 	t.Helper()
-	layer, err := tarball.LayerFromFile(DebianPythonLayer(t), tarball.WithMediaType(types.OCILayer))
+	layer, err := debianPythonImageLayer(t)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,3 +258,64 @@ func PushDebianPython(t testing.TB, ctx context.Context, ref string) v1.Hash {
 	}
 	return d
 }
+
+// debianPythonImageLayer is DebianPythonLayer as an image layer whose
+// digests come from layer.digests beside it, written the first time: hashing
+// the uncompressed layer takes over a minute under the race detector.
+func debianPythonImageLayer(t testing.TB) (v1.Layer, error) {
+	t.Helper()
+	path := DebianPythonLayer(t)
+	unlock := lockFile(t, filepath.Join(filepath.Dir(path), "lock"))
+	defer unlock()
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	sums := path[:len(path)-len(".tar.gz")] + ".digests"
+	l := cachedLayer{path: path}
+	if b, err := os.ReadFile(sums); err == nil {
+		var size int64
+		var digest, diffID string
+		if _, err := fmt.Sscanf(string(b), "%d %s %s", &size, &digest, &diffID); err == nil && size == fi.Size() {
+			l.size = size
+			l.digest, err = v1.NewHash(digest)
+			if err == nil {
+				l.diffID, err = v1.NewHash(diffID)
+			}
+			if err == nil {
+				return partial.CompressedToLayer(l)
+			}
+		}
+	}
+	tl, err := tarball.LayerFromFile(path, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, err
+	}
+	if l.digest, err = tl.Digest(); err != nil {
+		return nil, err
+	}
+	if l.diffID, err = tl.DiffID(); err != nil {
+		return nil, err
+	}
+	l.size = fi.Size()
+	if err := os.WriteFile(sums+".tmp", fmt.Appendf(nil, "%d %s %s\n", l.size, l.digest, l.diffID), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(sums+".tmp", sums); err != nil {
+		return nil, err
+	}
+	return partial.CompressedToLayer(l)
+}
+
+// cachedLayer is a gzip layer file with its digests known.
+type cachedLayer struct {
+	path           string
+	size           int64
+	digest, diffID v1.Hash
+}
+
+func (l cachedLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
+func (l cachedLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
+func (l cachedLayer) Size() (int64, error)                { return l.size, nil }
+func (l cachedLayer) MediaType() (types.MediaType, error) { return types.OCILayer, nil }
+func (l cachedLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }

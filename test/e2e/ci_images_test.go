@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"slipway.dev/slipway/internal/build"
 	"slipway.dev/slipway/internal/config"
@@ -32,11 +33,8 @@ import (
 // pushes it to ref. It returns the image's digest.
 func ciBuild(t *testing.T, bare, commit, ref string) string {
 	t.Helper()
-	work := t.TempDir()
-	src := filepath.Join(work, "src")
-	git(t, work, "clone", "-q", bare, src)
-	git(t, src, "checkout", "-q", commit)
-	bin := filepath.Join(work, "app")
+	src := ciCheckout(t, bare, commit)
+	bin := filepath.Join(filepath.Dir(src), "app")
 	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=true", "-o", bin, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
@@ -47,21 +45,75 @@ func ciBuild(t *testing.T, bare, commit, ref string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	files := []ciFile{
+		{Name: "srv/", Mode: 0o1777},
+		{Name: "tmp/", Mode: 0o1777},
+		{Name: "srv/birthday-app", Mode: 0o755, Data: binary},
+	}
+	return ciPush(t, nil, files, v1.Config{
+		Entrypoint: []string{"/srv/birthday-app"},
+		Env:        []string{"PORT=8080"},
+		User:       "65534:65534",
+		WorkingDir: "/tmp",
+		Labels:     map[string]string{build.LabelRevision: commit, "built-by": "ci"},
+	}, ref)
+}
+
+// ciCheckout clones bare into a directory of its own and checks out
+// commit there, as a CI's job starts; it returns the checkout.
+func ciCheckout(t *testing.T, bare, commit string) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	git(t, filepath.Dir(src), "clone", "-q", bare, src)
+	git(t, src, "checkout", "-q", commit)
+	return src
+}
+
+// ciFile is an entry of the layer a CI's build adds: a directory when
+// Name ends in "/".
+type ciFile struct {
+	Name string
+	Mode int64
+	Data []byte
+}
+
+// ciPush assembles an image with go-containerregistry, as a CI might
+// without slipway's builder: base (nil: none) with one layer of files on
+// top, cfg as its configuration for linux on this machine's architecture;
+// it pushes the image to ref and returns its digest. The layer's entries
+// carry no times, so the same files give the same image.
+func ciPush(t *testing.T, base v1.Image, files []ciFile, cfg v1.Config, ref string) string {
+	t.Helper()
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
-	for _, d := range []string{"srv/", "tmp/"} {
-		tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o1777})
+	for _, f := range files {
+		h := &tar.Header{Name: f.Name, Typeflag: tar.TypeReg, Mode: f.Mode, Size: int64(len(f.Data))}
+		if strings.HasSuffix(f.Name, "/") {
+			h.Typeflag, h.Size = tar.TypeDir, 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(f.Data); err != nil {
+			t.Fatal(err)
+		}
 	}
-	tw.WriteHeader(&tar.Header{Name: "srv/birthday-app", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(binary))})
-	tw.Write(binary)
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l, err := tarball.LayerFromReader(bytes.NewReader(layer.Bytes()))
+	var opts []tarball.LayerOption
+	if base == nil {
+		base = empty.Image
+	} else if mt, err := base.MediaType(); err != nil {
+		t.Fatal(err)
+	} else if mt == types.OCIManifestSchema1 {
+		opts = append(opts, tarball.WithMediaType(types.OCILayer))
+	}
+	l, err := tarball.LayerFromReader(bytes.NewReader(layer.Bytes()), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, l)
+	img, err := mutate.AppendLayers(base, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,13 +123,7 @@ func ciBuild(t *testing.T, bare, commit, ref string) string {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config = v1.Config{
-		Entrypoint: []string{"/srv/birthday-app"},
-		Env:        []string{"PORT=8080"},
-		User:       "65534:65534",
-		WorkingDir: "/tmp",
-		Labels:     map[string]string{build.LabelRevision: commit, "built-by": "ci"},
-	}
+	cf.Config = cfg
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
