@@ -160,7 +160,7 @@ func (b *Builder) Run(ctx context.Context, req Request) (Result, error) {
 	d, skipped, err := b.run(ctx, &res.Build, req)
 	res.Digest, res.Skipped = d, skipped
 	if err != nil {
-		err = ledger.Explain(err)
+		err = ledger.ExplainWrite(err)
 		b.fail(&res.Build, err)
 		return res, err
 	}

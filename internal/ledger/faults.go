@@ -75,6 +75,18 @@ func Explain(err error) error {
 	return err
 }
 
+// ExplainWrite is Explain for the error of work that wrote to the ledger
+// among other things (a build): only an error of the database is
+// explained, so that a failure of the work's own files is not taken for
+// the ledger's.
+func ExplainWrite(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return Explain(err)
+	}
+	return err
+}
+
 // open counts the ledgers this process has open, by path.
 var open = struct {
 	sync.Mutex

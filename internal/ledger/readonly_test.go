@@ -5,9 +5,12 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"slipway.dev/slipway/internal/testenv"
@@ -87,5 +90,27 @@ func TestReadOnlyWhileOpen(t *testing.T) {
 		if got, err := s.GetBuild(ctx, b.ID); err != nil || got.Commit != b.Commit {
 			t.Errorf("build %d = %+v, %v; want commit %s", b.ID, got, err, b.Commit)
 		}
+	}
+}
+
+// TestExplainWrite explains an error of the database only: a build's own
+// file that cannot be written is not the ledger.
+func TestExplainWrite(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	own := fmt.Errorf("make work directory: %w", &os.PathError{Op: "mkdir", Path: "/x", Err: syscall.EACCES})
+	if got := ExplainWrite(own); got != own {
+		t.Errorf("ExplainWrite(%v) = %v, want it as it was", own, got)
+	}
+	writable := immutable(t, path)
+	defer writable()
+	_, werr := s.CreateBuild(ctx, Build{App: "app", Commit: strings.Repeat("b", 40)})
+	if err := ExplainWrite(fmt.Errorf("build: %w", werr)); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("ExplainWrite of the ledger's write = %v, want ErrReadOnly", err)
 	}
 }
