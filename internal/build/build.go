@@ -87,6 +87,8 @@ type Builder struct {
 	InsecureRegistry bool
 
 	background sync.WaitGroup // work left running by builds (see Wait)
+
+	unrecorded unrecorded // failed builds the ledger did not take yet
 }
 
 // New returns a Builder for the configuration, wiring the parts by hand.
@@ -147,6 +149,9 @@ func (b *Builder) Run(ctx context.Context, req Request) (Result, error) {
 	if req.Rev == "" {
 		req.Rev = "master"
 	}
+	if err := b.recordFailed(ctx); err != nil {
+		return Result{}, err
+	}
 	row, err := b.Ledger.CreateBuild(ctx, ledger.Build{App: b.App, Commit: req.Rev, Image: b.Repository, Trigger: req.Trigger})
 	if err != nil {
 		return Result{}, ledger.Explain(err)
@@ -155,6 +160,7 @@ func (b *Builder) Run(ctx context.Context, req Request) (Result, error) {
 	d, skipped, err := b.run(ctx, &res.Build, req)
 	res.Digest, res.Skipped = d, skipped
 	if err != nil {
+		err = ledger.ExplainWrite(err)
 		b.fail(&res.Build, err)
 		return res, err
 	}
@@ -169,7 +175,12 @@ func (b *Builder) fail(row *ledger.Build, err error) {
 	row.State = ledger.BuildFailed
 	row.Reason = err.Error()
 	if uerr := b.Ledger.UpdateBuild(ctx, row); uerr != nil {
-		b.logger().Error("record failed build", "build", row.ID, "err", ledger.Explain(uerr))
+		uerr = ledger.Explain(uerr)
+		b.logger().Error("record failed build", "build", row.ID, "err", uerr)
+		if waitsForLedger(uerr) {
+			b.unrecorded.add(*row) // written by the next build
+			return
+		}
 	}
 	b.addEvent(ctx, *row, ledger.OutcomeFailed, firstLine(err.Error()))
 }

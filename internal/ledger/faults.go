@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -59,7 +61,80 @@ func Explain(err error) error {
 	if cond := condition(err); cond != nil {
 		return &explained{cond: cond, err: err}
 	}
+	if ioError(err) {
+		// SQLite says only that a read or write failed: the files of
+		// the ledgers open in this process might say why (made
+		// immutable, or their file system remounted read-only, while
+		// slipway runs).
+		for _, path := range openPaths() {
+			if e := askFiles(path, err); e != nil {
+				return e
+			}
+		}
+	}
 	return err
+}
+
+// ExplainWrite is Explain for the error of work that wrote to the ledger
+// among other things (a build): only an error of the database is
+// explained, so that a failure of the work's own files is not taken for
+// the ledger's.
+func ExplainWrite(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return Explain(err)
+	}
+	return err
+}
+
+// open counts the ledgers this process has open, by path.
+var open = struct {
+	sync.Mutex
+	paths map[string]int
+}{paths: map[string]int{}}
+
+func opened(path string, n int) {
+	open.Lock()
+	defer open.Unlock()
+	if open.paths[path] += n; open.paths[path] <= 0 {
+		delete(open.paths, path)
+	}
+}
+
+func openPaths() []string {
+	open.Lock()
+	defer open.Unlock()
+	paths := make([]string, 0, len(open.paths))
+	for p := range open.paths {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	return paths
+}
+
+// ioError reports whether err is SQLite failing to read, write or open
+// a file without saying why.
+func ioError(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.Code() & 0xff
+	return code == sqlite3.SQLITE_IOERR || code == sqlite3.SQLITE_CANTOPEN
+}
+
+// askFiles asks the file system whether the ledger at path (its file, its
+// write-ahead log and shared memory, its directory) takes writes, and
+// returns err explained with the answer, or nil if nothing refuses.
+func askFiles(path string, err error) error {
+	for _, p := range []string{path, path + "-wal", path + "-shm", filepath.Dir(path)} {
+		if aerr := syscall.Access(p, unix.W_OK); aerr != nil && !errors.Is(aerr, syscall.ENOENT) {
+			if cond := condition(aerr); cond != nil {
+				return &explained{cond: cond, err: fmt.Errorf("%w (%s: %w)", err, p, aerr)}
+			}
+		}
+	}
+	return nil
 }
 
 // explainOpen is Explain for an error of opening the ledger at path: when
@@ -68,12 +143,8 @@ func explainOpen(path string, err error) error {
 	if e := Explain(err); e != err {
 		return e
 	}
-	for _, p := range []string{path, filepath.Dir(path)} {
-		if aerr := syscall.Access(p, unix.W_OK); aerr != nil && !errors.Is(aerr, syscall.ENOENT) {
-			if cond := condition(aerr); cond != nil {
-				return &explained{cond: cond, err: fmt.Errorf("%w (%s: %w)", err, p, aerr)}
-			}
-		}
+	if e := askFiles(path, err); e != nil {
+		return e
 	}
 	return err
 }

@@ -67,6 +67,8 @@ type Store struct {
 	now func() time.Time
 	// onBuild is called after each build row write (OnBuildChange).
 	onBuild atomic.Pointer[func(app string)]
+	// path is the file's absolute path.
+	path string
 }
 
 // Open opens (creating if needed) the SQLite ledger at path and applies
@@ -90,16 +92,20 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", abs, err)
 	}
-	s := &Store{db: db, now: time.Now}
+	s := &Store{db: db, now: time.Now, path: abs}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", abs, explainOpen(abs, err))
 	}
+	opened(abs, 1)
 	return s, nil
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	opened(s.path, -1)
+	return s.db.Close()
+}
 
 // DB is the underlying database, for parts of slipway that keep their own
 // tables (added through migrations in this package).

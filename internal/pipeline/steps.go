@@ -211,14 +211,17 @@ func (n notifyingStore) FinishStep(ctx context.Context, s *ledger.Step) error {
 }
 
 // retry runs fn until it succeeds, fails terminally, ctx ends, or it has
-// failed transiently for longer than the retry budget. While it waits, the
-// rollout says why in status.
+// failed transiently for longer than the retry budget; a step that failed
+// because the ledger takes no writes is tried again until it does, with no
+// budget, as every ledger write is. While it waits, the rollout says why
+// in status.
 func (c *Controller) retry(ctx context.Context, ro *rollout, what string, fn func(context.Context) error) error {
 	backoff := c.cfg.RetryBackoff
 	deadline := c.deps.Monotonic() + c.cfg.RetryFor
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)
-		if err == nil || !IsTransient(err) || ctx.Err() != nil || c.deps.Monotonic() >= deadline {
+		again := (IsTransient(err) && c.deps.Monotonic() < deadline) || waitsForLedger(err)
+		if err == nil || !again || ctx.Err() != nil {
 			if ro != nil {
 				ro.setProblem("")
 			}

@@ -84,6 +84,12 @@ var scenarios = []struct {
 		{"prod/supervisor.replica.drain", release}, {"prod/supervisor.replica.stopped", rollback},
 		{"prod/supervisor.serving", release}, {"dev/supervisor.replica.ready", push},
 	}},
+	// dev's supervisor killed at each of its other points, in a push's
+	// automatic deploy.
+	{"devsupervisor", false, []crashCase{
+		{"dev/supervisor.replica.start", push}, {"dev/supervisor.replica.drain", push},
+		{"dev/supervisor.replica.stopped", push}, {"dev/supervisor.serving", push},
+	}},
 	{"build", false, []crashCase{
 		{"fetch.head", push}, {"build.modules", push}, {"build.test", push}, {"build.compile", push},
 		{"build.image", push}, {"registry.pushed", push}, {"registry.pushed.tag#1", push},
@@ -196,6 +202,7 @@ func (s *scenario) run(c crashCase) {
 	st, _ := w.status()
 	prod := deref(envOf(st, "prod").Commit)
 	var done func(pipeline.Status) bool
+	var pushed string // the commit a push flow pushed
 	switch c.flow {
 	case push:
 		if slow[c.at] {
@@ -205,6 +212,7 @@ func (s *scenario) run(c crashCase) {
 			}
 		}
 		commit := w.push("crash at " + c.at)
+		pushed = commit
 		done = func(st pipeline.Status) bool {
 			return runs(st, "dev", commit) && runs(st, "staging", commit) && runs(st, "prod", prod)
 		}
@@ -303,6 +311,17 @@ func (s *scenario) run(c crashCase) {
 	s.checkOnce(&p, c, lastID)
 	if c.at == "notify.delivered" && len(w.hooks.resent()) == 0 {
 		p.add("no notification was sent again after the crash between its delivery and its record")
+	}
+	if inSupervisor && c.flow == push {
+		// The deploy that was rolling out when the supervisor died failed
+		// as deploy.ErrUnavailable and was tried again.
+		want := fmt.Sprintf("deploy %s to %s: supervisor", pushed[:7], supervisorEnv)
+		if !slices.ContainsFunc(strings.Split(w.serveOut.String(), "\n"), func(l string) bool {
+			return strings.Contains(l, "step failed, trying again") && strings.Contains(l, want) &&
+				strings.Contains(l, "the runtime stopped answering")
+		}) {
+			p.add("serve's log does not say that %q failed as the runtime stopped answering and was tried again", want)
+		}
 	}
 	for _, msg := range p {
 		t.Errorf("%s (%s): %s", c.at, c.flow, msg)

@@ -79,6 +79,9 @@ type world struct {
 	hooks  *receiver
 
 	crashAt, record string // the crash point file, the crash record
+	// env is more of serve's environment, which the supervisors it
+	// starts inherit.
+	env []string
 
 	serve     *exec.Cmd
 	serveDone chan error
@@ -187,6 +190,7 @@ func (w *world) startServe() {
 	cmd := exec.Command(w.bin, w.args...)
 	cmd.Env = append(os.Environ(), crashpoint.EnvAt+"=@"+w.crashAt, crashpoint.EnvRecord+"="+w.record,
 		"CRASH_NOTIFY_SECRET="+receiverSecret)
+	cmd.Env = append(cmd.Env, w.env...)
 	w.serveOut = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = w.serveOut, w.serveOut
 	if err := cmd.Start(); err != nil {

@@ -9,6 +9,7 @@ import (
 type fakeClock struct {
 	mu      sync.Mutex
 	now     time.Time
+	jumped  time.Duration // how far Jump moved the wall clock
 	waiters []fakeWaiter
 	// asked, when set, hears every duration After is called with.
 	asked chan time.Duration
@@ -29,6 +30,21 @@ func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
+}
+
+// Wall is the wall clock: Now moved by every Jump.
+func (c *fakeClock) Wall() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now.Add(c.jumped)
+}
+
+// Jump moves the wall clock only, as an NTP step or a manual change does:
+// Now, which durations are measured on, and the timers do not move.
+func (c *fakeClock) Jump(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.jumped += d
 }
 
 func (c *fakeClock) After(d time.Duration) <-chan time.Time {

@@ -87,7 +87,7 @@ func runSupervisor(ctx context.Context, dir string, logger *slog.Logger) error {
 	}
 	// A signal stops the replicas through shutdown, which drains them
 	// first: they do not end with ctx.
-	s := newSupervisor(context.WithoutCancel(ctx), dir, exe, realClock{}, logger)
+	s := newSupervisor(context.WithoutCancel(ctx), dir, exe, supervisorClock(), logger)
 	s.isolation = deploy.IsolationProcess
 	noSandbox := os.Getenv(envNoSandbox) == "1"
 	os.Unsetenv(envNoSandbox)

@@ -140,7 +140,7 @@ func (r *replica) run(ctx context.Context) {
 			exitErr = err
 		} else {
 			h.update(func() bool {
-				r.pid, r.state, r.since, r.message = cmd.Process.Pid, "starting", h.clock.Now(), ""
+				r.pid, r.state, r.since, r.message = cmd.Process.Pid, "starting", h.clock.Wall(), ""
 				return true
 			})
 			crashpoint.Hit("supervisor.replica.start")
@@ -156,7 +156,7 @@ func (r *replica) run(ctx context.Context) {
 				stopChecks()
 				r.terminate(cmd, r.rev.spec.Strategy.TerminationGracePeriod, exited)
 				h.update(func() bool {
-					r.state, r.ready, r.pid, r.since = "stopped", false, 0, h.clock.Now()
+					r.state, r.ready, r.pid, r.since = "stopped", false, 0, h.clock.Wall()
 					return true
 				})
 				return
@@ -184,7 +184,7 @@ func (r *replica) run(ctx context.Context) {
 				r.state = "crash-looping"
 				r.message = fmt.Sprintf("exited %d times in a row within %s of starting (last: %s)", r.quickExits, stableAfter, r.lastExit)
 			}
-			r.since = h.clock.Now()
+			r.since = h.clock.Wall()
 			delay = restartDelay(r.quickExits)
 			return true
 		})
@@ -193,7 +193,7 @@ func (r *replica) run(ctx context.Context) {
 		case <-h.clock.After(delay):
 		case <-ctx.Done():
 			h.update(func() bool {
-				r.state, r.since = "stopped", h.clock.Now()
+				r.state, r.since = "stopped", h.clock.Wall()
 				return true
 			})
 			return
@@ -256,10 +256,10 @@ func (r *replica) check(ctx context.Context, proc *os.Process) {
 		h.update(func() bool {
 			switch {
 			case err == nil && !r.ready && !r.backend.draining.Load():
-				r.ready, r.everReady, r.state, r.message, r.since = true, true, "ready", "", h.clock.Now()
+				r.ready, r.everReady, r.state, r.message, r.since = true, true, "ready", "", h.clock.Wall()
 				return true
 			case err != nil && (r.ready || (wasReady && r.state != "unready")):
-				r.ready, r.state, r.message, r.since = false, "unready", "readiness check: "+err.Error(), h.clock.Now()
+				r.ready, r.state, r.message, r.since = false, "unready", "readiness check: "+err.Error(), h.clock.Wall()
 				return true
 			case err != nil && !wasReady:
 				r.message = "readiness check: " + err.Error()

@@ -156,7 +156,7 @@ func (s *supervisor) eject(name string, err error) {
 		r.ready = false
 		r.state = "unready"
 		r.message = "ejected: " + err.Error()
-		r.since = s.clock.Now()
+		r.since = s.clock.Wall()
 		s.notify()
 	}
 }
@@ -224,7 +224,7 @@ func (s *supervisor) apply(spec deploy.Spec, img imageFiles, secrets map[string]
 	if rerr == nil {
 		s.mu.Lock()
 		if prev == nil || prev.id != rev.id || stopped(prev.spec) != stopped(spec) {
-			s.since = s.clock.Now()
+			s.since = s.clock.Wall()
 		}
 		s.current = rev
 		s.mu.Unlock()
@@ -340,7 +340,7 @@ func (s *supervisor) start(rev *revision) (*replica, error) {
 		stop:    stop,
 		done:    make(chan struct{}),
 		state:   "starting",
-		since:   now,
+		since:   s.clock.Wall(),
 	}
 	s.replicas = append(s.replicas, r)
 	go r.run(ctx)
@@ -355,7 +355,7 @@ func (s *supervisor) retire(r *replica) {
 		return // retiring already
 	}
 	r.state = "draining"
-	r.since = s.clock.Now()
+	r.since = s.clock.Wall()
 	s.notify()
 	crashpoint.Hit("supervisor.replica.drain")
 	s.retiring.Add(1)
