@@ -54,9 +54,6 @@ func TestKubernetesMigrations(t *testing.T) {
 		c.Runtime = config.RuntimeKubernetes
 		c.Kubernetes.Kubeconfig = k.kubeconfig
 		c.Kubernetes.Namespace = k.prefix + "-{{.Environment}}"
-		for i := range c.Environments {
-			c.Environments[i].Smoke.Command = "" // kwok runs no container to test
-		}
 	})
 	e.bin = buildSlipway(t, short)
 	e.args = []string{"serve", "--config", ws.Config, "--data-dir", ws.DataDir, "--api-addr", apiAddr, "--registry-addr", e.regAddr}

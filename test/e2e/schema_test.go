@@ -71,10 +71,11 @@ func TestMigrationsEndToEnd(t *testing.T) {
 	}
 }
 
-// migrationsConfig makes the migrations of c's app its release phase,
+// migrationsConfig makes the migrations of c's app its release phase and
 // gives each environment the database dbURL names ("": the runtime's
-// default), and tests commits with `go vet` only: what the tests check is
-// what happens to the images, not the app's own tests.
+// default). For speed, commits are tested with `go vet` only, dev runs no
+// smoke test and each environment one replica: what these tests check is
+// what slipway does with the images' schemas, not the app's own tests.
 func migrationsConfig(c *config.Config, dbURL func(env string) string) {
 	c.Release.Command = config.Command{"/app/" + demo.AppName, "migrate"}
 	c.Test.Command = "go vet ./..."
@@ -82,6 +83,8 @@ func migrationsConfig(c *config.Config, dbURL func(env string) string) {
 		e := &c.Environments[i]
 		e.Env = map[string]string{"MIGRATE_ON_START": "false"}
 		e.DatabaseURL = dbURL(e.Name)
+		e.Smoke.Command = ""
+		e.Replicas = 1
 	}
 }
 
@@ -103,6 +106,8 @@ type migrationsRun struct {
 
 func (r migrationsRun) run(t *testing.T) {
 	e, ws := r.e, r.e.ws
+	start := time.Now()
+	mark := func(what string) { t.Logf("%s: %s", time.Since(start).Round(100*time.Millisecond), what) }
 	base := []string{"username", "date_of_birth"}
 	columns := func(when, env string, want ...string) {
 		t.Helper()
@@ -132,6 +137,7 @@ func (r migrationsRun) run(t *testing.T) {
 		t.Fatalf("prod's schema = %+v, want version 1", p.Schema)
 	}
 	columns("v0 on prod", "prod")
+	mark("v0 on prod")
 	verified := func(commit string) {
 		e.waitFor(commit[:7]+" verified on dev", func() bool {
 			d := envOf(e.status(), "dev")
@@ -158,6 +164,7 @@ func (r migrationsRun) run(t *testing.T) {
 	rc1 := release("v1", v1)
 	r.serving(v1, rc1)
 	columns("v1 released", "prod", "nickname")
+	mark("v1 released")
 	if r.prodURL != "" {
 		put(t, r.prodURL+"/hello/alice", `{"dateOfBirth":"1990-05-17"}`)
 	}
@@ -170,6 +177,7 @@ func (r migrationsRun) run(t *testing.T) {
 	verified(v3)
 	// dev takes every commit: its database has lost nickname.
 	columns("v3 on dev", "dev", "greeting")
+	mark("v2 and v3 verified on dev")
 
 	// The contract while v1 is live: refused, saying what to ship first;
 	// nothing ran on prod's database.
@@ -185,6 +193,7 @@ func (r migrationsRun) run(t *testing.T) {
 	}
 	r.serving(v1, rc1)
 	columns("v3's release refused", "prod", "nickname")
+	mark("v3's release refused")
 
 	// The expand goes out, and v1 can still be rolled back to, and runs.
 	release("v2", v2)
@@ -194,12 +203,14 @@ func (r migrationsRun) run(t *testing.T) {
 	withAlice("on v1 after the expand")
 	rc2 := release("v2 again", v2)
 	r.serving(v2, rc2)
+	mark("v2 released, rolled back to v1, released again")
 
 	// With the expand live, the contract goes out; alice is still there.
 	rc3 := release("v3", v3)
 	r.serving(v3, rc3)
 	columns("v3 released", "prod", "greeting")
 	withAlice("after the contract")
+	mark("v3 released")
 	p := envOf(e.status(), "prod")
 	if p.Migrated == nil || p.Migrated.Version != 4 || p.Migrated.Floor != 3 || p.Migrated.FloorRelease != rc3 {
 		t.Errorf("prod migrated = %+v", p.Migrated)
@@ -215,6 +226,7 @@ func (r migrationsRun) run(t *testing.T) {
 	r.serving(v2, rc2)
 	columns("rolled back to v2", "prod", "greeting")
 	withAlice("on v2 after the contract")
+	mark("rollback to v1 refused, to v2 done")
 
 	// status and history show each version's schema.
 	out, _, _ = e.slipway("status")
@@ -270,6 +282,7 @@ func (r migrationsRun) run(t *testing.T) {
 		t.Errorf("prod's releases and rollbacks, oldest first (-want +got):\n%s", diff)
 	}
 	r.phases(ran, skipped)
+	mark("history and release phases checked")
 }
 
 func put(t *testing.T, url, body string) {
