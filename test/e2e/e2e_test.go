@@ -61,6 +61,7 @@ type env struct {
 	regAddr string
 	bin     string   // the slipway binary
 	args    []string // serve's arguments
+	cliArgs []string // added to every e.slipway call (launchDemo's --data-dir)
 	logPath string   // when set, every serve's whole log is appended there
 
 	stop, kill func()
@@ -175,7 +176,7 @@ func (e *env) waitFor(what string, cond func() bool) {
 // slipway runs the CLI in this process against the API.
 func (e *env) slipway(args ...string) (string, string, int) {
 	e.t.Helper()
-	return runCLI(append(args, "--server", e.apiURL)...)
+	return runCLI(append(append(args, "--server", e.apiURL), e.cliArgs...)...)
 }
 
 // appStatus is app's status, as `slipway status --app APP -o json` prints it.
@@ -415,6 +416,17 @@ func (l *load) finish(t *testing.T, during string) {
 // is stopped, and the environments it leaves running on purpose too.
 func startDemo(t *testing.T, logToFile bool, edit func(e *env, short string)) (e *env, token string) {
 	t.Helper()
+	e, token = launchDemo(t, logToFile, edit)
+	e.cliArgs = nil // the CLI reads the token from SLIPWAY_TOKEN
+	t.Setenv("SLIPWAY_TOKEN", token)
+	return e, token
+}
+
+// launchDemo is startDemo for tests that run in parallel, which may not
+// set environment variables: e.slipway passes --data-dir instead, where
+// the CLI finds the token.
+func launchDemo(t *testing.T, logToFile bool, edit func(e *env, short string)) (e *env, token string) {
+	t.Helper()
 	testenv.LookPath(t, "git")
 	testenv.LookPath(t, "go")
 	short, err := os.MkdirTemp("", "sw")
@@ -453,7 +465,7 @@ func startDemo(t *testing.T, logToFile bool, edit func(e *env, short string)) (e
 		t.Fatal(err)
 	}
 	token = strings.TrimSpace(string(tok))
-	t.Setenv("SLIPWAY_TOKEN", token)
+	e.cliArgs = []string{"--data-dir", ws.DataDir}
 	return e, token
 }
 
