@@ -289,7 +289,6 @@ func TestTLSFiles(t *testing.T) {
 // TestTLSHandshakeTimeout checks that a client that connects and sends
 // nothing is dropped after the header timeout, and holds up no one else.
 func TestTLSHandshakeTimeout(t *testing.T) {
-	t.Parallel()
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
@@ -435,7 +434,6 @@ func TestTLSBackend(t *testing.T) {
 // request in flight on an HTTP/2 connection finish, and ends the
 // connection (GOAWAY) rather than waiting for the deadline.
 func TestTLSShutdownHTTP2(t *testing.T) {
-	t.Parallel()
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
