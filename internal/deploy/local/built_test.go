@@ -85,12 +85,9 @@ func birthdayBase(env string) deploy.Spec {
 // TestBirthdayApp runs the conformance suite and the zero-downtime check
 // with the sample app built by slipway.
 func TestBirthdayApp(t *testing.T) {
-	t.Parallel()
 	v1r, v2r, broken := builtBirthdayApp(t)
 
-	// The two share the builds; each runs its own backend.
 	t.Run("conformance", func(t *testing.T) {
-		t.Parallel()
 		deploytest.Run(t, func(t testing.TB) deploy.Backend {
 			return newTestBackend(t, shortTempDir(t))
 		}, deploytest.Fixture{
@@ -102,7 +99,6 @@ func TestBirthdayApp(t *testing.T) {
 	})
 
 	t.Run("zero downtime", func(t *testing.T) {
-		t.Parallel()
 		ctx := t.Context()
 		be := newTestBackend(t, shortTempDir(t))
 		spec := func(rel deploytest.Release, replicas int) deploy.Spec {

@@ -20,7 +20,6 @@ import (
 // image; the running replicas keep serving (not one request fails); and
 // once space is freed the same rollout goes through.
 func TestDiskFull(t *testing.T) {
-	t.Parallel()
 	v1r, v2r, _ := fixtureReleases(t)
 	dir := shortTempDir(t)
 	testenv.SmallDisk(t, dir, "48m")

@@ -67,7 +67,6 @@ func recordSpec(t *testing.T, path string, spec deploy.Spec) {
 // desired state was recorded but not acted on (it reconciles): every
 // request must succeed, and the environment must end in the desired state.
 func TestRestartUnderLoad(t *testing.T) {
-	t.Parallel()
 	v1r, v2r, _ := fixtureReleases(t)
 	ctx := t.Context()
 	dir := shortTempDir(t)

@@ -20,7 +20,6 @@ import (
 // the check that did not answer. The version running keeps serving
 // throughout: not one request fails.
 func TestSlowReadiness(t *testing.T) {
-	t.Parallel()
 	v1r, v2r, _ := fixtureReleases(t)
 	b := newTestBackend(t, shortTempDir(t))
 	ctx := t.Context()

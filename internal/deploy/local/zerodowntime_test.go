@@ -14,7 +14,6 @@ import (
 // update, a scale-down, a scale-up and an aborted update: every request must
 // get a 2xx answer.
 func TestZeroDowntime(t *testing.T) {
-	t.Parallel()
 	v1r, v2r, broken := fixtureReleases(t)
 	b := newTestBackend(t, shortTempDir(t))
 	ctx := t.Context()
