@@ -183,6 +183,7 @@ func waitForCert(t *testing.T, c *http.Client, url, not string, within time.Dura
 // root, and serves the renewed certificate when the first one nears its
 // end, without a restart.
 func TestACMETLSALPN(t *testing.T) {
+	t.Parallel()
 	ports := freePorts(t, 2)
 	tlsPort, nothing := ports[0], ports[1]
 	// Certificates valid for 15s: autocert renews with a third left, ~10s in.
@@ -218,6 +219,7 @@ func TestACMETLSALPN(t *testing.T) {
 // redirect listener (TLS-ALPN-01 cannot succeed: Pebble checks it on a
 // port where nothing listens), and redirects plain HTTP to HTTPS.
 func TestACMEHTTP01(t *testing.T) {
+	t.Parallel()
 	ports := freePorts(t, 3)
 	tlsPort, httpPort, nothing := ports[0], ports[1], ports[2]
 	p := startPebble(t, httpPort, nothing, time.Hour)
@@ -247,6 +249,7 @@ func TestACMEHTTP01(t *testing.T) {
 // gets its certificate from Pebble by TLS-ALPN-01 and keeps it in the
 // environment's directory; status reports the domain's https URL.
 func TestACMEBackend(t *testing.T) {
+	t.Parallel()
 	ports := freePorts(t, 2)
 	tlsPort, nothing := ports[0], ports[1]
 	p := startPebble(t, nothing, tlsPort, time.Hour)

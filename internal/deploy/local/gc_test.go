@@ -17,6 +17,7 @@ import (
 // those kept by the caller, served by an environment (serving.json) or
 // used by a rollout in progress.
 func TestPruneImages(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	b, err := New(Options{Dir: dir})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 // says: its entrypoint with its cmd as arguments, in its working directory,
 // with its environment, as its user (in the sandbox, as root).
 func TestReplicaRunsImageConfig(t *testing.T) {
+	t.Parallel()
 	reg := newTestRegistry(t)
 	work := tarLayer(t, tarEntry{hdr: tar.Header{Name: "work/", Typeflag: tar.TypeDir, Mode: 0o755}})
 	c := strings.Repeat("5e", 20)

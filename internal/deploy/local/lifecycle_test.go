@@ -40,6 +40,7 @@ func waitErr(t *testing.T, b *Backend, env string, want error) {
 // environment whose supervisor is gone is not deployed until it is applied
 // again.
 func TestNewBackendAdoptsRunningSupervisor(t *testing.T) {
+	t.Parallel()
 	d := deployFixture(t, "adopt", 2)
 	ctx := t.Context()
 	before := deploytest.InstanceNames(d.status(t))
@@ -77,6 +78,7 @@ func TestNewBackendAdoptsRunningSupervisor(t *testing.T) {
 // status reports it stopped; and applying replicas again starts it on the
 // same address.
 func TestStoppedEnvironment(t *testing.T) {
+	t.Parallel()
 	d := deployFixture(t, "halt", 2)
 	ctx := t.Context()
 	st := d.status(t)
@@ -149,6 +151,7 @@ func TestStoppedEnvironment(t *testing.T) {
 // (DATA/run/APP/envs/ENV/ctl.sock with long names): the supervisor binds
 // and the backend dials through the directory's /proc/self/fd link.
 func TestLongDirectory(t *testing.T) {
+	t.Parallel()
 	v1r, _, _ := fixtureReleases(t)
 	dir := filepath.Join(shortTempDir(t), strings.Repeat("d", 40), "run", strings.Repeat("a", 40))
 	env := strings.Repeat("e", 40)
@@ -179,6 +182,7 @@ func TestLongDirectory(t *testing.T) {
 // supervisor, address and data, even after the supervisor died), leaves
 // another app's alone, and puts new environments in its own directory.
 func TestLegacyEnvironmentsAdopted(t *testing.T) {
+	t.Parallel()
 	v1r, v2r, _ := fixtureReleases(t)
 	ctx := t.Context()
 	legacy := shortTempDir(t)

@@ -16,6 +16,7 @@ import (
 // has it take 200 MiB, and checks that the kernel killed it, that it was
 // restarted and serves again, and that status says why it went.
 func TestOutOfMemoryRestarts(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	v1r, _, _ := fixtureReleases(t)
 	b := newTestBackend(t, shortTempDir(t))

@@ -27,6 +27,10 @@ type load struct {
 	start  time.Time
 }
 
+// startLoad starts sending perSecond requests a second to url until the
+// test ends. A test under load does not call t.Parallel: it runs before
+// the parallel tests, alone, so that no other test's processes take the
+// CPU the load and the replicas it checks need.
 func startLoad(t testing.TB, url string, perSecond int) *load {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())

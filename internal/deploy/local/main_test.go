@@ -148,6 +148,20 @@ func fixtureBinary(t testing.TB) []byte {
 	return fixtureBin
 }
 
+// setOwnEnv sets the environment variable key, which only the calling test
+// reads, until the test ends. Unlike t.Setenv it lets the test run in
+// parallel: no other test reads or sets that variable.
+func setOwnEnv(t *testing.T, key, value string) {
+	t.Helper()
+	if v, ok := os.LookupEnv(key); ok {
+		t.Fatalf("%s is set already (%q): it must be this test's own", key, v)
+	}
+	if err := os.Setenv(key, value); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Unsetenv(key) })
+}
+
 // tarLayer makes an image layer from tar entries.
 type tarEntry struct {
 	hdr  tar.Header
@@ -273,6 +287,7 @@ func baseSpec(env string) deploy.Spec {
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	v1r, v2r, broken := fixtureReleases(t)
 	deploytest.Run(t, func(t testing.TB) deploy.Backend {
 		return newTestBackend(t, shortTempDir(t))

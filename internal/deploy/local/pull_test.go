@@ -22,6 +22,7 @@ import (
 // slipway's registry client: its credentials are sent, and a registry that
 // fails a layer once (503) is asked again rather than failing the deploy.
 func TestPullThroughRegistryClient(t *testing.T) {
+	t.Parallel()
 	const user, pass = "deployer", "s3cret"
 	inner := ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0)))
 	var failed, unauthorized atomic.Int32

@@ -20,7 +20,8 @@ import (
 // one that outlasts its timeout, report how they ended with their output,
 // and the running version serves on.
 func TestReleasePhase(t *testing.T) {
-	t.Setenv("SLIPWAY_TEST_RELEASE_KEY", "k-51f0")
+	t.Parallel()
+	setOwnEnv(t, "SLIPWAY_TEST_RELEASE_KEY", "k-51f0")
 	v1r, v2r, _ := fixtureReleases(t)
 	dir := shortTempDir(t)
 	b := newTestBackend(t, dir)
@@ -90,6 +91,7 @@ func TestReleasePhase(t *testing.T) {
 // TestReleasePhaseNewEnvironment: a release command that fails in an
 // environment that serves nothing yet leaves no supervisor behind.
 func TestReleasePhaseNewEnvironment(t *testing.T) {
+	t.Parallel()
 	_, v2r, _ := fixtureReleases(t)
 	dir := shortTempDir(t)
 	b := newTestBackend(t, dir)

@@ -78,6 +78,7 @@ func nextBackoff(t *testing.T, clk *fakeClock) time.Duration {
 }
 
 func TestReplicaRestartBackoffAndCrashLoop(t *testing.T) {
+	t.Parallel()
 	clk := newFakeClock()
 	clk.asked = make(chan time.Duration, 1000)
 	var script atomic.Value
@@ -135,6 +136,7 @@ func TestReplicaRestartBackoffAndCrashLoop(t *testing.T) {
 }
 
 func TestReplicaStopSendsSIGTERMThenSIGKILL(t *testing.T) {
+	t.Parallel()
 	clk := newFakeClock()
 	clk.asked = make(chan time.Duration, 1000)
 	var script atomic.Value

@@ -14,6 +14,7 @@ import (
 // or with nothing to run, is refused before the rollout, saying why; the
 // environment keeps serving what it ran.
 func TestDeployRefusesUnrunnableImage(t *testing.T) {
+	t.Parallel()
 	d := deployFixture(t, "plat", 1)
 	reg := newTestRegistry(t)
 	other := "arm64"

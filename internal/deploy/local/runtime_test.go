@@ -77,6 +77,7 @@ func httpGet(t *testing.T, url string) (*http.Response, string) {
 }
 
 func TestIsolation(t *testing.T) {
+	t.Parallel()
 	d := deployFixture(t, "iso", 1)
 	st := d.status(t)
 	_, body := httpGet(t, st.URL+"/env")
@@ -98,6 +99,7 @@ func TestIsolation(t *testing.T) {
 }
 
 func TestPlainProcess(t *testing.T) {
+	t.Parallel()
 	v1r, _, _ := fixtureReleases(t)
 	dir := shortTempDir(t)
 	b, err := New(Options{Dir: dir, NoSandbox: true})
@@ -126,6 +128,7 @@ func TestPlainProcess(t *testing.T) {
 }
 
 func TestBalancerPassesThrough(t *testing.T) {
+	t.Parallel()
 	d := deployFixture(t, "lb", 2)
 	st := d.status(t)
 
@@ -295,6 +298,7 @@ func TestBalancerPassesThrough(t *testing.T) {
 }
 
 func TestKilledReplicaLeavesPoolAndComesBack(t *testing.T) {
+	t.Parallel()
 	d := deployFixture(t, "kill", 2)
 	st := d.status(t)
 	victim := st.Instances[0]
@@ -333,6 +337,7 @@ func TestKilledReplicaLeavesPoolAndComesBack(t *testing.T) {
 }
 
 func TestUnreadyReplicaIsEjected(t *testing.T) {
+	t.Parallel()
 	d := deployFixture(t, "eject", 2)
 	st := d.status(t)
 	sick, well := st.Instances[0], st.Instances[1]
@@ -352,6 +357,7 @@ func TestUnreadyReplicaIsEjected(t *testing.T) {
 }
 
 func TestCrashingReleaseFailsRollout(t *testing.T) {
+	t.Parallel()
 	v1r, _, _ := fixtureReleases(t)
 	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec("crash")
@@ -372,6 +378,7 @@ func TestCrashingReleaseFailsRollout(t *testing.T) {
 }
 
 func TestCrashLoopIsReported(t *testing.T) {
+	t.Parallel()
 	d := deployFixture(t, "loop", 2)
 	st := d.status(t)
 	victim := st.Instances[0]
@@ -402,6 +409,7 @@ func TestCrashLoopIsReported(t *testing.T) {
 }
 
 func TestLogFileRotatesAndFollows(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	lf, err := openLog(dir+"/r1.log", 64)
 	if err != nil {
@@ -445,6 +453,7 @@ func TestLogFileRotatesAndFollows(t *testing.T) {
 }
 
 func TestLivenessFailureRestartsReplica(t *testing.T) {
+	t.Parallel()
 	d := deployFixture(t, "live", 2)
 	st := d.status(t)
 	sick := st.Instances[0]
@@ -464,6 +473,7 @@ func TestLivenessFailureRestartsReplica(t *testing.T) {
 }
 
 func TestStopKillsReplicaIgnoringSIGTERM(t *testing.T) {
+	t.Parallel()
 	v1r, _, _ := fixtureReleases(t)
 	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec("stubborn")
@@ -500,6 +510,7 @@ func TestStopKillsReplicaIgnoringSIGTERM(t *testing.T) {
 // reports a caller that wants them gets: new replicas starting and ready,
 // old ones draining, and at the end only the new version.
 func TestRollingUpdateReportsProgress(t *testing.T) {
+	t.Parallel()
 	d := deployFixture(t, "progress", 2)
 	_, v2r, _ := fixtureReleases(t)
 	spec := d.spec

@@ -36,6 +36,7 @@ func requireRoot(t *testing.T) {
 // root, what the sandbox forbids, and from the host, that the replica's
 // root is an unprivileged id.
 func TestSandboxConfines(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	d := deployFixture(t, "box", 1)
 	st := d.status(t)

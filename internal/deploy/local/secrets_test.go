@@ -20,7 +20,8 @@ import (
 // logs, data), its status and the spec its supervisor reports.
 func TestSecretsReachOnlyReplicas(t *testing.T) {
 	const fromEnv, fromFile = "s3cr3t-env-7f1c9a", "s3cr3t-file-52be0d"
-	t.Setenv("SLIPWAY_TEST_SECRET_API_KEY", fromEnv)
+	t.Parallel()
+	setOwnEnv(t, "SLIPWAY_TEST_SECRET_API_KEY", fromEnv)
 	secretFile := filepath.Join(t.TempDir(), "db_pass")
 	if err := os.WriteFile(secretFile, []byte(fromFile+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -108,6 +109,7 @@ func TestSecretsReachOnlyReplicas(t *testing.T) {
 // fails the deployment with its name and where it was looked for, before
 // anything changes.
 func TestMissingSecretFailsClearly(t *testing.T) {
+	t.Parallel()
 	b := newTestBackend(t, shortTempDir(t))
 	spec := baseSpec("nosec")
 	spec.Image = "127.0.0.1:1/fixture@sha256:" + strings.Repeat("ab", 32)

@@ -214,6 +214,7 @@ func getTLS(t testing.TB, c *http.Client, url string) (body string, serial strin
 // picks up a new certificate written over the files without a restart, and
 // redirects plain HTTP to HTTPS.
 func TestTLSFiles(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
@@ -326,6 +327,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 // see X-Forwarded-Proto: https; status gives the https URL; applying the
 // spec without TLS serves plain HTTP again.
 func TestTLSBackend(t *testing.T) {
+	t.Parallel()
 	v1r, _, _ := fixtureReleases(t)
 	ca := newTestCA(t)
 	certDir := t.TempDir()
@@ -506,6 +508,7 @@ func (fakeListener) Close() error              { return nil }
 func (l fakeListener) Addr() net.Addr          { return l.addr }
 
 func TestRedirectToHTTPS(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		port, host, target string
 		code               int
@@ -531,6 +534,7 @@ func TestRedirectToHTTPS(t *testing.T) {
 // An HTTP/2 client that gives up in the middle of a body is the client's
 // fault, as over HTTP/1.1: the replica stays in the pool.
 func TestHTTP2AbortedBodyDoesNotEjectReplica(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")

@@ -190,6 +190,7 @@ func TestUnpackLayersAndWhiteouts(t *testing.T) {
 }
 
 func TestDeployRefusesImageWithEscapingEntry(t *testing.T) {
+	t.Parallel()
 	reg := newTestRegistry(t)
 	evil := tarLayer(t, tarEntry{hdr: tar.Header{Name: "../../../../tmp/slipway-escape"}, body: []byte("x")})
 	c := strings.Repeat("3c", 20)
