@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -119,13 +122,102 @@ func (s *supervisor) handleRelease(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, controlError{Error: "decode release request: " + err.Error()})
 		return
 	}
+	if done, ok := s.releaseDone(req); ok {
+		s.logger.Info("release phase had succeeded already", "run", req.Job.ID, "version", req.Spec.Version)
+		writeJSON(w, http.StatusOK, releaseResult{Output: done.Output + fmt.Sprintf(
+			"\n(run %s of this command from this image had succeeded already, at %s: its output is above; it was not run again)\n",
+			req.Job.ID, done.Finished.UTC().Format(time.RFC3339))})
+		return
+	}
 	out := &deploy.TailBuffer{}
 	err := s.runRelease(r.Context(), req, out)
 	res := releaseResult{Output: out.String()}
 	if err != nil {
 		res.Failed = err.Error()
+	} else {
+		s.recordRelease(req, res.Output)
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// releaseRun is the record of a release command that succeeded, kept in
+// the environment's directory: a controller stopped before it recorded
+// the end asks again under the same run number, and is answered from it
+// rather than running the command a second time.
+type releaseRun struct {
+	Image    string    `json:"image"`
+	Command  []string  `json:"command"`
+	Output   string    `json:"output"`
+	Finished time.Time `json:"finished"`
+}
+
+// keptReleaseRuns is how many records of release runs an environment keeps.
+const keptReleaseRuns = 20
+
+// releaseRunPath is where the record of req's run is kept; "" for a run
+// number that cannot name a file.
+func (s *supervisor) releaseRunPath(req releaseRequest) string {
+	id := req.Job.ID
+	if id == "" || len(id) > 64 || strings.IndexFunc(id, func(r rune) bool {
+		return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_')
+	}) >= 0 {
+		return ""
+	}
+	return filepath.Join(s.dir, "release-runs", id+".json")
+}
+
+// releaseDone returns the record of req's run when it succeeded, from
+// the same image with the same command.
+func (s *supervisor) releaseDone(req releaseRequest) (releaseRun, bool) {
+	path := s.releaseRunPath(req)
+	if path == "" {
+		return releaseRun{}, false
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return releaseRun{}, false
+	}
+	var run releaseRun
+	if json.Unmarshal(raw, &run) != nil || run.Image != req.Spec.Image || !slices.Equal(run.Command, req.Job.Command) {
+		return releaseRun{}, false
+	}
+	return run, true
+}
+
+// recordRelease records that req's run succeeded with output, and drops
+// the oldest records beyond keptReleaseRuns. A record that cannot be
+// written only means the run would be run again.
+func (s *supervisor) recordRelease(req releaseRequest, output string) {
+	path := s.releaseRunPath(req)
+	if path == "" {
+		return
+	}
+	raw, err := json.Marshal(releaseRun{Image: req.Spec.Image, Command: req.Job.Command, Output: output, Finished: time.Now()})
+	if err == nil {
+		err = writeFileAtomic(path, raw)
+	}
+	if err != nil {
+		s.logger.Warn("release phase: could not record its success", "run", req.Job.ID, "err", err)
+		return
+	}
+	entries, err := os.ReadDir(filepath.Dir(path))
+	if err != nil || len(entries) <= keptReleaseRuns {
+		return
+	}
+	type rec struct {
+		name string
+		mod  time.Time
+	}
+	var recs []rec
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".json") {
+			recs = append(recs, rec{e.Name(), info.ModTime()})
+		}
+	}
+	slices.SortFunc(recs, func(a, b rec) int { return b.mod.Compare(a.mod) })
+	for _, r := range recs[min(len(recs), keptReleaseRuns):] {
+		os.Remove(filepath.Join(filepath.Dir(path), r.name))
+	}
 }
 
 // runRelease runs req's command as a one-off replica of req's spec that
@@ -193,4 +285,28 @@ func stopGroup(cmd *exec.Cmd, exited <-chan error) {
 		syscall.Kill(-pid, syscall.SIGKILL)
 		<-exited
 	}
+}
+
+// writeFileAtomic writes data to path through a temporary file renamed
+// over it, so that a reader never sees half of it; path's directory is
+// made if needed.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
