@@ -315,6 +315,8 @@ func TestGitPushToALockedReleaseBranch(t *testing.T) {
 	}
 	h.repo.setBranch("release", c2)
 	h.waitFor("release pointed back", func() bool { return h.repo.branch("release") == c1 })
+	// The refusal's check ends just after the branch is pointed back.
+	h.waitFor("the refusal's check to end", func() bool { return !h.c.busy("prod") })
 	last, err := h.store.Latest(context.Background(), "prod", 1)
 	if err != nil || last[0].State != ledger.StateRefused || last[0].Commit != c2 || !strings.Contains(last[0].Reason, "prod is locked by lock command") {
 		t.Errorf("latest prod row %+v, %v; want c2 refused as locked", last, err)
