@@ -79,6 +79,8 @@ type world struct {
 	hooks  *receiver
 
 	crashAt, record string // the crash point file, the crash record
+	// release is every environment's release command (none when empty).
+	release config.Command
 	// env is more of serve's environment, which the supervisors it
 	// starts inherit.
 	env []string
@@ -174,6 +176,7 @@ func (w *world) writeConfig(addr map[string]string, smoke bool) {
 		}
 	}
 	c.Environments = out
+	c.Release.Command = w.release
 	var buf bytes.Buffer
 	if err := config.Write(&buf, c); err != nil {
 		w.t.Fatal(err)
