@@ -3,11 +3,10 @@ package gitsource
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+	"time"
 )
 
 func TestReleaseOperations(t *testing.T) {
@@ -103,10 +102,10 @@ func TestReleaseOperations(t *testing.T) {
 	}
 }
 
-// TestTagReleaseWhilePolling makes release tags while another process's
-// polls fetch into the same mirror, pruning its tags to the repository's:
-// every tag reaches the repository.
-func TestTagReleaseWhilePolling(t *testing.T) {
+// TestTagReleaseWaitsForFetch: a poll's fetch prunes the mirror's tags to
+// the repository's, so a release tag is made and pushed only while no
+// fetch runs: under the mirror's lock, which a fetch holds throughout.
+func TestTagReleaseWaitsForFetch(t *testing.T) {
 	ctx := t.Context()
 	work, c1 := newRepo(t)
 	bare := filepath.Join(t.TempDir(), "app.git")
@@ -116,35 +115,26 @@ func TestTagReleaseWhilePolling(t *testing.T) {
 	if err := s.Fetch(ctx); err != nil {
 		t.Fatal(err)
 	}
-	poller := New(bare, mirror) // as a second slipway process would
-	done := make(chan struct{})
-	polled := make(chan error, 1)
-	go func() {
-		for {
-			select {
-			case <-done:
-				polled <- nil
-				return
-			default:
-			}
-			if err := poller.Fetch(ctx); err != nil {
-				polled <- err
-				return
-			}
-		}
-	}()
-	for i := range 10 {
-		name := fmt.Sprintf("RC20261202_%04d", i)
-		if err := s.TagRelease(ctx, name, c1, name); err != nil {
-			t.Errorf("tag %s while polling: %v", name, err)
-		}
-	}
-	close(done)
-	if err := <-polled; err != nil {
+	unlock, err := lockFile(ctx, mirror+".lock") // as a fetch of another process holds it
+	if err != nil {
 		t.Fatal(err)
 	}
-	tags := gitIn(t, bare, "tag", "--list", "RC20261202_*")
-	if n := len(strings.Fields(tags)); n != 10 {
-		t.Errorf("the repository has %d of the 10 tags: %s", n, tags)
+	tagged := make(chan error, 1)
+	go func() { tagged <- s.TagRelease(ctx, "RC20261202_1200", c1, "RC20261202_1200") }()
+	select {
+	case err := <-tagged:
+		unlock()
+		t.Fatalf("TagRelease returned (%v) while a fetch held the mirror", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if tags := gitIn(t, bare, "tag", "--list"); tags != "" || gitIn(t, mirror, "tag", "--list") != "" {
+		t.Errorf("a tag was made or pushed while a fetch held the mirror: repository %q", tags)
+	}
+	unlock()
+	if err := <-tagged; err != nil {
+		t.Fatal(err)
+	}
+	if tags := gitIn(t, bare, "tag", "--list"); tags != "RC20261202_1200" {
+		t.Errorf("the repository's tags after the fetch: %q", tags)
 	}
 }
