@@ -119,29 +119,44 @@ func TestCrashPoints(t *testing.T) {
 			t.Parallel()
 			started := time.Now()
 			w := newWorld(t, sc.smoke)
-			w.startServe()
-			c0 := gitOut(w.ws.Bare, "rev-parse", "master")
-			w.waitFor("c0 on dev, staging and prod", func() bool {
-				st, ok := w.status()
-				return ok && runs(st, "dev", c0) && runs(st, "staging", c0) && runs(st, "prod", c0)
-			})
-			s := &scenario{w: w, prodHist: []string{c0}}
-			t.Logf("baseline (c0 on dev, staging, prod) after %s", time.Since(started).Round(time.Second))
-			if slices.ContainsFunc(sc.cases, func(c crashCase) bool { return c.flow == release }) {
-				c1 := w.push("c1")
-				w.waitFor("c1 on staging", func() bool { st, ok := w.status(); return ok && runs(st, "staging", c1) })
-			}
-			for _, c := range sc.cases {
-				if *only != "" && !slices.Contains(strings.Split(*only, ","), c.at) {
-					continue
-				}
-				s.run(c)
-				if t.Failed() {
-					return
-				}
-			}
+			s := &scenario{w: w, prodHist: []string{w.baseline(sc.cases, started)}}
+			runCases(t, sc.cases, s.run)
 			t.Logf("scenario %s: %d crashes in %s", sc.name, len(sc.cases), time.Since(started).Round(time.Second))
 		})
+	}
+}
+
+// baseline starts serve and waits until the first commit, c0, runs on
+// dev, staging and prod; when cases release, it pushes c1 and waits until
+// staging runs it, so that there is something to release. It returns c0.
+func (w *world) baseline(cases []crashCase, started time.Time) string {
+	w.t.Helper()
+	w.startServe()
+	c0 := gitOut(w.ws.Bare, "rev-parse", "master")
+	w.waitFor("c0 on dev, staging and prod", func() bool {
+		st, ok := w.status()
+		return ok && runs(st, "dev", c0) && runs(st, "staging", c0) && runs(st, "prod", c0)
+	})
+	w.t.Logf("baseline (c0 on dev, staging, prod) after %s", time.Since(started).Round(time.Second))
+	if slices.ContainsFunc(cases, func(c crashCase) bool { return c.flow == release }) {
+		c1 := w.push("c1")
+		w.waitFor("c1 on staging", func() bool { st, ok := w.status(); return ok && runs(st, "staging", c1) })
+	}
+	return c0
+}
+
+// runCases runs each of cases that -only selects, one after another,
+// until one fails.
+func runCases(t *testing.T, cases []crashCase, run func(crashCase)) {
+	t.Helper()
+	for _, c := range cases {
+		if *only != "" && !slices.Contains(strings.Split(*only, ","), c.at) {
+			continue
+		}
+		run(c)
+		if t.Failed() {
+			return
+		}
 	}
 }
 

@@ -72,27 +72,8 @@ func TestKubernetesCrashPoints(t *testing.T) {
 			t.Parallel()
 			started := time.Now()
 			w := newKubeWorld(t, kubeconfig)
-			w.startServe()
-			c0 := gitOut(w.ws.Bare, "rev-parse", "master")
-			w.waitFor("c0 on dev, staging and prod", func() bool {
-				st, ok := w.status()
-				return ok && runs(st, "dev", c0) && runs(st, "staging", c0) && runs(st, "prod", c0)
-			})
-			s := &kubeScenario{scenario: scenario{w: w.world, prodHist: []string{c0}}, k: w}
-			t.Logf("baseline (c0 on dev, staging, prod) after %s", time.Since(started).Round(time.Second))
-			if slices.ContainsFunc(sc.cases, func(c crashCase) bool { return c.flow == release }) {
-				c1 := w.push("c1")
-				w.waitFor("c1 on staging", func() bool { st, ok := w.status(); return ok && runs(st, "staging", c1) })
-			}
-			for _, c := range sc.cases {
-				if *only != "" && !slices.Contains(strings.Split(*only, ","), c.at) {
-					continue
-				}
-				s.run(c)
-				if t.Failed() {
-					return
-				}
-			}
+			s := &kubeScenario{scenario: scenario{w: w.world, prodHist: []string{w.baseline(sc.cases, started)}}, k: w}
+			runCases(t, sc.cases, s.run)
 			t.Logf("scenario %s: %d crashes in %s", sc.name, len(sc.cases), time.Since(started).Round(time.Second))
 		})
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,23 +38,10 @@ func TestLocalReleasePhaseCrashPoints(t *testing.T) {
 		addr[env] = strings.TrimPrefix(u, "http://")
 	}
 	w.writeConfig(addr, false)
-	w.startServe()
-	c0 := gitOut(w.ws.Bare, "rev-parse", "master")
-	w.waitFor("c0 on dev, staging and prod", func() bool {
-		st, ok := w.status()
-		return ok && runs(st, "dev", c0) && runs(st, "staging", c0) && runs(st, "prod", c0)
-	})
-	s := &scenario{w: w, prodHist: []string{c0}}
-	c1 := w.push("c1")
-	w.waitFor("c1 on staging", func() bool { st, ok := w.status(); return ok && runs(st, "staging", c1) })
-	for _, c := range localReleaseCases {
-		if *only != "" && !slices.Contains(strings.Split(*only, ","), c.at) {
-			continue
-		}
-		s.run(c)
-		if t.Failed() {
-			return
-		}
+	s := &scenario{w: w, prodHist: []string{w.baseline(localReleaseCases, started)}}
+	runCases(t, localReleaseCases, s.run)
+	if t.Failed() {
+		return
 	}
 	for _, env := range envs {
 		runs := releaseRuns(t, filepath.Join(w.ws.DataDir, "run", demo.AppName, "envs", env, "supervisor.log"))
