@@ -426,7 +426,7 @@ func (h *harness) pushMaster(commit string) ledger.Deployment {
 	h.waitFor("dev to take "+shortHash(commit), func() bool {
 		var err error
 		d, err = h.store.LatestForCommit(context.Background(), "dev", ledger.KindDeploy, commit)
-		return err == nil && d.State.Final()
+		return err == nil && d.State.Final() && !h.c.busy("dev")
 	})
 	return d
 }

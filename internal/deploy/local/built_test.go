@@ -105,7 +105,9 @@ func TestBirthdayApp(t *testing.T) {
 			s := birthdayBase("zdt")
 			s.Image, s.Commit, s.Version, s.Replicas = rel.Image, rel.Commit, rel.Version, replicas
 			maps.Copy(s.Env, rel.Env)
-			s.Strategy.ReadyTimeout = 10 * time.Second
+			// A good build gets time to start on a busy machine; the one
+			// without a database exits at once whatever the timeout.
+			s.Strategy.ReadyTimeout = 30 * time.Second
 			return s
 		}
 		if err := be.Apply(ctx, spec(v1r, 3)); err != nil {

@@ -293,8 +293,10 @@ func TestConformance(t *testing.T) {
 		return newTestBackend(t, shortTempDir(t))
 	}, deploytest.Fixture{
 		V1: v1r, V2: v2r, Broken: broken,
-		Spec:               func(t testing.TB, env string) deploy.Spec { return baseSpec(env) },
-		VersionPath:        "/version",
-		BrokenReadyTimeout: 3 * time.Second,
+		Spec:        func(t testing.TB, env string) deploy.Spec { return baseSpec(env) },
+		VersionPath: "/version",
+		// Long enough for the never-ready replica to have started and
+		// logged on a busy machine: the error must carry its lines.
+		BrokenReadyTimeout: 10 * time.Second,
 	})
 }
