@@ -100,6 +100,14 @@ func (s *Source) Log(ctx context.Context, exclude, include string, limit int) ([
 // exist yet). It may move the branch backwards (a rollback). When someone
 // moved the branch in between, the error wraps ErrBranchMoved.
 func (s *Source) MoveBranch(ctx context.Context, branch, from, to string) error {
+	// A fetch that read the repository's branches before the push and
+	// writes them after would put the mirror's branch back where it was:
+	// the push and the mirror's update are made under the fetches' lock.
+	unlock, err := lockFile(ctx, s.dir+".lock")
+	if err != nil {
+		return fmt.Errorf("point %s at %s: %w", branch, short(to), err)
+	}
+	defer unlock()
 	ref := "refs/heads/" + branch
 	lease := "--force-with-lease=" + ref + ":" + from
 	if _, err := s.Git(ctx, "push", "--quiet", lease, "origin", to+":"+ref); err != nil {

@@ -102,39 +102,61 @@ func TestReleaseOperations(t *testing.T) {
 	}
 }
 
-// TestTagReleaseWaitsForFetch: a poll's fetch prunes the mirror's tags to
-// the repository's, so a release tag is made and pushed only while no
-// fetch runs: under the mirror's lock, which a fetch holds throughout.
-func TestTagReleaseWaitsForFetch(t *testing.T) {
-	ctx := t.Context()
-	work, c1 := newRepo(t)
-	bare := filepath.Join(t.TempDir(), "app.git")
-	gitIn(t, work, "clone", "-q", "--bare", work, bare)
-	mirror := filepath.Join(t.TempDir(), MirrorDir)
-	s := New(bare, mirror)
-	if err := s.Fetch(ctx); err != nil {
-		t.Fatal(err)
-	}
-	unlock, err := lockFile(ctx, mirror+".lock") // as a fetch of another process holds it
-	if err != nil {
-		t.Fatal(err)
-	}
-	tagged := make(chan error, 1)
-	go func() { tagged <- s.TagRelease(ctx, "RC20261202_1200", c1, "RC20261202_1200") }()
-	select {
-	case err := <-tagged:
-		unlock()
-		t.Fatalf("TagRelease returned (%v) while a fetch held the mirror", err)
-	case <-time.After(500 * time.Millisecond):
-	}
-	if tags := gitIn(t, bare, "tag", "--list"); tags != "" || gitIn(t, mirror, "tag", "--list") != "" {
-		t.Errorf("a tag was made or pushed while a fetch held the mirror: repository %q", tags)
-	}
-	unlock()
-	if err := <-tagged; err != nil {
-		t.Fatal(err)
-	}
-	if tags := gitIn(t, bare, "tag", "--list"); tags != "RC20261202_1200" {
-		t.Errorf("the repository's tags after the fetch: %q", tags)
+// TestWritesWaitForFetch: a release tag and a branch move wait while a
+// fetch holds the mirror, and change nothing meanwhile (a fetch's prune, or
+// its write of the branches it read, would otherwise undo them).
+func TestWritesWaitForFetch(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write func(ctx context.Context, s *Source, c1 string) error
+		read  func(t *testing.T, dir string) string
+		want  string
+	}{
+		{"release tag",
+			func(ctx context.Context, s *Source, c1 string) error {
+				return s.TagRelease(ctx, "RC20261202_1200", c1, "RC20261202_1200")
+			},
+			func(t *testing.T, dir string) string { return gitIn(t, dir, "tag", "--list") },
+			"RC20261202_1200"},
+		{"branch move",
+			func(ctx context.Context, s *Source, c1 string) error { return s.MoveBranch(ctx, "release", "", c1) },
+			func(t *testing.T, dir string) string {
+				return gitIn(t, dir, "for-each-ref", "--format=%(refname)", "refs/heads/release")
+			},
+			"refs/heads/release"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			work, c1 := newRepo(t)
+			bare := filepath.Join(t.TempDir(), "app.git")
+			gitIn(t, work, "clone", "-q", "--bare", work, bare)
+			mirror := filepath.Join(t.TempDir(), MirrorDir)
+			s := New(bare, mirror)
+			if err := s.Fetch(ctx); err != nil {
+				t.Fatal(err)
+			}
+			unlock, err := lockFile(ctx, mirror+".lock") // as a fetch of another process holds it
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- tc.write(ctx, s, c1) }()
+			select {
+			case err := <-done:
+				unlock()
+				t.Fatalf("returned (%v) while a fetch held the mirror", err)
+			case <-time.After(500 * time.Millisecond):
+			}
+			if got, mgot := tc.read(t, bare), tc.read(t, mirror); got != "" || mgot != "" {
+				t.Errorf("written while a fetch held the mirror: repository %q, mirror %q", got, mgot)
+			}
+			unlock()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got, mgot := tc.read(t, bare), tc.read(t, mirror); got != tc.want || mgot != tc.want {
+				t.Errorf("after the fetch: repository %q, mirror %q, want %q in both", got, mgot, tc.want)
+			}
+		})
 	}
 }

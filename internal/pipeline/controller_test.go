@@ -346,6 +346,42 @@ func TestRollback(t *testing.T) {
 	}
 }
 
+// A poll that read the release branch before a rollback moved it back, and
+// looks at prod after the rollback ended, does not take what it read for a
+// push: the rolled-back release is not released again.
+func TestStaleReleaseBranchIsNotAPush(t *testing.T) {
+	h := newHarness(t)
+	c1 := h.repo.commit("c1")
+	c2 := h.repo.commit("c2", c1)
+	h.start()
+	h.pushMaster(c1)
+	r1 := h.release(c1)
+	h.pushMaster(c2)
+	h.release(c2)
+	d, err := h.c.Rollback(context.Background(), RollbackRequest{Target: r1.ReleaseName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitFinal(d.ID)
+	if got := h.repo.branch("release"); got != c1 {
+		t.Fatalf("release branch after the rollback: %s, want c1", shortHash(got))
+	}
+	read := func(branch string) (string, bool) {
+		if branch == "release" {
+			return c2, true // what a poll read before the rollback
+		}
+		return h.repo.branch(branch), true
+	}
+	if settled := h.c.checkReleaseBranch(context.Background(), h.c.envs["prod"], read); settled {
+		t.Error("a poll with a stale read of the release branch reports it settled; want it to look again")
+	}
+	h.waitFor("prod idle", func() bool { return !h.c.busy("prod") })
+	checkTruth(t, h, c1, r1.ReleaseName)
+	if last, _ := h.store.Latest(context.Background(), "prod", 1); last[0].ID != d.ID {
+		t.Errorf("after the stale read, prod's latest row is %s of %s (%s), want the rollback", last[0].Kind, shortHash(last[0].Commit), last[0].Trigger)
+	}
+}
+
 func TestRestartFinishesRollout(t *testing.T) {
 	h := newHarness(t)
 	c1 := h.repo.commit("c1")

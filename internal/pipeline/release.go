@@ -160,6 +160,16 @@ func (c *Controller) checkReleaseBranch(ctx context.Context, e *Env, head func(s
 		c.log.Warn("read the ledger", "err", err)
 		return false
 	}
+	if h != cur.Commit {
+		// The poll read the branch before it took the environment: a
+		// release or rollback that ended in between moved the branch
+		// itself, and h is what it pointed at before. Only the branch as
+		// it is now is a push.
+		now, err := c.deps.Repo.Head(ctx, e.Branch)
+		if err != nil || now != h {
+			return false // the next poll looks again
+		}
+	}
 	c.mu.Lock()
 	seen := c.refused[e.Name] == h
 	if h == cur.Commit {
