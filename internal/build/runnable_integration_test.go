@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -35,7 +36,7 @@ func pushTinyBase(t *testing.T, ref string, cf v1.ConfigFile) {
 	tw.Write([]byte("hi\n"))
 	tw.Close()
 	b := buf.Bytes()
-	layer, err := tarball.LayerFromReader(bytes.NewReader(b))
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -109,7 +110,7 @@ func ciPush(t *testing.T, base v1.Image, files []ciFile, cfg v1.Config, ref stri
 	} else if mt == types.OCIManifestSchema1 {
 		opts = append(opts, tarball.WithMediaType(types.OCILayer))
 	}
-	l, err := tarball.LayerFromReader(bytes.NewReader(layer.Bytes()), opts...)
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer.Bytes())), nil }, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
