@@ -63,7 +63,8 @@ func ciRegistry(cfg *config.Config, reg *registry.Client) *registry.Client {
 // build.image.interval and imports each new tag that matches
 // build.image.tags. A tag is read once: a refused image is logged and not
 // tried again until slipway restarts; one that could not be read is tried
-// at the next listing.
+// at the next listing, and so is a listed tag that does not resolve yet (a
+// registry may list a tag while its push is still being written).
 func (p *App) watchImages(ctx context.Context) {
 	src := p.Config.Build.Image
 	if !p.Config.Build.ImagesFromCI() || src.Watch == "" {
@@ -102,6 +103,8 @@ func (p *App) importNewTags(ctx context.Context, seen map[string]bool, log *slog
 		case err == nil:
 			seen[tag] = true
 			imported = imported || !imp.Already
+		case errors.Is(err, build.ErrNotPushed):
+			log.Info("listed tag not readable yet; trying it at the next listing", "tag", tag)
 		case errors.Is(err, build.ErrRefused):
 			seen[tag] = true
 			log.Warn("image refused", "tag", tag, "err", err)

@@ -33,6 +33,10 @@ const StepWaiting = "waiting for the image from CI"
 // says why.
 var ErrRefused = errors.New("image refused")
 
+// ErrNotPushed is wrapped, with ErrRefused, by the error of an image
+// reference the registry does not resolve (yet).
+var ErrNotPushed = errors.New("no such image")
+
 // ImportRequest is an image from CI.
 type ImportRequest struct {
 	// Image is the image's reference: REPOSITORY:TAG or REPOSITORY@DIGEST.
@@ -104,7 +108,7 @@ func (b *Builder) Import(ctx context.Context, req ImportRequest) (Imported, erro
 	digest, err := src.Digest(ctx, repo, ref.Identifier())
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
-			return Imported{}, fmt.Errorf("%w: %s does not exist: push it first", ErrRefused, req.Image)
+			return Imported{}, fmt.Errorf("%w: %s does not exist: push it first: %w", ErrRefused, req.Image, ErrNotPushed)
 		}
 		return Imported{}, fmt.Errorf("%w: look up %s: %w", ErrPush, req.Image, err)
 	}

@@ -150,6 +150,10 @@ func TestImagesFromCI(t *testing.T) {
 			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Import = %v, want ErrRefused saying %q", err, tt.want)
 			}
+			// Only a reference that does not resolve may be there later.
+			if errors.Is(err, ErrNotPushed) != (tt.revision == "-") {
+				t.Errorf("Import = %v: ErrNotPushed %v, want %v", err, errors.Is(err, ErrNotPushed), tt.revision == "-")
+			}
 		})
 	}
 
