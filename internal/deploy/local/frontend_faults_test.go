@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -190,7 +189,9 @@ func TestFrontendSurvivesAcceptErrors(t *testing.T) {
 	}
 
 	ln.failing.Store(true)
-	// The accept in progress returns this connection; the next one fails.
+	// The accept in progress returns this connection; the next ones fail.
+	// fail is closed at the second failing accept: the front end has
+	// handled the first error by then.
 	wake, err := net.Dial("tcp", inner.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -213,17 +214,20 @@ func TestFrontendSurvivesAcceptErrors(t *testing.T) {
 	}
 }
 
-// failingListener fails Accept with EMFILE while failing is set.
+// failingListener fails Accept with EMFILE while failing is set, and
+// closes fail when the caller came back after a failed Accept.
 type failingListener struct {
 	net.Listener
 	failing atomic.Bool
 	fail    chan struct{}
-	once    sync.Once
+	failed  atomic.Int64
 }
 
 func (l *failingListener) Accept() (net.Conn, error) {
-	for l.failing.Load() {
-		l.once.Do(func() { close(l.fail) })
+	if l.failing.Load() {
+		if l.failed.Add(1) == 2 {
+			close(l.fail)
+		}
 		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
 	}
 	return l.Listener.Accept()
