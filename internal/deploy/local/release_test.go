@@ -64,13 +64,15 @@ func TestReleasePhase(t *testing.T) {
 		name, arg, reason, output string
 	}{
 		{"fails", "fail", "exited with status 3", "fixture release: failing on purpose"},
-		{"runs out of time", "sleep", "ran out of its 5s timeout, and was stopped", "fixture release: sleeping until stopped"},
+		{"runs out of time", "sleep", "ran out of its 15s timeout, and was stopped", "fixture release: sleeping until stopped"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out deploy.TailBuffer
 			job := deploy.ReleaseJob{ID: "8", Command: []string{"/app/fixture", "release", tc.arg}, Timeout: time.Minute}
 			if tc.arg == "sleep" {
-				job.Timeout = 5 * time.Second
+				// The time runs from the start of the sandbox, which on a
+				// loaded machine has taken over 5 s to run the command.
+				job.Timeout = 15 * time.Second
 			}
 			err := b.RunRelease(ctx, next, job, &out)
 			var re *deploy.ReleaseError
