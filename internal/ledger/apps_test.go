@@ -272,25 +272,12 @@ func TestStatusQueriesUseAppIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	queries := rec.recorded()
-	if len(queries) < 5 {
+	if len(queries) < 6 {
 		t.Fatalf("recorded %d distinct queries, want at least one per kind of lookup: %q", len(queries), queries)
 	}
 	for _, q := range queries {
 		// Unbound parameters are NULL: the plan is chosen without values.
-		rows, err := st.DB().QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, make([]any, strings.Count(q, "?"))...)
-		if err != nil {
-			t.Fatalf("plan of %s: %v", q, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, st, q, make([]any, strings.Count(q, "?"))...)
 		for _, step := range plan {
 			if strings.Contains(step, "deployments") && (!strings.HasPrefix(step, "SEARCH deployments USING ") ||
 				!strings.Contains(step, "INDEX deployments_app_") || !strings.Contains(step, "(app=?")) {

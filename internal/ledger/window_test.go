@@ -59,17 +59,19 @@ func TestOutcomes(t *testing.T) {
 	}
 
 	// Read from the index alone.
-	plan := queryPlan(t, st, `SELECT `+outcomeColumns+` FROM deployments WHERE app = ? AND env = ? AND finished_at <> '' AND finished_at >= ? ORDER BY finished_at, id`)
+	plan := strings.Join(queryPlan(t, st, `SELECT `+outcomeColumns+` FROM deployments WHERE app = ? AND env = ? AND finished_at <> '' AND finished_at >= ? ORDER BY finished_at, id`,
+		"web", "prod", "2026"), "; ")
 	if !strings.Contains(plan, "COVERING INDEX deployments_app_env_finished") {
 		t.Errorf("plan of Outcomes = %q, want it to read deployments_app_env_finished alone", plan)
 	}
 }
 
-func queryPlan(t *testing.T, st *Store, query string) string {
+// queryPlan returns the steps of SQLite's plan for query with args.
+func queryPlan(t *testing.T, st *Store, query string, args ...any) []string {
 	t.Helper()
-	rows, err := st.DB().QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+query, "web", "prod", "2026")
+	rows, err := st.DB().QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+query, args...)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("plan of %s: %v", query, err)
 	}
 	defer rows.Close()
 	var plan []string
@@ -81,7 +83,10 @@ func queryPlan(t *testing.T, st *Store, query string) string {
 		}
 		plan = append(plan, detail)
 	}
-	return strings.Join(plan, "; ")
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan
 }
 
 // The ledger's own times read as time.Parse reads them; others still do.
