@@ -230,8 +230,8 @@ func TestMigrateDeploymentsApp(t *testing.T) {
 // one app find its rows through an index by app, with many apps' history
 // (10,000 deployments per app): every query they run is recorded, and its
 // plan searches an app index of the deployments table rather than scanning
-// the table or another app's rows. (How long status
-// takes is measured by the status benchmarks: docs/benchmarks.md.)
+// the table or another app's rows. (How long status takes is measured by
+// the status benchmarks: docs/benchmarks.md.)
 func TestStatusQueriesUseAppIndexes(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), FileName)

@@ -60,20 +60,18 @@ func TestReleasePhase(t *testing.T) {
 		t.Errorf("the command's file in the environment's data directory: %v", err)
 	}
 
+	// The timeout runs from the start of the sandbox, which on a loaded
+	// machine has taken over 5 s to run the command: 15 s leaves room.
 	for _, tc := range []struct {
 		name, arg, reason, output string
+		timeout                   time.Duration
 	}{
-		{"fails", "fail", "exited with status 3", "fixture release: failing on purpose"},
-		{"runs out of time", "sleep", "ran out of its 15s timeout, and was stopped", "fixture release: sleeping until stopped"},
+		{"fails", "fail", "exited with status 3", "fixture release: failing on purpose", time.Minute},
+		{"runs out of time", "sleep", "ran out of its 15s timeout, and was stopped", "fixture release: sleeping until stopped", 15 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out deploy.TailBuffer
-			job := deploy.ReleaseJob{ID: "8", Command: []string{"/app/fixture", "release", tc.arg}, Timeout: time.Minute}
-			if tc.arg == "sleep" {
-				// The time runs from the start of the sandbox, which on a
-				// loaded machine has taken over 5 s to run the command.
-				job.Timeout = 15 * time.Second
-			}
+			job := deploy.ReleaseJob{ID: "8", Command: []string{"/app/fixture", "release", tc.arg}, Timeout: tc.timeout}
 			err := b.RunRelease(ctx, next, job, &out)
 			var re *deploy.ReleaseError
 			if !errors.As(err, &re) || re.Reason != tc.reason {
