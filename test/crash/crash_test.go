@@ -352,11 +352,20 @@ func (s *scenario) run(c crashCase) {
 		crashed.Sub(began).Seconds(), converged.Sub(crashed).Seconds())
 }
 
-// apiErr accepts the error of an API call that the crash cut short.
+// apiErr accepts the error of an API call that the crash cut short: serve
+// died at the case's point before it answered. That is not only a point
+// the handler reaches (release.recorded, say): the handler hands the
+// rollout to a goroutine, which may reach its first point (promote.tags,
+// change.rollout) before the handler has written its answer.
 func (s *scenario) apiErr(c crashCase, err error) {
-	if err != nil && !strings.HasSuffix(c.at, ".recorded") {
+	if err == nil {
+		return
+	}
+	_, statErr := os.Stat(s.w.record)
+	if strings.Contains(c.at, "/") || statErr != nil {
 		s.w.t.Fatalf("%s: %s: %v", c.at, c.flow, err)
 	}
+	s.w.t.Logf("%s: %s: the crash cut the call short: %v", c.at, c.flow, err)
 }
 
 // checkOnce checks that the case's flow made one deployment (a release,
