@@ -67,6 +67,11 @@ type Options struct {
 	// Until, when set, ends the soak after the cycle running at that
 	// time, however many cycles were asked for.
 	Until time.Time
+	// UntilCollected goes on with cycles past Cycles until the controller
+	// has logged a collection of its own (the periodic one, every
+	// GCInterval), so that one ran between releases and under load
+	// however fast the cycles were.
+	UntilCollected bool
 	// Logf reports progress.
 	Logf func(format string, args ...any)
 }
@@ -211,7 +216,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		}
 	}()
 
-	for c := 1; c <= o.Cycles; c++ {
+	for c := 1; c <= o.Cycles || o.UntilCollected && len(s.gcLines()) == 0; c++ {
 		if err := s.cycle(ctx, c, first); err != nil {
 			return nil, fmt.Errorf("cycle %d: %w; see %s", c, err, s.log.Name())
 		}
@@ -224,6 +229,9 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		if !o.Until.IsZero() && time.Now().After(o.Until) && c < o.Cycles {
 			o.Logf("cycle %d/%d: out of time, stopping here", c, o.Cycles)
 			break
+		}
+		if c == o.Cycles && o.UntilCollected && len(s.gcLines()) == 0 {
+			o.Logf("cycle %d/%d: no periodic collection yet; more cycles until there is one", c, o.Cycles)
 		}
 		if c%10 == 0 || c == o.Cycles {
 			okTotal, failed := int64(0), int64(0)

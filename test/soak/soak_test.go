@@ -20,7 +20,8 @@ import (
 // TestSoak runs 20 cycles (SLIPWAY_SOAK_CYCLES) of push → dev → release →
 // rollback under 200 requests a second to each environment, with a scale
 // up and down and a replica killed every 10 cycles and a commit whose
-// replicas crash every 5, and the image collection every minute. Not one
+// replicas crash every 5, and the image collection every minute (more
+// cycles, when they were fast, until it ran once). Not one
 // request may fail; the collection keeps every image an environment ran
 // and deletes the crashing commits' images once they are not among the
 // newest builds; the controller's and supervisors' goroutines and file
@@ -48,7 +49,7 @@ func TestSoak(t *testing.T) {
 	const keepBuilds = 2
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Hour)
 	defer cancel()
-	res, err := Run(ctx, Options{Dir: dir, Module: module, Cycles: cycles, Rate: 200, KeepBuilds: keepBuilds, GCInterval: time.Minute, Logf: t.Logf})
+	res, err := Run(ctx, Options{Dir: dir, Module: module, Cycles: cycles, Rate: 200, KeepBuilds: keepBuilds, GCInterval: time.Minute, UntilCollected: true, Logf: t.Logf})
 	if res != nil {
 		var b strings.Builder
 		res.Report(&b)
