@@ -70,7 +70,8 @@ type Options struct {
 	// UntilCollected goes on with cycles past Cycles until the controller
 	// has logged a collection of its own (the periodic one, every
 	// GCInterval), so that one ran between releases and under load
-	// however fast the cycles were.
+	// however fast the cycles were; for at most two GCIntervals of load,
+	// so that a controller that never collects ends the soak.
 	UntilCollected bool
 	// Logf reports progress.
 	Logf func(format string, args ...any)
@@ -216,7 +217,11 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		}
 	}()
 
-	for c := 1; c <= o.Cycles || o.UntilCollected && len(s.gcLines()) == 0; c++ {
+	loaded := time.Now()
+	uncollected := func() bool {
+		return o.UntilCollected && len(s.gcLines()) == 0 && time.Since(loaded) < 2*o.GCInterval
+	}
+	for c := 1; c <= o.Cycles || uncollected(); c++ {
 		if err := s.cycle(ctx, c, first); err != nil {
 			return nil, fmt.Errorf("cycle %d: %w; see %s", c, err, s.log.Name())
 		}
@@ -230,7 +235,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 			o.Logf("cycle %d/%d: out of time, stopping here", c, o.Cycles)
 			break
 		}
-		if c == o.Cycles && o.UntilCollected && len(s.gcLines()) == 0 {
+		if c == o.Cycles && uncollected() {
 			o.Logf("cycle %d/%d: no periodic collection yet; more cycles until there is one", c, o.Cycles)
 		}
 		if c%10 == 0 || c == o.Cycles {
