@@ -60,6 +60,13 @@ type crashCase struct {
 	flow string
 }
 
+// supervisor says whether the case kills an environment's supervisor
+// (ENV/NAME) rather than serve, and which environment's.
+func (c crashCase) supervisor() (env string, ok bool) {
+	env, _, ok = strings.Cut(c.at, "/")
+	return env, ok
+}
+
 // slow names the cases whose push adds a test that takes slowTest: the
 // crash comes while it runs, and a test process that outlived serve is
 // still there when serve starts again.
@@ -205,7 +212,7 @@ func (s *scenario) run(c crashCase) {
 	t.Helper()
 	began := time.Now()
 	ctx := context.Background()
-	supervisorEnv, _, inSupervisor := strings.Cut(c.at, "/")
+	supervisorEnv, inSupervisor := c.supervisor()
 	os.Remove(w.record)
 	if err := os.WriteFile(w.crashAt, []byte(c.at), 0o644); err != nil {
 		t.Fatal(err)
@@ -361,8 +368,8 @@ func (s *scenario) apiErr(c crashCase, err error) {
 	if err == nil {
 		return
 	}
-	_, statErr := os.Stat(s.w.record)
-	if strings.Contains(c.at, "/") || statErr != nil {
+	_, inSupervisor := c.supervisor()
+	if _, statErr := os.Stat(s.w.record); inSupervisor || statErr != nil {
 		s.w.t.Fatalf("%s: %s: %v", c.at, c.flow, err)
 	}
 	s.w.t.Logf("%s: %s: the crash cut the call short: %v", c.at, c.flow, err)
