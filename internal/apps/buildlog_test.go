@@ -179,16 +179,51 @@ func TestFollowBuildLog(t *testing.T) {
 	}
 }
 
-// TestFollowBuildLogEndsWithContext: following stops when the caller goes.
+// TestFollowBuildLogEndsWithContext: following a running build stops,
+// without an error, when the caller goes, and not before.
 func TestFollowBuildLogEndsWithContext(t *testing.T) {
 	store := openStore(t)
-	createBuild(t, store, ledger.Build{App: "web", Commit: strings.Repeat("6", 40)})
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	logPath := filepath.Join(t.TempDir(), "6.log")
+	if err := os.WriteFile(logPath, []byte("# testing: go test ./...\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := createBuild(t, store, ledger.Build{App: "web", Commit: strings.Repeat("6", 40)})
+	b.State, b.LogPath = ledger.BuildTesting, logPath
+	if err := store.UpdateBuild(t.Context(), &b); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	if err := CopyBuildLog(ctx, store, "web", "latest", true, io.Discard); err != nil {
+	copied := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- CopyBuildLog(ctx, store, "web", "latest", true, writerFunc(func(p []byte) (int, error) {
+			select {
+			case <-copied:
+			default:
+				close(copied)
+			}
+			return len(p), nil
+		}))
+	}()
+	select {
+	case <-copied: // following now: the log so far is copied
+	case err := <-done:
+		t.Fatalf("the copy of a running build ended before copying anything: %v", err)
+	}
+	// A copy that does not follow ends at once; this one must still
+	// run after two reads of the row.
+	select {
+	case err := <-done:
+		t.Fatalf("the copy of a running build ended before the caller went: %v", err)
+	case <-time.After(2 * followEvery):
+	}
+	cancel()
+	if err := <-done; err != nil {
 		t.Errorf("follow until the caller goes: %v", err)
 	}
-	if ctx.Err() == nil {
-		t.Errorf("the copy of a queued build ended before the caller went")
-	}
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
